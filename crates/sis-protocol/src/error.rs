@@ -1,0 +1,144 @@
+//! SIS and gateway error codes, their HTTP statuses and the error body.
+//!
+//! Every error a client can see is built here; see docs/ERRORS.md for the
+//! table of which condition yields which code.
+
+use serde::Serialize;
+
+/// Error codes this server emits. The string is exactly what SIS sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SisCode {
+    /// Required body field missing.
+    MissingField,
+    /// Parameter value not supported by this deployment.
+    Unsupported,
+    /// Request body or parameter invalid (JSON, base64, values, audio data).
+    InvalidParam,
+    /// Engine did not answer in time.
+    EngineTimeout,
+    /// Internal service error.
+    Internal,
+    /// `audio_format` does not match the model (sample rates differ).
+    FormatModelMismatch,
+    /// Recognition failed inside the engine.
+    RecognitionFailed,
+    /// Too many concurrent requests.
+    MaxConcurrency,
+    /// Gateway: API does not exist (HTTP 404).
+    ApiNotFound,
+    /// Gateway: request error, e.g. entity too large (HTTP 400/413).
+    GatewayRequest,
+    /// Gateway: authentication failed (HTTP 401).
+    GatewayAuth,
+}
+
+impl SisCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SisCode::MissingField => "SIS.0012",
+            SisCode::Unsupported => "SIS.0031",
+            SisCode::InvalidParam => "SIS.0032",
+            SisCode::EngineTimeout => "SIS.0033",
+            SisCode::Internal => "SIS.0100",
+            SisCode::FormatModelMismatch => "SIS.0301",
+            SisCode::RecognitionFailed => "SIS.0305",
+            SisCode::MaxConcurrency => "SIS.0312",
+            SisCode::ApiNotFound => "APIG.0101",
+            SisCode::GatewayRequest => "APIG.0201",
+            SisCode::GatewayAuth => "APIG.0301",
+        }
+    }
+
+    /// The HTTP status this code is sent with by default.
+    pub fn status(self) -> u16 {
+        match self {
+            SisCode::Internal | SisCode::RecognitionFailed => 500,
+            SisCode::EngineTimeout => 504,
+            SisCode::MaxConcurrency => 429,
+            SisCode::ApiNotFound => 404,
+            SisCode::GatewayAuth => 401,
+            _ => 400,
+        }
+    }
+
+    fn is_gateway(self) -> bool {
+        self.as_str().starts_with("APIG.")
+    }
+}
+
+/// An error as the client sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: SisCode,
+    pub status: u16,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error_code: &'a str,
+    error_msg: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(code: SisCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            status: code.status(),
+            message: message.into(),
+        }
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(SisCode::InvalidParam, message)
+    }
+
+    /// `{"error_code": ..., "error_msg": ...}`; gateway codes also carry `request_id`.
+    pub fn body(&self, request_id: &str) -> String {
+        let body = ErrorBody {
+            error_code: self.code.as_str(),
+            error_msg: &self.message,
+            request_id: self.code.is_gateway().then_some(request_id),
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| {
+            format!(
+                r#"{{"error_code":"{}","error_msg":"internal error"}}"#,
+                self.code.as_str()
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        let e = ApiError::invalid("'audio_format' is invalid");
+        assert_eq!(e.status, 400);
+        let v: serde_json::Value = serde_json::from_str(&e.body("r1")).unwrap();
+        assert_eq!(v["error_code"], "SIS.0032");
+        assert_eq!(v["error_msg"], "'audio_format' is invalid");
+        assert!(v.get("request_id").is_none());
+        let g = ApiError::new(SisCode::ApiNotFound, "The API does not exist.");
+        let v: serde_json::Value = serde_json::from_str(&g.body("r2")).unwrap();
+        assert_eq!(v["request_id"], "r2");
+        assert_eq!(g.status, 404);
+    }
+}
