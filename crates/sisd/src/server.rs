@@ -1,0 +1,117 @@
+//! HTTP routes. Handlers stay thin: parse with `sis-protocol`, decode with
+//! `sis-audio` (on the blocking pool), recognise with `sis-engine`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use sis_engine::Engine;
+use sis_protocol::{short_audio, ApiError, SisCode};
+
+use crate::errors::{from_audio, from_engine, ErrorResponse};
+
+/// Largest request body accepted at all (the SIS gateway's limit).
+pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+}
+
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/{project_id}/asr/short-audio", post(short_audio_handler).fallback(not_found))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(request_id))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let packs: Vec<serde_json::Value> = state
+        .engine
+        .packs()
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name, "kind": p.kind.as_str(), "model_type": p.model_type,
+                "properties": p.properties,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"status": "ok", "packs": packs});
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+async fn not_found(Extension(rid): Extension<RequestId>) -> Response {
+    ErrorResponse {
+        error: ApiError::new(SisCode::ApiNotFound, "The API does not exist or has not been published in the environment."),
+        request_id: rid.0,
+    }
+    .into_response()
+}
+
+async fn short_audio_handler(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(project_id): Path<String>,
+    body: Body,
+) -> Response {
+    let request_id = rid.0.clone();
+    match short_audio(state, project_id, body).await {
+        Ok(body) => (StatusCode::OK, [("content-type", "application/json;charset=utf-8")], body).into_response(),
+        Err(error) => {
+            tracing::info!(request_id, code = error.code.as_str(), msg = %error.message, "short-audio rejected");
+            ErrorResponse { error, request_id }.into_response()
+        }
+    }
+}
+
+async fn short_audio(state: AppState, _project_id: String, body: Body) -> Result<String, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::new(SisCode::GatewayRequest, "Request entity too large.").with_status(413)
+    })?;
+    let req = short_audio::parse_request(&bytes)?;
+    drop(bytes);
+    if !state.engine.serves(&req.property) {
+        return Err(from_engine(sis_engine::EngineError::UnknownProperty(
+            req.property.name().to_string(),
+        )));
+    }
+    let format = req.format;
+    let audio = req.audio;
+    let limits = sis_audio::DecodeLimits {
+        max_ms: short_audio::MAX_AUDIO_MS,
+    };
+    let pcm = tokio::task::spawn_blocking(move || sis_audio::decode(format, &audio, limits))
+        .await
+        .map_err(|_| ApiError::new(SisCode::Internal, "internal service error"))?
+        .map_err(from_audio)?;
+    short_audio::check_sample_rate(pcm.sample_rate, &req.property)?;
+    let need_word_info = req.options.need_word_info;
+    let transcript = state
+        .engine
+        .recognize(&req.property, pcm, req.options)
+        .await
+        .map_err(from_engine)?;
+    let trace_id = uuid::Uuid::new_v4().to_string();
+    Ok(short_audio::response_body(&trace_id, &transcript, need_word_info))
+}
