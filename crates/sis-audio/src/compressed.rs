@@ -88,7 +88,7 @@ pub fn decode(bytes: &[u8], kind: &str, limits: DecodeLimits) -> Result<Pcm, Aud
         return Err(AudioError::NotMono(channels));
     }
     if samples.is_empty() {
-        return Err(if errors > 0 { corrupt(kind, "no decodable frames") } else { AudioError::Empty });
+        return Err(corrupt(kind, if errors > 0 { "no decodable frames" } else { "no audio frames found" }));
     }
     if rate != 8000 && rate != 16000 {
         return Err(AudioError::BadSampleRate(rate));

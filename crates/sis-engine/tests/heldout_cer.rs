@@ -1,0 +1,138 @@
+//! CER of the committed test packs on the held-out synthetic set (made by
+//! tools/heldout/make_heldout.py, a pipeline the models never trained on),
+//! offline and streaming, at 16 kHz and 8 kHz. Prints the table; asserts the
+//! goals of the test-model recipe.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use sis_core::{AudioFormat, Property, RecognitionOptions};
+use sis_engine::{Engine, EngineConfig};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn heldout_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("SIS_HELDOUT_DIR") {
+        return PathBuf::from(d);
+    }
+    let dir = root().join("target/heldout");
+    if !dir.join("manifest.tsv").is_file() {
+        let status = std::process::Command::new("python3")
+            .arg(root().join("tools/heldout/make_heldout.py"))
+            .arg(&dir)
+            .status()
+            .expect("run make_heldout.py");
+        assert!(status.success(), "make_heldout.py failed");
+    }
+    dir
+}
+
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut d: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut prev = d[0];
+        d[0] = i;
+        for j in 1..=b.len() {
+            let cur = (d[j] + 1).min(d[j - 1] + 1).min(prev + usize::from(a[i - 1] != b[j - 1]));
+            prev = d[j];
+            d[j] = cur;
+        }
+    }
+    d[b.len()]
+}
+
+struct Clip {
+    id: String,
+    kind: String,
+    text: String,
+}
+
+fn manifest(dir: &Path) -> Vec<Clip> {
+    std::fs::read_to_string(dir.join("manifest.tsv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            Clip { id: f[0].into(), kind: f[1].into(), text: f[2].into() }
+        })
+        .collect()
+}
+
+/// (errors, reference chars, exact, count) per kind
+fn run(pack: &str, rate: u32, clips: &[Clip], dir: &Path) -> [(usize, usize, usize, usize); 2] {
+    let engine = Engine::load(EngineConfig {
+        packs: vec![root().join("testdata/models").join(pack)],
+        use_vad: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let property = Property::parse(if rate == 16000 { "chinese_16k_common" } else { "chinese_8k_common" }).unwrap();
+    let sub = if rate == 16000 { "16k" } else { "8k" };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut acc = [(0, 0, 0, 0); 2];
+    let options = RecognitionOptions { digit_norm: false, ..Default::default() };
+    let results: Vec<String> = rt.block_on(async {
+        let mut handles = Vec::new();
+        for c in clips {
+            let bytes = std::fs::read(dir.join(sub).join(format!("{}.wav", c.id))).unwrap();
+            let pcm = sis_audio::decode(AudioFormat::Wav, &bytes, sis_audio::DecodeLimits { max_ms: 60_000 }).unwrap();
+            assert_eq!(pcm.sample_rate, rate);
+            handles.push(engine.recognize(&property, pcm, options.clone()));
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap().text);
+        }
+        out
+    });
+    for (c, hyp) in clips.iter().zip(results) {
+        let k = usize::from(c.kind == "sentence");
+        let r: Vec<char> = c.text.chars().collect();
+        let h: Vec<char> = hyp.chars().collect();
+        let e = edit_distance(&r, &h);
+        acc[k].0 += e;
+        acc[k].1 += r.len();
+        acc[k].2 += usize::from(e == 0);
+        acc[k].3 += 1;
+    }
+    acc
+}
+
+#[test]
+fn heldout_cer_meets_goals() {
+    let dir = heldout_dir();
+    let clips = manifest(&dir);
+    assert!(clips.len() >= 200, "held-out set too small: {}", clips.len());
+    println!("held-out set: {} clips in {}", clips.len(), dir.display());
+    println!("| pack | rate | numbers CER (exact) | sentences CER (exact) |");
+    println!("|---|---|---|---|");
+    let mut failures = Vec::new();
+    for pack in ["zh-tiny-ctc-offline", "zh-tiny-ctc-streaming"] {
+        for rate in [16000, 8000] {
+            let acc = run(pack, rate, &clips, &dir);
+            let cer = |i: usize| 100.0 * acc[i].0 as f64 / acc[i].1.max(1) as f64;
+            println!(
+                "| {pack} | {} kHz | {:.2} % ({}/{}) | {:.2} % ({}/{}) |",
+                rate / 1000,
+                cer(0),
+                acc[0].2,
+                acc[0].3,
+                cer(1),
+                acc[1].2,
+                acc[1].3
+            );
+            let (num_goal, sent_goal) = if rate == 16000 { (1.0, 3.0) } else { (5.0, 5.0) };
+            if cer(0) > num_goal {
+                failures.push(format!("{pack} {rate}: numbers {:.2} % > {num_goal} %", cer(0)));
+            }
+            if cer(1) > sent_goal {
+                failures.push(format!("{pack} {rate}: sentences {:.2} % > {sent_goal} %", cer(1)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("; "));
+}

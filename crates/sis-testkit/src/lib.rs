@@ -1,0 +1,1 @@
+//! Test-only helpers. Nothing in the server depends on this crate.
