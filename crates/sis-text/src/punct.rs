@@ -2,7 +2,8 @@
 //! installed for the language.
 //!
 //! The fallback only ends the utterance: `？` after a question particle or a
-//! question word, `。` otherwise. It never inserts marks inside the text; that
+//! question word, `。` otherwise (`?`/`.` for text without Chinese
+//! characters that contains Latin letters). It never inserts marks inside the text; that
 //! takes a punctuation model (a `punctuation` pack).
 
 const QUESTION_ENDINGS: [&str; 6] = ["吗", "呢", "么", "吧", "嘛", "没有"];
@@ -21,7 +22,9 @@ pub fn end_of_sentence(text: &str) -> String {
     }
     let question = QUESTION_ENDINGS.iter().any(|e| trimmed.ends_with(e))
         || QUESTION_WORDS.iter().any(|w| trimmed.contains(w));
-    let ascii = trimmed.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    // Latin marks for Latin text only; a Chinese transcript ending in digits still gets '。'.
+    let cjk = trimmed.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    let ascii = !cjk && trimmed.chars().any(|c| c.is_ascii_alphabetic());
     let mark = match (question, ascii) {
         (true, false) => "？",
         (false, false) => "。",
@@ -42,7 +45,10 @@ mod tests {
             ("请稍等", "请稍等。"),
             ("您是本人吗", "您是本人吗？"),
             ("银行几点开门", "银行几点开门？"),
-            ("13800138000", "13800138000."),
+            ("13800138000", "13800138000。"),
+            ("电话13800138000", "电话13800138000。"),
+            ("hello world", "hello world."),
+            ("what is it", "what is it."),
             ("好的。", "好的。"),
             ("", ""),
             ("  ", ""),
