@@ -34,6 +34,6 @@ def test_vad_segments_of_real_speech(server):
     assert r.status_code == 200
     words = r.json()["result"]["word_info"]
     assert words, "speech was found and decoded"
-    # golden speech region 770-5980 ms; segments are padded by 250 ms
-    assert words[0]["start_time"] >= 770 - 300
+    # golden speech region 770-5980 ms; segments are padded by 400 ms before, 250 ms after
+    assert words[0]["start_time"] >= 770 - 450
     assert words[-1]["end_time"] <= 5980 + 300

@@ -5,7 +5,9 @@ at the wrong speed) must fail loudly here, not train a model on it.
 """
 
 import io
+import os
 import subprocess
+import tempfile
 import wave
 
 import kaldi_native_fbank as knf
@@ -100,7 +102,39 @@ def colored_noise(rng, n, kind):
     return y / (np.std(y) + 1e-9)
 
 
-def degrade(rng, speech16, eight_khz_prob=0.35, clean_prob=0.2):
+AMR_ENCODE = os.environ.get("AMR_ENCODE", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                       "..", "..", "target", "release", "amr-encode"))
+
+
+def codec_roundtrip(x, rate, codec):
+    """Encode and decode with a real speech/audio codec: amr-nb (8 kHz),
+    amr-wb (16 kHz, both via tools' amr-encode + ffmpeg's opencore decoder) or
+    mp3 (ffmpeg/LAME). Returns float32 at `rate` with the same length."""
+    pcm = (np.clip(x, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    with tempfile.TemporaryDirectory() as d:
+        if codec in ("amr-nb", "amr-wb"):
+            src, enc = os.path.join(d, "in.raw"), os.path.join(d, "out.amr")
+            with open(src, "wb") as f:
+                f.write(pcm)
+            subprocess.run([AMR_ENCODE, "nb" if codec == "amr-nb" else "wb", src, enc], check=True)
+            args = ["-i", enc]
+        else:
+            enc = os.path.join(d, "out.mp3")
+            subprocess.run(["ffmpeg", "-v", "error", "-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", "-",
+                            "-c:a", "libmp3lame", "-b:a", "24k", enc], input=pcm, check=True)
+            args = ["-i", enc]
+        out = subprocess.run(["ffmpeg", "-v", "error", *args, "-f", "s16le", "-ar", str(rate), "-ac", "1", "-"],
+                             check=True, capture_output=True).stdout
+    y = np.frombuffer(out, dtype="<i2").astype(np.float32) / 32768.0
+    # codecs add priming delay / frame padding: align by cross-correlation-free trimming to length
+    if len(y) >= len(x):
+        y = y[:len(x)]
+    else:
+        y = np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
+    return y
+
+
+def degrade(rng, speech16, eight_khz_prob=0.35, clean_prob=0.2, codec_prob=0.0):
     """speech16: float32 at 16 kHz. Returns (audio, description)."""
     peak = float(np.max(np.abs(speech16))) + 1e-9
     x = speech16 * (rng.uniform(0.05, 0.9) / peak)
@@ -126,11 +160,19 @@ def degrade(rng, speech16, eight_khz_prob=0.35, clean_prob=0.2):
         down = rng.choice(list(TRAIN_RESAMPLERS))
         up = rng.choice(list(TRAIN_RESAMPLERS))
         z = TRAIN_RESAMPLERS[down](y, 16000, 8000)
-        if rng.random() < 0.5:
+        r = rng.random()
+        if r < 0.4:
             z = mulaw_roundtrip(np.clip(z, -1, 1))
             desc.append("ulaw")
+        elif r < 0.4 + codec_prob:
+            z = codec_roundtrip(z, 8000, "amr-nb")
+            desc.append("amr-nb")
         y = TRAIN_RESAMPLERS[up](z, 8000, 16000)
         desc.append(f"8k:{down}/{up}")
+    elif rng.random() < codec_prob:
+        codec = rng.choice(["amr-wb", "mp3"])
+        y = codec_roundtrip(y, 16000, codec)
+        desc.append(codec)
     y = np.clip(y, -1, 32767 / 32768)
     # what a user sends is 16-bit PCM
     y = np.round(y * 32768) / 32768

@@ -25,7 +25,7 @@ HELDOUT_PITCHES = [40, 68]
 
 
 def synth_one(job):
-    idx, text, variant, speed, pitch, seed, eight_prob = job
+    idx, text, variant, speed, pitch, seed, eight_prob, codec_prob = job
     rng = np.random.default_rng(seed)
     pyrng = random.Random(seed)
     raw = ap.espeak(text, variant, speed, pitch)
@@ -45,7 +45,7 @@ def synth_one(job):
         def standard_normal(self, n):
             return rng.standard_normal(n)
 
-    y, desc = ap.degrade(R(), x16, eight_khz_prob=eight_prob)
+    y, desc = ap.degrade(R(), x16, eight_khz_prob=eight_prob, codec_prob=codec_prob)
     feats = ap.features(y)
     return idx, text, feats.astype(np.float16), len(y) / 16000.0, f"{res},{desc}"
 
@@ -60,7 +60,7 @@ def build_jobs(args):
         items += [("sent", s)] * args.sentence_reps
     for i, (_, t) in enumerate(items):
         jobs.append((i, t, rng.choice(TRAIN_VARIANTS), rng.choice(TRAIN_SPEEDS),
-                     rng.choice(TRAIN_PITCHES), args.seed * 1_000_003 + i, 0.35))
+                     rng.choice(TRAIN_PITCHES), args.seed * 1_000_003 + i, 0.35, args.codec_prob))
     # dev: unseen number strings and sentences, unseen voice settings
     dev_nums = corpus.number_texts(args.seed + 7919, 200)
     train_set = set(nums)
@@ -69,7 +69,7 @@ def build_jobs(args):
     dev = []
     for j, t in enumerate(dev_nums + dev_sents):
         dev.append((j, t, rng.choice(HELDOUT_VARIANTS), rng.choice(HELDOUT_SPEEDS),
-                    rng.choice(HELDOUT_PITCHES), args.seed * 7_000_003 + j, 0.0))
+                    rng.choice(HELDOUT_PITCHES), args.seed * 7_000_003 + j, 0.0, 0.0))
     return jobs, dev
 
 
@@ -99,6 +99,8 @@ def main():
     p.add_argument("--sentence-reps", type=int, default=8)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=20261120)
+    p.add_argument("--codec-prob", type=float, default=0.0,
+                   help="share of utterances through a lossy codec (AMR-NB in the 8 kHz branch; AMR-WB or MP3 otherwise)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     vocab = corpus.vocabulary()

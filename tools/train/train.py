@@ -122,6 +122,8 @@ def main():
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--d", type=int, default=192)
     p.add_argument("--blocks", type=int, default=6)
+    p.add_argument("--init", help="checkpoint to continue from (fine-tuning stage)")
+    p.add_argument("--warmup", type=int, default=200)
     args = p.parse_args()
 
     torch.manual_seed(args.seed)
@@ -132,14 +134,17 @@ def main():
     dev = load(f"{args.data}/dev.npz")
 
     net = TinyCtc(vocab, d=args.d, blocks=args.blocks)
-    allf = np.concatenate([u[0][::4] for u in train]).astype(np.float32)
-    net.mean.copy_(torch.from_numpy(allf.mean(0)))
-    net.istd.copy_(torch.from_numpy(1.0 / (allf.std(0) + 1e-5)))
+    if args.init:
+        net.load_state_dict(torch.load(args.init)["state"])
+    else:
+        allf = np.concatenate([u[0][::4] for u in train]).astype(np.float32)
+        net.mean.copy_(torch.from_numpy(allf.mean(0)))
+        net.istd.copy_(torch.from_numpy(1.0 / (allf.std(0) + 1e-5)))
     print(f"params {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M, vocab {vocab}, "
           f"{len(train)} utterances", flush=True)
 
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-2)
-    warmup = 200
+    warmup = args.warmup
     t0 = time.time()
     step, epoch, done = 0, 0, False
     while not done:

@@ -289,11 +289,14 @@ impl Drop for Engine {
 /// Pads speech regions and joins those separated by short pauses, so words at
 /// the edges are not clipped.
 fn regions(raw: &[(usize, usize)], len: usize, rate: usize) -> Vec<(usize, usize)> {
+    // Silero reports onsets late on soft starts (a leading 一 was clipped with
+    // 250 ms), so the lead pad is longer than the tail pad.
+    let lead = rate * 2 / 5;
     let pad = rate / 4;
     let join_gap = rate * 3 / 10;
     let mut out: Vec<(usize, usize)> = Vec::new();
     for &(s, e) in raw {
-        let s = s.saturating_sub(pad);
+        let s = s.saturating_sub(lead);
         let e = (e + pad).min(len);
         match out.last_mut() {
             Some(last) if s <= last.1 + join_gap => last.1 = last.1.max(e),
@@ -377,9 +380,9 @@ mod tests {
 
     #[test]
     fn regions_pad_and_join() {
-        // 16 kHz: pad 4000 samples, join gaps under 4800
+        // 16 kHz: lead 6400, tail 4000 samples, join gaps under 4800
         let r = regions(&[(8000, 16000), (20000, 30000), (60000, 70000)], 72000, 16000);
-        assert_eq!(r, vec![(4000, 34000), (56000, 72000)]);
+        assert_eq!(r, vec![(1600, 34000), (53600, 72000)]);
         assert!(regions(&[], 100, 16000).is_empty());
     }
 }

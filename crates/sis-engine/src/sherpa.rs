@@ -130,7 +130,10 @@ pub fn vad_segments(vad: &VoiceActivityDetector, samples: &[f32]) -> Vec<(usize,
             vad.pop();
         }
     };
-    for chunk in samples.chunks(16000) {
+    // Feed one model window at a time: sherpa-onnx 2.0.1 loses the start of
+    // speech when a single call carries many windows (measured: a 1 s chunk
+    // dropped the first 1.0 s of a 2.6 s utterance; 512-sample calls did not).
+    for chunk in samples.chunks(512) {
         vad.accept_waveform(chunk);
         drain(&mut out);
     }
