@@ -27,9 +27,17 @@ pub fn decode(bytes: &[u8], kind: &str, limits: DecodeLimits) -> Result<Pcm, Aud
     } else {
         hint.with_extension("aac");
     }
-    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), MediaSourceStreamOptions::default());
+    let mss = MediaSourceStream::new(
+        Box::new(Cursor::new(bytes.to_vec())),
+        MediaSourceStreamOptions::default(),
+    );
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
         .map_err(|e| corrupt(kind, e))?;
     let mut format = probed.format;
     let track = format
@@ -88,10 +96,20 @@ pub fn decode(bytes: &[u8], kind: &str, limits: DecodeLimits) -> Result<Pcm, Aud
         return Err(AudioError::NotMono(channels));
     }
     if samples.is_empty() {
-        return Err(corrupt(kind, if errors > 0 { "no decodable frames" } else { "no audio frames found" }));
+        return Err(corrupt(
+            kind,
+            if errors > 0 {
+                "no decodable frames"
+            } else {
+                "no audio frames found"
+            },
+        ));
     }
     if rate != 8000 && rate != 16000 {
         return Err(AudioError::BadSampleRate(rate));
     }
-    Ok(Pcm { samples, sample_rate: rate })
+    Ok(Pcm {
+        samples,
+        sample_rate: rate,
+    })
 }

@@ -34,7 +34,11 @@ const fn table(alaw: bool) -> [i16; 256] {
     let mut t = [0i16; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = if alaw { alaw_expand(i as u8) } else { ulaw_expand(i as u8) };
+        t[i] = if alaw {
+            alaw_expand(i as u8)
+        } else {
+            ulaw_expand(i as u8)
+        };
         i += 1;
     }
     t
@@ -67,7 +71,7 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
         exponent -= 1;
     }
     let mantissa = (s >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) as i32 | mantissa) as u8
+    !(sign | (exponent << 4) | mantissa) as u8
 }
 
 pub fn linear_to_alaw(sample: i16) -> u8 {

@@ -49,7 +49,8 @@ pub(crate) fn check_len(samples: usize, rate: u32, limits: DecodeLimits) -> Resu
 /// Decodes `bytes` declared as `format`.
 pub fn decode(format: AudioFormat, bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
     let format = if format == AudioFormat::Auto {
-        detect(bytes).ok_or_else(|| AudioError::Unsupported("cannot detect the audio container".into()))?
+        detect(bytes)
+            .ok_or_else(|| AudioError::Unsupported("cannot detect the audio container".into()))?
     } else {
         format
     };
@@ -74,10 +75,15 @@ pub fn decode(format: AudioFormat, bytes: &[u8], limits: DecodeLimits) -> Result
 }
 
 /// Headerless PCM / A-law / mu-law.
-pub fn decode_raw(enc: RawEncoding, rate: u32, bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
+pub fn decode_raw(
+    enc: RawEncoding,
+    rate: u32,
+    bytes: &[u8],
+    limits: DecodeLimits,
+) -> Result<Pcm, AudioError> {
     let samples = match enc {
         RawEncoding::Pcm16Le => {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return Err(AudioError::Corrupt(format!(
                     "16-bit PCM needs an even number of bytes, got {}",
                     bytes.len()
@@ -144,7 +150,10 @@ mod tests {
         let p = decode(AudioFormat::Pcm8k16bit, &[0, 0, 0, 0x40, 0, 0xC0], L).unwrap();
         assert_eq!(p.sample_rate, 8000);
         assert_eq!(p.samples, vec![0.0, 0.5, -0.5]);
-        assert!(matches!(decode(AudioFormat::Pcm16k16bit, &[0, 0, 1], L), Err(AudioError::Corrupt(_))));
+        assert!(matches!(
+            decode(AudioFormat::Pcm16k16bit, &[0, 0, 1], L),
+            Err(AudioError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub fn resample(pcm: &Pcm, to: u32) -> Pcm {
         };
     }
     let want = (pcm.samples.len() as u64 * to as u64 / pcm.sample_rate as u64) as usize;
-    let Ok(mut r) = FftFixedIn::<f32>::new(pcm.sample_rate as usize, to as usize, CHUNK, 2, 1) else {
+    let Ok(mut r) = FftFixedIn::<f32>::new(pcm.sample_rate as usize, to as usize, CHUNK, 2, 1)
+    else {
         return linear(pcm, to, want);
     };
     let delay = r.output_delay();
@@ -70,14 +71,28 @@ mod tests {
         let x: Vec<f32> = (0..n)
             .map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 8000.0).sin() * 0.5)
             .collect();
-        let y = resample(&Pcm { samples: x, sample_rate: 8000 }, 16000);
+        let y = resample(
+            &Pcm {
+                samples: x,
+                sample_rate: 8000,
+            },
+            16000,
+        );
         assert_eq!(y.samples.len(), 20800);
         // zero crossings: 440 Hz over 1.3 s ≈ 1144 crossings
-        let zc = y.samples.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        let zc = y
+            .samples
+            .windows(2)
+            .filter(|w| w[0] < 0.0 && w[1] >= 0.0)
+            .count();
         assert!((566..=578).contains(&zc), "{zc}");
         // aligned: compare with the ideal tone in the middle
         let mid = 10000;
         let ideal = (2.0 * std::f32::consts::PI * 440.0 * mid as f32 / 16000.0).sin() * 0.5;
-        assert!((y.samples[mid] - ideal).abs() < 0.02, "{} vs {ideal}", y.samples[mid]);
+        assert!(
+            (y.samples[mid] - ideal).abs() < 0.02,
+            "{} vs {ideal}",
+            y.samples[mid]
+        );
     }
 }

@@ -22,7 +22,8 @@ fn u16le(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn u32le(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 fn corrupt(msg: impl Into<String>) -> AudioError {
@@ -98,8 +99,16 @@ fn decode_data(f: &Fmt, data: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioE
         (1, 16) => RawEncoding::Pcm16Le,
         (6, 8) => RawEncoding::ALaw,
         (7, 8) => RawEncoding::MuLaw,
-        (1, b) => return Err(AudioError::Unsupported(format!("WAV PCM with {b} bits per sample (16 required)"))),
-        (t, b) => return Err(AudioError::Unsupported(format!("WAV format tag {t} with {b} bits"))),
+        (1, b) => {
+            return Err(AudioError::Unsupported(format!(
+                "WAV PCM with {b} bits per sample (16 required)"
+            )))
+        }
+        (t, b) => {
+            return Err(AudioError::Unsupported(format!(
+                "WAV format tag {t} with {b} bits"
+            )))
+        }
     };
     if f.channels != 1 {
         return Err(AudioError::NotMono(f.channels as u32));
@@ -156,15 +165,36 @@ mod tests {
 
     #[test]
     fn lies_and_unsupported() {
-        assert!(matches!(decode(&wav(1, 1, 16000, 16, &[0; 10], Some(100000)), L), Err(AudioError::Corrupt(_))));
-        assert_eq!(decode(&wav(1, 2, 16000, 16, &[0; 8], None), L), Err(AudioError::NotMono(2)));
-        assert_eq!(decode(&wav(1, 1, 44100, 16, &[0; 8], None), L), Err(AudioError::BadSampleRate(44100)));
-        assert!(matches!(decode(&wav(1, 1, 16000, 24, &[0; 9], None), L), Err(AudioError::Unsupported(_))));
-        assert!(matches!(decode(&wav(85, 1, 16000, 0, &[0; 9], None), L), Err(AudioError::Unsupported(_))));
+        assert!(matches!(
+            decode(&wav(1, 1, 16000, 16, &[0; 10], Some(100000)), L),
+            Err(AudioError::Corrupt(_))
+        ));
+        assert_eq!(
+            decode(&wav(1, 2, 16000, 16, &[0; 8], None), L),
+            Err(AudioError::NotMono(2))
+        );
+        assert_eq!(
+            decode(&wav(1, 1, 44100, 16, &[0; 8], None), L),
+            Err(AudioError::BadSampleRate(44100))
+        );
+        assert!(matches!(
+            decode(&wav(1, 1, 16000, 24, &[0; 9], None), L),
+            Err(AudioError::Unsupported(_))
+        ));
+        assert!(matches!(
+            decode(&wav(85, 1, 16000, 0, &[0; 9], None), L),
+            Err(AudioError::Unsupported(_))
+        ));
         let mut bad = wav(1, 1, 16000, 16, &[0; 8], None);
         bad[28..32].copy_from_slice(&1234u32.to_le_bytes()); // byte_rate lies
         assert!(matches!(decode(&bad, L), Err(AudioError::Corrupt(_))));
-        assert!(matches!(decode(b"RIFF\0\0\0\0WAVE", L), Err(AudioError::Corrupt(_))));
-        assert!(matches!(decode(b"nonsense", L), Err(AudioError::Corrupt(_))));
+        assert!(matches!(
+            decode(b"RIFF\0\0\0\0WAVE", L),
+            Err(AudioError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode(b"nonsense", L),
+            Err(AudioError::Corrupt(_))
+        ));
     }
 }

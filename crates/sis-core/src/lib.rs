@@ -210,7 +210,10 @@ mod tests {
     #[test]
     fn property_shapes() {
         let p = Property::parse("chinese_8k_common").unwrap();
-        assert_eq!((p.language(), p.sample_rate(), p.domain()), ("chinese", 8000, "common"));
+        assert_eq!(
+            (p.language(), p.sample_rate(), p.domain()),
+            ("chinese", 8000, "common")
+        );
         let p = Property::parse("chinese_16k_general").unwrap();
         assert_eq!(p.sample_rate(), 16000);
         assert!(Property::parse("chinese_44k_common").is_none());

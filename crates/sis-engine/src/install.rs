@@ -111,16 +111,23 @@ pub fn install_from(path: &Path, models_dir: &Path) -> Result<PathBuf, PackError
         }
         if let Some(manifest) = synthesize_manifest(path)? {
             let staging = tempfile::tempdir().map_err(|e| err(path, e.to_string()))?;
-            for entry in fs::read_dir(path).map_err(|e| err(path, e.to_string()))?.flatten() {
+            for entry in fs::read_dir(path)
+                .map_err(|e| err(path, e.to_string()))?
+                .flatten()
+            {
                 if entry.path().is_file() {
                     fs::copy(entry.path(), staging.path().join(entry.file_name()))
                         .map_err(|e| err(path, e.to_string()))?;
                 }
             }
-            fs::write(staging.path().join(MANIFEST), manifest).map_err(|e| err(path, e.to_string()))?;
+            fs::write(staging.path().join(MANIFEST), manifest)
+                .map_err(|e| err(path, e.to_string()))?;
             return copy_pack(&Pack::open(staging.path())?, models_dir);
         }
-        return Err(err(path, format!("no {MANIFEST} and not a recognised model directory")));
+        return Err(err(
+            path,
+            format!("no {MANIFEST} and not a recognised model directory"),
+        ));
     }
     if path.is_file() {
         let staging = tempfile::tempdir().map_err(|e| err(path, e.to_string()))?;
@@ -153,23 +160,39 @@ fn unpack(archive: &Path, to: &Path) -> Result<(), PackError> {
     } else if name.ends_with(".tar") {
         Box::new(file)
     } else {
-        return Err(err(archive, "unknown archive type (.tar, .tar.gz, .tgz, .tar.bz2)"));
+        return Err(err(
+            archive,
+            "unknown archive type (.tar, .tar.gz, .tgz, .tar.bz2)",
+        ));
     };
     let mut ar = tar::Archive::new(reader);
     // tar's unpack refuses entries that escape the destination.
-    ar.unpack(to).map_err(|e| err(archive, format!("cannot unpack: {e}")))
+    ar.unpack(to)
+        .map_err(|e| err(archive, format!("cannot unpack: {e}")))
 }
 
 /// `sisd models install NAME`: download the pinned archive, check its sha256,
 /// write a manifest and install it.
-pub fn install_catalog(name: &str, models_dir: &Path, base_url: &str) -> Result<PathBuf, PackError> {
+pub fn install_catalog(
+    name: &str,
+    models_dir: &Path,
+    base_url: &str,
+) -> Result<PathBuf, PackError> {
     let e = catalog_entry(name).ok_or_else(|| {
         let names: Vec<&str> = CATALOG.iter().map(|e| e.name).collect();
-        err(Path::new(name), format!("not in the catalog; known: {}", names.join(", ")))
+        err(
+            Path::new(name),
+            format!("not in the catalog; known: {}", names.join(", ")),
+        )
     })?;
     let staging = tempfile::tempdir().map_err(|x| err(models_dir, x.to_string()))?;
     let archive = staging.path().join(e.archive);
-    let url = format!("{}/{}/{}", base_url.trim_end_matches('/'), e.release, e.archive);
+    let url = format!(
+        "{}/{}/{}",
+        base_url.trim_end_matches('/'),
+        e.release,
+        e.archive
+    );
     let status = std::process::Command::new("curl")
         .args(["-fSL", "--retry", "3", "-o"])
         .arg(&archive)
@@ -181,7 +204,13 @@ pub fn install_catalog(name: &str, models_dir: &Path, base_url: &str) -> Result<
     }
     let sha = sha256_file(&archive).map_err(|x| err(&archive, x.to_string()))?;
     if sha != e.archive_sha256 {
-        return Err(err(&archive, format!("sha256 {sha} does not match the catalog's {}", e.archive_sha256)));
+        return Err(err(
+            &archive,
+            format!(
+                "sha256 {sha} does not match the catalog's {}",
+                e.archive_sha256
+            ),
+        ));
     }
     unpack(&archive, staging.path())?;
     let dir = staging.path().join(e.dir);

@@ -69,7 +69,9 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         EngineConfig {
             packs: vec![],
             workers: cores,
@@ -193,7 +195,8 @@ impl Engine {
                             None => true,
                             Some(&j) => {
                                 let other: &AsrModel = &models[j];
-                                other.pack.manifest.kind == PackKind::StreamingAsr && m.kind == PackKind::OfflineAsr
+                                other.pack.manifest.kind == PackKind::StreamingAsr
+                                    && m.kind == PackKind::OfflineAsr
                             }
                         };
                         if better {
@@ -273,7 +276,8 @@ impl Engine {
             TrySendError::Full(_) => EngineError::Busy,
             TrySendError::Disconnected(_) => EngineError::ShuttingDown,
         })?;
-        rx.await.map_err(|_| EngineError::Failed("decode worker stopped".into()))?
+        rx.await
+            .map_err(|_| EngineError::Failed("decode worker stopped".into()))?
     }
 }
 
@@ -326,7 +330,12 @@ fn worker(shared: Arc<Shared>, rx: Receiver<Job>, vad: Option<sherpa_onnx::Voice
     }
 }
 
-fn run_group(shared: &Shared, model: usize, jobs: Vec<Job>, vad: Option<&sherpa_onnx::VoiceActivityDetector>) {
+fn run_group(
+    shared: &Shared,
+    model: usize,
+    jobs: Vec<Job>,
+    vad: Option<&sherpa_onnx::VoiceActivityDetector>,
+) {
     let m = &shared.models[model];
     let rate = m.pack.manifest.sample_rate;
     // Audio at the model's rate, and the speech regions to decode.
@@ -340,7 +349,9 @@ fn run_group(shared: &Shared, model: usize, jobs: Vec<Job>, vad: Option<&sherpa_
             };
             let len = audio.samples.len();
             let regs = match vad {
-                Some(v) if rate == 16000 => regions(&sherpa::vad_segments(v, &audio.samples), len, rate as usize),
+                Some(v) if rate == 16000 => {
+                    regions(&sherpa::vad_segments(v, &audio.samples), len, rate as usize)
+                }
                 _ => vec![(0, len)],
             };
             (audio, regs)
@@ -357,7 +368,9 @@ fn run_group(shared: &Shared, model: usize, jobs: Vec<Job>, vad: Option<&sherpa_
         Ok(r) => r.into_iter(),
         Err(_) => {
             for j in jobs {
-                let _ = j.reply.send(Err(EngineError::Failed("decoder panicked".into())));
+                let _ = j
+                    .reply
+                    .send(Err(EngineError::Failed("decoder panicked".into())));
             }
             return;
         }
@@ -369,7 +382,12 @@ fn run_group(shared: &Shared, model: usize, jobs: Vec<Job>, vad: Option<&sherpa_
             pieces.push((s as f32 / rate as f32, r));
         }
         let duration_s = audio.samples.len() as f32 / rate as f32;
-        let t = postprocess::transcript(&pieces, duration_s, &job.options, shared.punctuation.as_ref());
+        let t = postprocess::transcript(
+            &pieces,
+            duration_s,
+            &job.options,
+            shared.punctuation.as_ref(),
+        );
         let _ = job.reply.send(Ok(t));
     }
 }
@@ -381,7 +399,11 @@ mod tests {
     #[test]
     fn regions_pad_and_join() {
         // 16 kHz: lead 6400, tail 4000 samples, join gaps under 4800
-        let r = regions(&[(8000, 16000), (20000, 30000), (60000, 70000)], 72000, 16000);
+        let r = regions(
+            &[(8000, 16000), (20000, 30000), (60000, 70000)],
+            72000,
+            16000,
+        );
         assert_eq!(r, vec![(1600, 34000), (53600, 72000)]);
         assert!(regions(&[], 100, 16000).is_empty());
     }

@@ -18,6 +18,9 @@ impl OnnxInfo {
     }
 }
 
+/// (field number, wire type, payload of a length-delimited field)
+type Field<'a> = (u64, u8, &'a [u8]);
+
 struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
@@ -38,7 +41,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Next (field number, wire type, payload for length-delimited fields).
-    fn field(&mut self) -> Result<Option<(u64, u8, &'a [u8])>, String> {
+    fn field(&mut self) -> Result<Option<Field<'a>>, String> {
         if self.at >= self.buf.len() {
             return Ok(None);
         }
@@ -68,7 +71,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn fields(buf: &[u8]) -> impl Iterator<Item = Result<(u64, u8, &[u8]), String>> {
+fn fields(buf: &[u8]) -> impl Iterator<Item = Result<Field<'_>, String>> {
     let mut r = Reader { buf, at: 0 };
     std::iter::from_fn(move || r.field().transpose())
 }

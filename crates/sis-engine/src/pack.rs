@@ -176,18 +176,29 @@ impl Pack {
             return Err(err(d, format!("invalid pack name '{}'", m.name)));
         }
         if m.sample_rate != 8000 && m.sample_rate != 16000 {
-            return Err(err(d, format!("sample_rate {} not supported (8000 or 16000)", m.sample_rate)));
+            return Err(err(
+                d,
+                format!(
+                    "sample_rate {} not supported (8000 or 16000)",
+                    m.sample_rate
+                ),
+            ));
         }
         let roles = required_roles(m.kind, &m.model_type).ok_or_else(|| {
             err(
                 d,
-                format!("model_type '{}' is not supported for kind '{}'", m.model_type, m.kind.as_str()),
+                format!(
+                    "model_type '{}' is not supported for kind '{}'",
+                    m.model_type,
+                    m.kind.as_str()
+                ),
             )
         })?;
         for p in &m.properties {
             let prop = sis_core::Property::parse(p)
                 .ok_or_else(|| err(d, format!("invalid property '{p}'")))?;
-            if prop.sample_rate() != m.sample_rate && !(m.resample_8k && prop.sample_rate() == 8000) {
+            if prop.sample_rate() != m.sample_rate && !(m.resample_8k && prop.sample_rate() == 8000)
+            {
                 return Err(err(
                     d,
                     format!(
@@ -198,34 +209,52 @@ impl Pack {
                 ));
             }
         }
-        if matches!(m.kind, PackKind::OfflineAsr | PackKind::StreamingAsr) && m.properties.is_empty() {
+        if matches!(m.kind, PackKind::OfflineAsr | PackKind::StreamingAsr)
+            && m.properties.is_empty()
+        {
             return Err(err(d, "an ASR pack must list the properties it serves"));
         }
         for f in &m.files {
             if f.path.contains("..") || Path::new(&f.path).is_absolute() {
-                return Err(err(d, format!("file path '{}' must stay inside the pack", f.path)));
+                return Err(err(
+                    d,
+                    format!("file path '{}' must stay inside the pack", f.path),
+                ));
             }
             let p = d.join(&f.path);
             let got = sha256_file(&p).map_err(|e| err(d, format!("file {}: {e}", f.path)))?;
             if !got.eq_ignore_ascii_case(&f.sha256) {
                 return Err(err(
                     d,
-                    format!("file {}: sha256 {got} does not match the manifest's {}", f.path, f.sha256),
+                    format!(
+                        "file {}: sha256 {got} does not match the manifest's {}",
+                        f.path, f.sha256
+                    ),
                 ));
             }
         }
         for role in roles {
             if self.file(role).is_none() {
-                return Err(err(d, format!("no '{role}' file listed for model_type {}", m.model_type)));
+                return Err(err(
+                    d,
+                    format!("no '{role}' file listed for model_type {}", m.model_type),
+                ));
             }
         }
         self.check_contents()
     }
 
     fn onnx(&self, role: &str) -> Result<onnx_meta::OnnxInfo, PackError> {
-        let p = self.file(role).ok_or_else(|| err(&self.dir, format!("no {role} file")))?;
+        let p = self
+            .file(role)
+            .ok_or_else(|| err(&self.dir, format!("no {role} file")))?;
         let bytes = fs::read(&p).map_err(|e| err(&self.dir, format!("{}: {e}", p.display())))?;
-        onnx_meta::parse(&bytes).map_err(|e| err(&self.dir, format!("{}: not a valid ONNX model: {e}", p.display())))
+        onnx_meta::parse(&bytes).map_err(|e| {
+            err(
+                &self.dir,
+                format!("{}: not a valid ONNX model: {e}", p.display()),
+            )
+        })
     }
 
     fn check_contents(&self) -> Result<(), PackError> {
@@ -245,15 +274,21 @@ impl Pack {
         };
         let ctc = m.model_type.ends_with("ctc");
         if let Some(t) = &tokens {
-            if ctc && !t.contains_key("<blk>") && !t.contains_key("<eps>") && !t.contains_key("<blank>") {
-                return Err(err(d, "tokens.txt has no blank symbol (<blk>, <eps> or <blank>)"));
+            if ctc
+                && !t.contains_key("<blk>")
+                && !t.contains_key("<eps>")
+                && !t.contains_key("<blank>")
+            {
+                return Err(err(
+                    d,
+                    "tokens.txt has no blank symbol (<blk>, <eps> or <blank>)",
+                ));
             }
         }
         if m.model_type == "nemo_ctc" {
             let info = &infos["model"];
             let mut keys = vec!["vocab_size", "subsampling_factor"];
-            let want_inputs;
-            if m.kind == PackKind::StreamingAsr {
+            let want_inputs = if m.kind == PackKind::StreamingAsr {
                 keys.extend([
                     "window_size",
                     "chunk_shift",
@@ -264,28 +299,45 @@ impl Pack {
                     "cache_last_time_dim2",
                     "cache_last_time_dim3",
                 ]);
-                want_inputs = 5;
+                5
             } else {
-                want_inputs = 2;
-            }
+                2
+            };
             for k in &keys {
                 match info.int(k) {
                     Some(v) if v > 0 => {}
-                    Some(v) => return Err(err(d, format!("model metadata '{k}' = {v} must be positive"))),
-                    None => return Err(err(d, format!("model metadata '{k}' missing or not an integer"))),
+                    Some(v) => {
+                        return Err(err(
+                            d,
+                            format!("model metadata '{k}' = {v} must be positive"),
+                        ))
+                    }
+                    None => {
+                        return Err(err(
+                            d,
+                            format!("model metadata '{k}' missing or not an integer"),
+                        ))
+                    }
                 }
             }
             if info.inputs.len() != want_inputs {
                 return Err(err(
                     d,
-                    format!("nemo_ctc model has {} inputs, expected {want_inputs}", info.inputs.len()),
+                    format!(
+                        "nemo_ctc model has {} inputs, expected {want_inputs}",
+                        info.inputs.len()
+                    ),
                 ));
             }
             if let (Some(t), Some(v)) = (&tokens, info.int("vocab_size")) {
                 if t.len() as i64 != v + 1 {
                     return Err(err(
                         d,
-                        format!("tokens.txt has {} symbols but the model's vocab_size + blank is {}", t.len(), v + 1),
+                        format!(
+                            "tokens.txt has {} symbols but the model's vocab_size + blank is {}",
+                            t.len(),
+                            v + 1
+                        ),
                     ));
                 }
             }
@@ -333,7 +385,8 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, PackError> {
     if dir.join(MANIFEST).is_file() {
         return Ok(vec![dir.to_path_buf()]);
     }
-    let rd = fs::read_dir(dir).map_err(|e| err(dir, format!("cannot read models directory: {e}")))?;
+    let rd =
+        fs::read_dir(dir).map_err(|e| err(dir, format!("cannot read models directory: {e}")))?;
     let mut out: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())

@@ -37,13 +37,21 @@ pub fn transcript(
             for (k, ch) in text.chars().enumerate() {
                 let a = start + (end - start) * k as f32 / count;
                 let b = start + (end - start) * (k + 1) as f32 / count;
-                chars.push(TimedChar { ch, start: a, end: b });
+                chars.push(TimedChar {
+                    ch,
+                    start: a,
+                    end: b,
+                });
             }
         }
         // Segments are separate sentences for punctuation purposes.
-        if !chars.is_empty() && !chars.last().is_some_and(|c| c.ch == ' ') {
+        if chars.last().is_some_and(|c| c.ch != ' ') {
             let at = chars.last().map(|c| c.end).unwrap_or(0.0);
-            chars.push(TimedChar { ch: ' ', start: at, end: at });
+            chars.push(TimedChar {
+                ch: ' ',
+                start: at,
+                end: at,
+            });
         }
     }
     // Drop spaces between CJK characters, keep them between Latin words.
@@ -54,11 +62,19 @@ pub fn transcript(
             let next = chars[i + 1..].iter().find(|n| n.ch != ' ').map(|n| n.ch);
             let latin = |x: Option<char>| x.is_some_and(|x| x.is_ascii_alphanumeric() || x == '\'');
             if latin(prev) && latin(next) && prev != Some(' ') {
-                cleaned.push(TimedChar { ch: ' ', start: c.start, end: c.end });
+                cleaned.push(TimedChar {
+                    ch: ' ',
+                    start: c.start,
+                    end: c.end,
+                });
             }
             continue;
         }
-        cleaned.push(TimedChar { ch: c.ch, start: c.start, end: c.end });
+        cleaned.push(TimedChar {
+            ch: c.ch,
+            start: c.start,
+            end: c.end,
+        });
     }
     let raw_text: String = cleaned.iter().map(|c| c.ch).collect();
 
@@ -70,7 +86,10 @@ pub fn transcript(
         raw_text
             .chars()
             .enumerate()
-            .map(|(i, c)| sis_text::Piece { text: c.to_string(), src: i..i + 1 })
+            .map(|(i, c)| sis_text::Piece {
+                text: c.to_string(),
+                src: i..i + 1,
+            })
             .collect()
     };
     let mut words: Vec<WordTiming> = Vec::new();
@@ -89,7 +108,11 @@ pub fn transcript(
                 w.word.push_str(&p.text);
                 w.end_ms = ms(end);
             }
-            _ => words.push(WordTiming { word: p.text.clone(), start_ms: ms(start), end_ms: ms(end) }),
+            _ => words.push(WordTiming {
+                word: p.text.clone(),
+                start_ms: ms(start),
+                end_ms: ms(end),
+            }),
         }
         latin_open = is_latin;
     }
@@ -114,12 +137,19 @@ mod tests {
     use super::*;
 
     fn raw(tokens: &[&str], ts: &[f32]) -> RawResult {
-        RawResult { tokens: tokens.iter().map(|s| s.to_string()).collect(), timestamps: ts.to_vec() }
+        RawResult {
+            tokens: tokens.iter().map(|s| s.to_string()).collect(),
+            timestamps: ts.to_vec(),
+        }
     }
 
     #[test]
     fn numbers_become_one_word() {
-        let opts = RecognitionOptions { digit_norm: true, need_word_info: true, ..Default::default() };
+        let opts = RecognitionOptions {
+            digit_norm: true,
+            need_word_info: true,
+            ..Default::default()
+        };
         let r = raw(&["电", "话", "一", "三", "八"], &[0.1, 0.3, 0.5, 0.7, 0.9]);
         let t = transcript(&[(1.0, r)], 3.0, &opts, None);
         assert_eq!(t.text, "电话138");
@@ -131,7 +161,11 @@ mod tests {
 
     #[test]
     fn segments_concatenate_and_punctuate() {
-        let opts = RecognitionOptions { digit_norm: false, add_punc: true, ..Default::default() };
+        let opts = RecognitionOptions {
+            digit_norm: false,
+            add_punc: true,
+            ..Default::default()
+        };
         let a = raw(&["您", "好"], &[0.0, 0.2]);
         let b = raw(&["再", "见"], &[0.0, 0.2]);
         let t = transcript(&[(0.0, a), (2.0, b)], 3.0, &opts, None);
@@ -147,6 +181,9 @@ mod tests {
         let r = raw(&["▁HE", "LLO", "▁WORLD"], &[0.0, 0.1, 0.5]);
         let t = transcript(&[(0.0, r)], 1.0, &opts, None);
         assert_eq!(t.text, "HELLO WORLD");
-        assert_eq!(t.words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>(), ["HELLO", "WORLD"]);
+        assert_eq!(
+            t.words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>(),
+            ["HELLO", "WORLD"]
+        );
     }
 }

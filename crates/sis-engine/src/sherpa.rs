@@ -4,8 +4,8 @@
 
 use sherpa_onnx::{
     OfflinePunctuation, OfflinePunctuationConfig, OfflinePunctuationModelConfig, OfflineRecognizer,
-    OfflineRecognizerConfig, OnlineRecognizer, OnlineRecognizerConfig, SileroVadModelConfig, VadModelConfig,
-    VoiceActivityDetector,
+    OfflineRecognizerConfig, OnlineRecognizer, OnlineRecognizerConfig, SileroVadModelConfig,
+    VadModelConfig, VoiceActivityDetector,
 };
 
 use crate::pack::{Pack, PackKind};
@@ -47,10 +47,16 @@ pub fn load_recognizer(pack: &Pack, threads: i32) -> Result<Recognizer, EngineEr
                     mc.transducer.decoder = path(pack, "decoder")?;
                     mc.transducer.joiner = path(pack, "joiner")?;
                 }
-                t => return Err(EngineError::Load(format!("unsupported offline model_type {t}"))),
+                t => {
+                    return Err(EngineError::Load(format!(
+                        "unsupported offline model_type {t}"
+                    )))
+                }
             }
             c.decoding_method = Some("greedy_search".into());
-            OfflineRecognizer::create(&c).map(Recognizer::Offline).ok_or_else(fail)
+            OfflineRecognizer::create(&c)
+                .map(Recognizer::Offline)
+                .ok_or_else(fail)
         }
         PackKind::StreamingAsr => {
             let mut c = OnlineRecognizerConfig::default();
@@ -70,12 +76,21 @@ pub fn load_recognizer(pack: &Pack, threads: i32) -> Result<Recognizer, EngineEr
                     mc.transducer.decoder = path(pack, "decoder")?;
                     mc.transducer.joiner = path(pack, "joiner")?;
                 }
-                t => return Err(EngineError::Load(format!("unsupported streaming model_type {t}"))),
+                t => {
+                    return Err(EngineError::Load(format!(
+                        "unsupported streaming model_type {t}"
+                    )))
+                }
             }
             c.decoding_method = Some("greedy_search".into());
-            OnlineRecognizer::create(&c).map(Recognizer::Streaming).ok_or_else(fail)
+            OnlineRecognizer::create(&c)
+                .map(Recognizer::Streaming)
+                .ok_or_else(fail)
         }
-        _ => Err(EngineError::Load(format!("{} is not an ASR pack", pack.name()))),
+        _ => Err(EngineError::Load(format!(
+            "{} is not an ASR pack",
+            pack.name()
+        ))),
     }
 }
 
@@ -99,7 +114,11 @@ impl Default for VadSettings {
     }
 }
 
-pub fn load_vad(pack: &Pack, s: VadSettings, buffer_s: f32) -> Result<VoiceActivityDetector, EngineError> {
+pub fn load_vad(
+    pack: &Pack,
+    s: VadSettings,
+    buffer_s: f32,
+) -> Result<VoiceActivityDetector, EngineError> {
     let config = VadModelConfig {
         silero_vad: SileroVadModelConfig {
             model: path(pack, "model")?,
@@ -115,8 +134,12 @@ pub fn load_vad(pack: &Pack, s: VadSettings, buffer_s: f32) -> Result<VoiceActiv
         debug: false,
         ..Default::default()
     };
-    VoiceActivityDetector::create(&config, buffer_s)
-        .ok_or_else(|| EngineError::Load(format!("sherpa-onnx could not load VAD pack {}", pack.name())))
+    VoiceActivityDetector::create(&config, buffer_s).ok_or_else(|| {
+        EngineError::Load(format!(
+            "sherpa-onnx could not load VAD pack {}",
+            pack.name()
+        ))
+    })
 }
 
 /// Speech regions of 16 kHz audio as sample ranges.
@@ -151,8 +174,12 @@ pub fn load_punctuation(pack: &Pack) -> Result<OfflinePunctuation, EngineError> 
             provider: Some("cpu".into()),
         },
     };
-    OfflinePunctuation::create(&config)
-        .ok_or_else(|| EngineError::Load(format!("sherpa-onnx could not load punctuation pack {}", pack.name())))
+    OfflinePunctuation::create(&config).ok_or_else(|| {
+        EngineError::Load(format!(
+            "sherpa-onnx could not load punctuation pack {}",
+            pack.name()
+        ))
+    })
 }
 
 /// One recognised segment: tokens with start times (s, relative to the segment).

@@ -35,7 +35,9 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
         let mut prev = d[0];
         d[0] = i;
         for j in 1..=b.len() {
-            let cur = (d[j] + 1).min(d[j - 1] + 1).min(prev + usize::from(a[i - 1] != b[j - 1]));
+            let cur = (d[j] + 1)
+                .min(d[j - 1] + 1)
+                .min(prev + usize::from(a[i - 1] != b[j - 1]));
             prev = d[j];
             d[j] = cur;
         }
@@ -57,7 +59,11 @@ fn manifest(dir: &Path) -> Vec<Clip> {
         .filter(|l| !l.is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            Clip { id: f[0].into(), kind: f[1].into(), text: f[2].into() }
+            Clip {
+                id: f[0].into(),
+                kind: f[1].into(),
+                text: f[2].into(),
+            }
         })
         .collect()
 }
@@ -70,16 +76,32 @@ fn run(pack: &str, rate: u32, clips: &[Clip], dir: &Path) -> [(usize, usize, usi
         ..Default::default()
     })
     .unwrap();
-    let property = Property::parse(if rate == 16000 { "chinese_16k_common" } else { "chinese_8k_common" }).unwrap();
+    let property = Property::parse(if rate == 16000 {
+        "chinese_16k_common"
+    } else {
+        "chinese_8k_common"
+    })
+    .unwrap();
     let sub = if rate == 16000 { "16k" } else { "8k" };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut acc = [(0, 0, 0, 0); 2];
-    let options = RecognitionOptions { digit_norm: false, ..Default::default() };
+    let options = RecognitionOptions {
+        digit_norm: false,
+        ..Default::default()
+    };
     let results: Vec<String> = rt.block_on(async {
         let mut handles = Vec::new();
         for c in clips {
             let bytes = std::fs::read(dir.join(sub).join(format!("{}.wav", c.id))).unwrap();
-            let pcm = sis_audio::decode(AudioFormat::Wav, &bytes, sis_audio::DecodeLimits { max_ms: 60_000 }).unwrap();
+            let pcm = sis_audio::decode(
+                AudioFormat::Wav,
+                &bytes,
+                sis_audio::DecodeLimits { max_ms: 60_000 },
+            )
+            .unwrap();
             assert_eq!(pcm.sample_rate, rate);
             handles.push(engine.recognize(&property, pcm, options.clone()));
         }
@@ -106,7 +128,11 @@ fn run(pack: &str, rate: u32, clips: &[Clip], dir: &Path) -> [(usize, usize, usi
 fn heldout_cer_meets_goals() {
     let dir = heldout_dir();
     let clips = manifest(&dir);
-    assert!(clips.len() >= 200, "held-out set too small: {}", clips.len());
+    assert!(
+        clips.len() >= 200,
+        "held-out set too small: {}",
+        clips.len()
+    );
     println!("held-out set: {} clips in {}", clips.len(), dir.display());
     println!("| pack | rate | numbers CER (exact) | sentences CER (exact) |");
     println!("|---|---|---|---|");
@@ -125,12 +151,22 @@ fn heldout_cer_meets_goals() {
                 acc[1].2,
                 acc[1].3
             );
-            let (num_goal, sent_goal) = if rate == 16000 { (1.0, 3.0) } else { (5.0, 5.0) };
+            let (num_goal, sent_goal) = if rate == 16000 {
+                (1.0, 3.0)
+            } else {
+                (5.0, 5.0)
+            };
             if cer(0) > num_goal {
-                failures.push(format!("{pack} {rate}: numbers {:.2} % > {num_goal} %", cer(0)));
+                failures.push(format!(
+                    "{pack} {rate}: numbers {:.2} % > {num_goal} %",
+                    cer(0)
+                ));
             }
             if cer(1) > sent_goal {
-                failures.push(format!("{pack} {rate}: sentences {:.2} % > {sent_goal} %", cer(1)));
+                failures.push(format!(
+                    "{pack} {rate}: sentences {:.2} % > {sent_goal} %",
+                    cer(1)
+                ));
             }
         }
     }

@@ -62,11 +62,17 @@ pub fn parse_request(body: &[u8]) -> Result<ShortAudioRequest, ApiError> {
         .as_object()
         .ok_or_else(|| ApiError::invalid("'config' must be an object"))?;
 
-    let format_s = string(field(cfg, "audio_format", "config.audio_format")?, "config.audio_format")?;
+    let format_s = string(
+        field(cfg, "audio_format", "config.audio_format")?,
+        "config.audio_format",
+    )?;
     let format = AudioFormat::parse(format_s)
         .ok_or_else(|| ApiError::invalid(format!("'audio_format' is invalid: '{format_s}'")))?;
 
-    let prop_s = string(field(cfg, "property", "config.property")?, "config.property")?;
+    let prop_s = string(
+        field(cfg, "property", "config.property")?,
+        "config.property",
+    )?;
     let property = Property::parse(prop_s)
         .ok_or_else(|| ApiError::invalid(format!("'property' is invalid: '{prop_s}'")))?;
 
@@ -217,7 +223,11 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let r = ok("AAAA", serde_json::json!({"audio_format": "pcm16k16bit", "property": "chinese_16k_common"})).unwrap();
+        let r = ok(
+            "AAAA",
+            serde_json::json!({"audio_format": "pcm16k16bit", "property": "chinese_16k_common"}),
+        )
+        .unwrap();
         assert_eq!(r.audio, vec![0, 0, 0]);
         assert!(r.options.digit_norm);
         assert!(!r.options.add_punc && !r.options.need_word_info);
@@ -226,38 +236,130 @@ mod tests {
 
     #[test]
     fn errors() {
-        let cfg = serde_json::json!({"audio_format": "pcm16k16bit", "property": "chinese_16k_common"});
+        let cfg =
+            serde_json::json!({"audio_format": "pcm16k16bit", "property": "chinese_16k_common"});
         let cases: Vec<(Vec<u8>, &str, &str)> = vec![
             (b"{not json".to_vec(), "SIS.0032", "not valid JSON"),
             (b"[1,2]".to_vec(), "SIS.0032", "JSON object"),
-            (body(serde_json::json!({"config": cfg})), "SIS.0012", "'data'"),
-            (body(serde_json::json!({"data": "AAAA"})), "SIS.0012", "'config'"),
-            (body(serde_json::json!({"data": 5, "config": cfg})), "SIS.0032", "'data' must be a string"),
-            (body(serde_json::json!({"data": "", "config": cfg})), "SIS.0032", "cannot be empty"),
-            (body(serde_json::json!({"data": "@@@@", "config": cfg})), "SIS.0032", "base64"),
-            (body(serde_json::json!({"data": "data:audio/wav;base64,AAAA", "config": cfg})), "SIS.0032", "base64"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"property": "chinese_16k_common"}})), "SIS.0012", "audio_format"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"audio_format": "flac", "property": "chinese_16k_common"}})), "SIS.0032", "'audio_format' is invalid"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"audio_format": 1, "property": "chinese_16k_common"}})), "SIS.0032", "must be a string"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit"}})), "SIS.0012", "property"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit", "property": "klingon"}})), "SIS.0032", "'property' is invalid"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit", "property": "chinese_8k_common"}})), "SIS.0301", "not match model"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"audio_format": "amr", "property": "chinese_16k_common"}})), "SIS.0301", "not match model"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit", "property": "chinese_16k_common", "add_punc": "maybe"}})), "SIS.0032", "'add_punc'"),
-            (body(serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit", "property": "chinese_16k_common", "digit_norm": true}})), "SIS.0032", "digit_norm"),
-            (body(serde_json::json!({"data": "AAAA", "config": "x"})), "SIS.0032", "'config' must be an object"),
+            (
+                body(serde_json::json!({"config": cfg})),
+                "SIS.0012",
+                "'data'",
+            ),
+            (
+                body(serde_json::json!({"data": "AAAA"})),
+                "SIS.0012",
+                "'config'",
+            ),
+            (
+                body(serde_json::json!({"data": 5, "config": cfg})),
+                "SIS.0032",
+                "'data' must be a string",
+            ),
+            (
+                body(serde_json::json!({"data": "", "config": cfg})),
+                "SIS.0032",
+                "cannot be empty",
+            ),
+            (
+                body(serde_json::json!({"data": "@@@@", "config": cfg})),
+                "SIS.0032",
+                "base64",
+            ),
+            (
+                body(serde_json::json!({"data": "data:audio/wav;base64,AAAA", "config": cfg})),
+                "SIS.0032",
+                "base64",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"property": "chinese_16k_common"}}),
+                ),
+                "SIS.0012",
+                "audio_format",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"audio_format": "flac", "property": "chinese_16k_common"}}),
+                ),
+                "SIS.0032",
+                "'audio_format' is invalid",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"audio_format": 1, "property": "chinese_16k_common"}}),
+                ),
+                "SIS.0032",
+                "must be a string",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit"}}),
+                ),
+                "SIS.0012",
+                "property",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit", "property": "klingon"}}),
+                ),
+                "SIS.0032",
+                "'property' is invalid",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit", "property": "chinese_8k_common"}}),
+                ),
+                "SIS.0301",
+                "not match model",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"audio_format": "amr", "property": "chinese_16k_common"}}),
+                ),
+                "SIS.0301",
+                "not match model",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit", "property": "chinese_16k_common", "add_punc": "maybe"}}),
+                ),
+                "SIS.0032",
+                "'add_punc'",
+            ),
+            (
+                body(
+                    serde_json::json!({"data": "AAAA", "config": {"audio_format": "pcm16k16bit", "property": "chinese_16k_common", "digit_norm": true}}),
+                ),
+                "SIS.0032",
+                "digit_norm",
+            ),
+            (
+                body(serde_json::json!({"data": "AAAA", "config": "x"})),
+                "SIS.0032",
+                "'config' must be an object",
+            ),
         ];
         for (b, code, msg) in cases {
             let e = parse_request(&b).unwrap_err();
             assert_eq!(e.code.as_str(), code, "{}", String::from_utf8_lossy(&b));
-            assert!(e.message.contains(msg), "{} — {}", e.message, String::from_utf8_lossy(&b));
+            assert!(
+                e.message.contains(msg),
+                "{} — {}",
+                e.message,
+                String::from_utf8_lossy(&b)
+            );
         }
     }
 
     #[test]
     fn base64_limit() {
         let big = "A".repeat(MAX_BASE64_BYTES + 4);
-        let e = ok(&big, serde_json::json!({"audio_format": "pcm16k16bit", "property": "chinese_16k_common"})).unwrap_err();
+        let e = ok(
+            &big,
+            serde_json::json!({"audio_format": "pcm16k16bit", "property": "chinese_16k_common"}),
+        )
+        .unwrap_err();
         assert!(e.message.contains("4 MB"));
     }
 
@@ -266,7 +368,11 @@ mod tests {
         let t = Transcript {
             text: "138".into(),
             score: 0.9,
-            words: vec![WordTiming { word: "138".into(), start_ms: 10, end_ms: 200 }],
+            words: vec![WordTiming {
+                word: "138".into(),
+                start_ms: 10,
+                end_ms: 200,
+            }],
         };
         let v: Value = serde_json::from_str(&response_body("t1", &t, true)).unwrap();
         assert_eq!(v["trace_id"], "t1");

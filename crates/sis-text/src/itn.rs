@@ -48,7 +48,8 @@ fn unit_value(c: char) -> Option<u64> {
 }
 
 /// Characters that may follow a lone number to make it a quantity.
-const MEASURE: &str = "个位次天年月日号元块角毛分秒岁楼层张台件条家本份周斤米倍人名种套间辆笔趟期折度克吨页章集遍声";
+const MEASURE: &str =
+    "个位次天年月日号元块角毛分秒岁楼层张台件条家本份周斤米倍人名种套间辆笔趟期折度克吨页章集遍声";
 /// Two-character measures whose first character alone means something else.
 const MEASURE2: [&str; 6] = ["小时", "公里", "公斤", "星期", "千米", "毫米"];
 const TIME_OF_DAY: [&str; 10] = [
@@ -64,14 +65,9 @@ fn is_measure_at(chars: &[char], i: usize) -> bool {
 }
 
 fn starts_with(chars: &[char], i: usize, s: &str) -> bool {
-    let mut k = i;
-    for c in s.chars() {
-        if chars.get(k) != Some(&c) {
-            return false;
-        }
-        k += 1;
-    }
-    true
+    s.chars()
+        .enumerate()
+        .all(|(k, c)| chars.get(i + k) == Some(&c))
 }
 
 fn ends_with_before(chars: &[char], i: usize, s: &str) -> bool {
@@ -330,13 +326,19 @@ fn clock_time(chars: &[char], start: usize, hour: &str, dot: usize) -> Option<(S
         } else {
             text
         };
-        let end = if followed_by_fen { run.end + 1 } else { run.end };
+        let end = if followed_by_fen {
+            run.end + 1
+        } else {
+            run.end
+        };
         let suffix = if followed_by_fen { "分" } else { "" };
         return Some((format!("{h}点{text}{suffix}"), end));
     }
     // Bare hour: only where a time is clearly meant (下午三点, 九点开门), and
     // never 一点 alone (a little).
-    let time_context = TIME_OF_DAY.iter().any(|w| ends_with_before(chars, start, w));
+    let time_context = TIME_OF_DAY
+        .iter()
+        .any(|w| ends_with_before(chars, start, w));
     if time_context || (h != 1 && chars[start] != '两') {
         return Some((format!("{h}点"), after));
     }
@@ -495,6 +497,12 @@ mod tests {
     fn spans_of_a_phone_number() {
         let p = normalize("电话一三八零零");
         assert_eq!(p.len(), 3);
-        assert_eq!(p[2], Piece { text: "13800".into(), src: 2..7 });
+        assert_eq!(
+            p[2],
+            Piece {
+                text: "13800".into(),
+                src: 2..7
+            }
+        );
     }
 }

@@ -8,7 +8,16 @@
 
 const QUESTION_ENDINGS: [&str; 6] = ["吗", "呢", "么", "吧", "嘛", "没有"];
 const QUESTION_WORDS: [&str; 10] = [
-    "什么", "怎么", "为什么", "哪里", "哪儿", "几点", "多少", "多久", "是否", "请问",
+    "什么",
+    "怎么",
+    "为什么",
+    "哪里",
+    "哪儿",
+    "几点",
+    "多少",
+    "多久",
+    "是否",
+    "请问",
 ];
 
 /// Ends `text` with a sentence-final mark unless it already has one or is empty.
@@ -23,7 +32,9 @@ pub fn end_of_sentence(text: &str) -> String {
     let question = QUESTION_ENDINGS.iter().any(|e| trimmed.ends_with(e))
         || QUESTION_WORDS.iter().any(|w| trimmed.contains(w));
     // Latin marks for Latin text only; a Chinese transcript ending in digits still gets '。'.
-    let cjk = trimmed.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    let cjk = trimmed
+        .chars()
+        .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
     let ascii = !cjk && trimmed.chars().any(|c| c.is_ascii_alphabetic());
     let mark = match (question, ascii) {
         (true, false) => "？",

@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use sis_engine::{EngineConfig, VadSettings};
 
 #[derive(Parser, Debug)]
-#[command(name = "sisd", version, about = "Self-hosted speech service speaking the Huawei Cloud SIS API")]
+#[command(
+    name = "sisd",
+    version,
+    about = "Self-hosted speech service speaking the Huawei Cloud SIS API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -126,19 +130,28 @@ impl ServeArgs {
         if auth == AuthMode::None && !listen.ip().is_loopback() {
             bail!("--auth none is refused on {listen}: without authentication the server may only listen on a loopback address");
         }
-        std::fs::create_dir_all(&self.dirs.data_dir)
-            .with_context(|| format!("cannot create data directory {}", self.dirs.data_dir.display()))?;
+        std::fs::create_dir_all(&self.dirs.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                self.dirs.data_dir.display()
+            )
+        })?;
         let mut packs = Vec::new();
         for d in self.dirs.dirs() {
             let found = sis_engine::pack::discover(&d)?;
             if found.is_empty() {
-                bail!("no model packs in {} (install some with `sisd models install`)", d.display());
+                bail!(
+                    "no model packs in {} (install some with `sisd models install`)",
+                    d.display()
+                );
             }
             packs.extend(found);
         }
-        let workers = self
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        let workers = self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
         if workers == 0 || workers > 512 {
             bail!("--workers {workers}: must be between 1 and 512");
         }
@@ -148,7 +161,10 @@ impl ServeArgs {
         let probe_exe = if self.no_probe {
             None
         } else {
-            Some(std::env::current_exe().context("cannot find the sisd executable for the pack probe")?)
+            Some(
+                std::env::current_exe()
+                    .context("cannot find the sisd executable for the pack probe")?,
+            )
         };
         Ok(ServeConfig {
             listen,

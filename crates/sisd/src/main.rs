@@ -15,7 +15,8 @@ use sis_engine::{install, pack, Engine};
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIS_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("SIS_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -72,7 +73,11 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                         m.name,
                         m.kind.as_str(),
                         m.model_type,
-                        if m.properties.is_empty() { "-".to_string() } else { m.properties.join(",") },
+                        if m.properties.is_empty() {
+                            "-".to_string()
+                        } else {
+                            m.properties.join(",")
+                        },
                         p.display()
                     );
                 }
@@ -92,9 +97,19 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        ModelsCommand::Install { name, from, models_dir, data_dir, base_url } => {
+        ModelsCommand::Install {
+            name,
+            from,
+            models_dir,
+            data_dir,
+            base_url,
+        } => {
             let dest = models_dir.unwrap_or_else(|| data_dir.join("models"));
             let installed = match (name, from) {
                 (None, Some(path)) => install::install_from(&path, &dest)?,

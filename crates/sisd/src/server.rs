@@ -39,7 +39,10 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/v1/{project_id}/asr/short-audio", post(short_audio_handler).fallback(not_found))
+        .route(
+            "/v1/{project_id}/asr/short-audio",
+            post(short_audio_handler).fallback(not_found),
+        )
         .fallback(not_found)
         .with_state(state)
         .layer(middleware::from_fn(request_id))
@@ -58,12 +61,20 @@ async fn health(State(state): State<AppState>) -> Response {
         })
         .collect();
     let body = serde_json::json!({"status": "ok", "packs": packs});
-    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn not_found(Extension(rid): Extension<RequestId>) -> Response {
     ErrorResponse {
-        error: ApiError::new(SisCode::ApiNotFound, "The API does not exist or has not been published in the environment."),
+        error: ApiError::new(
+            SisCode::ApiNotFound,
+            "The API does not exist or has not been published in the environment.",
+        ),
         request_id: rid.0,
     }
     .into_response()
@@ -77,7 +88,12 @@ async fn short_audio_handler(
 ) -> Response {
     let request_id = rid.0.clone();
     match short_audio(state, project_id, body).await {
-        Ok(body) => (StatusCode::OK, [("content-type", "application/json;charset=utf-8")], body).into_response(),
+        Ok(body) => (
+            StatusCode::OK,
+            [("content-type", "application/json;charset=utf-8")],
+            body,
+        )
+            .into_response(),
         Err(error) => {
             tracing::info!(request_id, code = error.code.as_str(), msg = %error.message, "short-audio rejected");
             ErrorResponse { error, request_id }.into_response()
@@ -86,9 +102,11 @@ async fn short_audio_handler(
 }
 
 async fn short_audio(state: AppState, _project_id: String, body: Body) -> Result<String, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(SisCode::GatewayRequest, "Request entity too large.").with_status(413)
-    })?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(SisCode::GatewayRequest, "Request entity too large.").with_status(413)
+        })?;
     let req = short_audio::parse_request(&bytes)?;
     drop(bytes);
     if !state.engine.serves(&req.property) {
@@ -113,5 +131,9 @@ async fn short_audio(state: AppState, _project_id: String, body: Body) -> Result
         .await
         .map_err(from_engine)?;
     let trace_id = uuid::Uuid::new_v4().to_string();
-    Ok(short_audio::response_body(&trace_id, &transcript, need_word_info))
+    Ok(short_audio::response_body(
+        &trace_id,
+        &transcript,
+        need_word_info,
+    ))
 }

@@ -9,14 +9,26 @@ use std::process::ExitCode;
 extern "C" {
     fn Encoder_Interface_init(dtx: c_int) -> *mut c_void;
     fn Encoder_Interface_exit(state: *mut c_void);
-    fn Encoder_Interface_Encode(state: *mut c_void, mode: c_int, speech: *const c_short, out: *mut c_uchar, force_speech: c_int) -> c_int;
+    fn Encoder_Interface_Encode(
+        state: *mut c_void,
+        mode: c_int,
+        speech: *const c_short,
+        out: *mut c_uchar,
+        force_speech: c_int,
+    ) -> c_int;
 }
 
 #[link(name = "vo-amrwbenc")]
 extern "C" {
     fn E_IF_init() -> *mut c_void;
     fn E_IF_exit(state: *mut c_void);
-    fn E_IF_encode(state: *mut c_void, mode: c_int, speech: *const c_short, out: *mut c_uchar, dtx: c_int) -> c_int;
+    fn E_IF_encode(
+        state: *mut c_void,
+        mode: c_int,
+        speech: *const c_short,
+        out: *mut c_uchar,
+        dtx: c_int,
+    ) -> c_int;
 }
 
 fn main() -> ExitCode {
@@ -29,15 +41,26 @@ fn main() -> ExitCode {
         eprintln!("cannot read {}", args[2]);
         return ExitCode::FAILURE;
     };
-    let pcm: Vec<i16> = raw.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let pcm: Vec<i16> = raw
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
     let wb = args[1] == "wb";
     let frame = if wb { 320 } else { 160 };
-    let mut out: Vec<u8> = if wb { b"#!AMR-WB\n".to_vec() } else { b"#!AMR\n".to_vec() };
+    let mut out: Vec<u8> = if wb {
+        b"#!AMR-WB\n".to_vec()
+    } else {
+        b"#!AMR\n".to_vec()
+    };
     let mut buf = [0u8; 128];
     // SAFETY: states are created, used and destroyed here; buffers are sized
     // for one frame of input and the largest encoded frame.
     unsafe {
-        let state = if wb { E_IF_init() } else { Encoder_Interface_init(0) };
+        let state = if wb {
+            E_IF_init()
+        } else {
+            Encoder_Interface_init(0)
+        };
         if state.is_null() {
             eprintln!("encoder init failed");
             return ExitCode::FAILURE;
@@ -56,7 +79,11 @@ fn main() -> ExitCode {
             }
             out.extend_from_slice(&buf[..n as usize]);
         }
-        if wb { E_IF_exit(state) } else { Encoder_Interface_exit(state) }
+        if wb {
+            E_IF_exit(state)
+        } else {
+            Encoder_Interface_exit(state)
+        }
     }
     if std::fs::write(&args[3], out).is_err() {
         eprintln!("cannot write {}", args[3]);
