@@ -408,3 +408,32 @@ mod tests {
         assert!(regions(&[], 100, 16000).is_empty());
     }
 }
+
+/// sherpa-onnx with nothing around it: the peer that the short-audio benchmark
+/// compares the service with (same pack, same decode call, same process).
+pub mod bench_support {
+    use crate::{pack::Pack, sherpa, EngineError};
+
+    pub struct DirectDecoder {
+        recognizer: sherpa::Recognizer,
+        rate: u32,
+    }
+
+    impl DirectDecoder {
+        pub fn new(pack: &Pack) -> Result<DirectDecoder, EngineError> {
+            pack.check()?;
+            Ok(DirectDecoder {
+                recognizer: sherpa::load_recognizer(pack, 1)?,
+                rate: pack.manifest.sample_rate,
+            })
+        }
+
+        /// Decodes one utterance; returns its tokens joined.
+        pub fn decode(&self, samples: &[f32]) -> String {
+            sherpa::decode_batch(&self.recognizer, self.rate, &[samples])
+                .into_iter()
+                .flat_map(|r| r.tokens)
+                .collect()
+        }
+    }
+}
