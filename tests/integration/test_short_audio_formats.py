@@ -9,7 +9,7 @@ import pytest
 from conftest import edit_distance
 from encode import FORMATS
 
-PER_KIND = 40  # clips per kind (numbers, sentences) per format
+PER_KIND = 80  # clips per kind (numbers, sentences) per format
 
 
 @pytest.fixture(scope="module")
