@@ -25,7 +25,18 @@ def test_real_speech_every_format(server, name, fmt, rate, enc):
             assert 0 <= w["start_time"] <= w["end_time"]
 
 
-def test_vad_segments_of_real_speech(server):
+@pytest.fixture(scope="module")
+def vad_server(models_dir, tmp_path_factory):
+    from conftest import Server
+
+    data = tmp_path_factory.mktemp("vad")
+    s = Server([models_dir], data, extra=["--vad-min-audio-s", "0"])
+    yield s
+    s.stop()
+
+
+def test_vad_segments_of_real_speech(vad_server):
+    server = vad_server
     clip = SHARED / "audio/funasr/sample.wav"
     from encode import ffmpeg
 
@@ -37,3 +48,22 @@ def test_vad_segments_of_real_speech(server):
     # golden speech region 770-5980 ms; segments are padded by 400 ms before, 250 ms after
     assert words[0]["start_time"] >= 770 - 450
     assert words[-1]["end_time"] <= 5980 + 300
+
+
+def test_vad_split_keeps_accuracy(server, vad_server, heldout):
+    """The VAD path (every clip split at pauses) loses no more than a point of CER."""
+    from conftest import edit_distance
+
+    root, rows = heldout
+    clips = [r for r in rows if r["kind"] == "number"][:40] + [r for r in rows if r["kind"] == "sentence"][:40]
+    errs = {"whole": 0, "vad": 0}
+    n = 0
+    for c in clips:
+        data = (root / "16k" / f"{c['id']}.wav").read_bytes()
+        for key, s in (("whole", server), ("vad", vad_server)):
+            t = s.short_audio(data, "wav", "chinese_16k_common", digit_norm="no").json()["result"]["text"]
+            errs[key] += edit_distance(c["text"], t)
+        n += len(c["text"])
+    whole, vad = 100 * errs["whole"] / n, 100 * errs["vad"] / n
+    print(f"\nheld-out CER decoded whole {whole:.2f} %, split by VAD {vad:.2f} %")
+    assert vad <= whole + 1.0

@@ -33,12 +33,19 @@ fn clips(n: usize) -> Vec<Vec<f32>> {
         .expect("held-out set (run scripts/test or tools/heldout/make_heldout.py first)")
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|f| f.to_string_lossy().starts_with('s')))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with('s'))
+        })
         .collect();
     names.sort();
     for p in names.into_iter().take(n) {
-        let pcm = sis_audio::decode(AudioFormat::Wav, &std::fs::read(&p).unwrap(), sis_audio::DecodeLimits { max_ms: 60_000 })
-            .unwrap();
+        let pcm = sis_audio::decode(
+            AudioFormat::Wav,
+            &std::fs::read(&p).unwrap(),
+            sis_audio::DecodeLimits { max_ms: 60_000 },
+        )
+        .unwrap();
         let mut s = pcm.samples;
         s.resize(CLIP_SAMPLES, 0.0);
         out.push(s);
@@ -84,7 +91,10 @@ where
         .collect();
     barrier.wait();
     let t0 = Instant::now();
-    let mut all: Vec<f64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut all: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     let wall = t0.elapsed().as_secs_f64();
     all.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Stats {
@@ -103,7 +113,9 @@ impl Http {
     fn connect(port: u16) -> Http {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_nodelay(true).unwrap();
-        Http { reader: BufReader::new(s) }
+        Http {
+            reader: BufReader::new(s),
+        }
     }
 
     fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
@@ -138,7 +150,12 @@ fn start_server(models: &Path, port: u16, extra: &[&str]) -> Child {
     let exe = root().join("target/release/sisd");
     let data = tempfile::tempdir().unwrap().keep();
     let mut child = Command::new(&exe)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(&data)
         .arg("--models")
         .arg(models)
@@ -159,11 +176,18 @@ fn start_server(models: &Path, port: u16, extra: &[&str]) -> Child {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn main() {
-    let total: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(192);
+    let total: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(192);
     let clips = Arc::new(clips(32));
     assert!(!clips.is_empty());
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
@@ -186,7 +210,10 @@ fn main() {
     // Packs as the server sees them: the offline test pack (+ Silero VAD if available).
     let models = tempfile::tempdir().unwrap();
     let sisd = root().join("target/release/sisd");
-    for src in [root().join("testdata/models/zh-tiny-ctc-offline"), root().join("../shared/models/silero_vad")] {
+    for src in [
+        root().join("testdata/models/zh-tiny-ctc-offline"),
+        root().join("../shared/models/silero_vad"),
+    ] {
         if src.exists() {
             let ok = Command::new(&sisd)
                 .args(["models", "install", "--from"])
@@ -200,14 +227,22 @@ fn main() {
             assert!(ok, "install {}", src.display());
         }
     }
-    let offline = sis_engine::Pack::open(&root().join("testdata/models/zh-tiny-ctc-offline")).unwrap();
+    let offline =
+        sis_engine::Pack::open(&root().join("testdata/models/zh-tiny-ctc-offline")).unwrap();
     let direct = Arc::new(sis_engine::bench_support::DirectDecoder::new(&offline).unwrap());
 
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    println!("short-audio benchmark: 5 s clips (pcm16k16bit), {total} requests per run, {cores} cores");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    println!(
+        "short-audio benchmark: 5 s clips (pcm16k16bit), {total} requests per run, {cores} cores"
+    );
     println!("| concurrency | path | req/s | p50 ms | p95 ms | sisd / direct req/s |");
     println!("|---|---|---|---|---|---|");
-    for (label, extra) in [("sisd (VAD on)", vec![]), ("sisd --no-vad", vec!["--no-vad"])] {
+    for (label, extra) in [
+        ("sisd (defaults)", vec![]),
+        ("sisd, VAD on every clip", vec!["--vad-min-audio-s", "0"]),
+    ] {
         let port = free_port();
         let mut child = start_server(models.path(), port, &extra);
         for c in [1usize, 4, 16] {
@@ -215,10 +250,15 @@ fn main() {
             // warm-up
             Http::connect(port).post("/v1/p/asr/short-audio", &bodies[0]);
             let b = bodies.clone();
-            let conns: Vec<std::sync::Mutex<Http>> = (0..c).map(|_| std::sync::Mutex::new(Http::connect(port))).collect();
+            let conns: Vec<std::sync::Mutex<Http>> = (0..c)
+                .map(|_| std::sync::Mutex::new(Http::connect(port)))
+                .collect();
             let conns = Arc::new(conns);
             let served = measure(c, per, move |t, i| {
-                let (status, _) = conns[t].lock().unwrap().post("/v1/p/asr/short-audio", &b[(t * 7 + i) % b.len()]);
+                let (status, _) = conns[t]
+                    .lock()
+                    .unwrap()
+                    .post("/v1/p/asr/short-audio", &b[(t * 7 + i) % b.len()]);
                 assert_eq!(status, 200);
             });
             let d = direct.clone();
@@ -228,9 +268,15 @@ fn main() {
             });
             println!(
                 "| {c} | {label} | {:.1} | {:.1} | {:.1} | {:.3} |",
-                served.rps, served.p50, served.p95, served.rps / peer.rps
+                served.rps,
+                served.p50,
+                served.p95,
+                served.rps / peer.rps
             );
-            println!("| {c} | sherpa-onnx direct | {:.1} | {:.1} | {:.1} | |", peer.rps, peer.p50, peer.p95);
+            println!(
+                "| {c} | sherpa-onnx direct | {:.1} | {:.1} | {:.1} | |",
+                peer.rps, peer.p50, peer.p95
+            );
         }
         let _ = child.kill();
         let _ = child.wait();

@@ -22,7 +22,6 @@ mod sherpa;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use sis_core::{Pcm, Property, RecognitionOptions, Transcript};
@@ -64,6 +63,9 @@ pub struct EngineConfig {
     pub probe_exe: Option<PathBuf>,
     /// Split audio at pauses with the VAD pack (when installed) before decoding.
     pub use_vad: bool,
+    /// Only audio at least this long is split by the VAD; shorter audio is
+    /// decoded whole (splitting a few seconds gains nothing and costs a VAD pass).
+    pub vad_min_audio_s: f32,
     pub vad: VadSettings,
 }
 
@@ -80,6 +82,7 @@ impl Default for EngineConfig {
             threads_per_decode: 1,
             probe_exe: None,
             use_vad: true,
+            vad_min_audio_s: 10.0,
             vad: VadSettings::default(),
         }
     }
@@ -314,7 +317,8 @@ fn worker(shared: Arc<Shared>, rx: Receiver<Job>, vad: Option<sherpa_onnx::Voice
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < shared.config.max_batch {
-            match rx.recv_timeout(Duration::from_micros(200)) {
+            // Batch only what is already waiting: never delay a lone request.
+            match rx.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
             }

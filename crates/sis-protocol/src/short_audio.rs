@@ -118,14 +118,21 @@ pub fn parse_request(body: &[u8]) -> Result<ShortAudioRequest, ApiError> {
 
 fn decode_base64(data: &str) -> Result<Vec<u8>, ApiError> {
     // Clients wrap lines (MIME style); ignore ASCII whitespace, nothing else.
-    let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let compact: std::borrow::Cow<'_, [u8]> = if data.bytes().any(|b| b.is_ascii_whitespace()) {
+        data.bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        data.as_bytes().into()
+    };
     let engine = base64::engine::general_purpose::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
     let audio = engine
-        .decode(compact.as_bytes())
+        .decode(&compact[..])
         .map_err(|_| ApiError::invalid("data base64 encode invalid"))?;
     if audio.is_empty() {
         return Err(ApiError::invalid("data cannot be empty"));

@@ -101,6 +101,9 @@ pub struct ServeArgs {
     /// Do not split audio at pauses with the VAD pack.
     #[arg(long)]
     pub no_vad: bool,
+    /// Split only audio at least this many seconds long with the VAD pack.
+    #[arg(long, env = "SIS_VAD_MIN_AUDIO_S", default_value_t = 10.0)]
+    pub vad_min_audio_s: f32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +158,9 @@ impl ServeArgs {
         if workers == 0 || workers > 512 {
             bail!("--workers {workers}: must be between 1 and 512");
         }
+        if !(0.0..=3600.0).contains(&self.vad_min_audio_s) {
+            bail!("--vad-min-audio-s must be between 0 and 3600");
+        }
         if self.queue == 0 {
             bail!("--queue must be at least 1");
         }
@@ -178,6 +184,7 @@ impl ServeArgs {
                 threads_per_decode: 1,
                 probe_exe,
                 use_vad: !self.no_vad,
+                vad_min_audio_s: self.vad_min_audio_s,
                 vad: VadSettings::default(),
             },
         })
