@@ -241,6 +241,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for (label, extra) in [
         ("sisd (defaults)", vec![]),
+        ("sisd --no-vad", vec!["--no-vad"]),
         ("sisd, VAD on every clip", vec!["--vad-min-audio-s", "0"]),
     ] {
         let port = free_port();

@@ -352,8 +352,9 @@ fn run_group(
                 sis_audio::resample(&j.pcm, rate)
             };
             let len = audio.samples.len();
+            let long_enough = len as f32 >= shared.config.vad_min_audio_s * rate as f32;
             let regs = match vad {
-                Some(v) if rate == 16000 => {
+                Some(v) if rate == 16000 && long_enough => {
                     regions(&sherpa::vad_segments(v, &audio.samples), len, rate as usize)
                 }
                 _ => vec![(0, len)],
