@@ -189,6 +189,16 @@ pub struct RawResult {
     pub timestamps: Vec<f32>,
 }
 
+fn raw(result: Option<(Vec<String>, Option<Vec<f32>>)>) -> RawResult {
+    match result {
+        Some((tokens, timestamps)) => RawResult {
+            tokens,
+            timestamps: timestamps.unwrap_or_default(),
+        },
+        None => RawResult::default(),
+    }
+}
+
 /// Decodes several audio segments (at the model's rate) in one batch.
 pub fn decode_batch(rec: &Recognizer, rate: u32, segments: &[&[f32]]) -> Vec<RawResult> {
     match rec {
@@ -207,13 +217,7 @@ pub fn decode_batch(rec: &Recognizer, rate: u32, segments: &[&[f32]]) -> Vec<Raw
             }
             streams
                 .iter()
-                .map(|s| match s.get_result() {
-                    Some(res) => RawResult {
-                        timestamps: res.timestamps.unwrap_or_default(),
-                        tokens: res.tokens,
-                    },
-                    None => RawResult::default(),
-                })
+                .map(|s| raw(s.get_result().map(|r| (r.tokens, r.timestamps))))
                 .collect()
         }
         Recognizer::Streaming(r) => {
@@ -239,13 +243,7 @@ pub fn decode_batch(rec: &Recognizer, rate: u32, segments: &[&[f32]]) -> Vec<Raw
             }
             streams
                 .iter()
-                .map(|s| match r.get_result(s) {
-                    Some(res) => RawResult {
-                        timestamps: res.timestamps.unwrap_or_default(),
-                        tokens: res.tokens,
-                    },
-                    None => RawResult::default(),
-                })
+                .map(|s| raw(r.get_result(s).map(|res| (res.tokens, res.timestamps))))
                 .collect()
         }
     }
