@@ -1,10 +1,11 @@
 //! short-audio throughput and latency, side by side with sherpa-onnx decoding
 //! the same clips directly in the same run. Run with `scripts/bench`.
 //!
-//! For each concurrency C (1, 4, 16): C client threads send 5 s clips
-//! (pcm16k16bit) to a real `sisd` over loopback HTTP; then C threads decode the
-//! same clips with the same offline pack through sherpa-onnx directly. The
-//! ratio of requests per second is the service's overhead.
+//! For each concurrency C (1, 4, 16), in interleaved rounds: C client threads
+//! send 5 s clips (pcm16k16bit) to a real `sisd` over loopback HTTP, and C
+//! threads decode the same clips with the same offline pack through sherpa-onnx
+//! directly, alternating which goes first. The median ratio of requests per
+//! second, and of CPU time per request, is the service's overhead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -62,8 +63,8 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 struct Stats {
     rps: f64,
-    p50: f64,
-    p95: f64,
+    /// latencies in ms
+    lat: Vec<f64>,
 }
 
 /// Runs `per_thread` calls of `f` on each of `c` threads; latencies in ms.
@@ -91,16 +92,14 @@ where
         .collect();
     barrier.wait();
     let t0 = Instant::now();
-    let mut all: Vec<f64> = handles
+    let all: Vec<f64> = handles
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect();
     let wall = t0.elapsed().as_secs_f64();
-    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Stats {
         rps: all.len() as f64 / wall,
-        p50: pct(&all, 0.5),
-        p95: pct(&all, 0.95),
+        lat: all,
     }
 }
 
@@ -183,11 +182,47 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// utime + stime of a process in seconds (Linux `/proc/PID/stat`).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the stat line: 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    pct(v, 0.5)
+}
+
+struct Row {
+    rps: Vec<f64>,
+    lat: Vec<f64>,
+    cpu_ms_per_req: Vec<f64>,
+}
+
+impl Row {
+    fn new() -> Row {
+        Row {
+            rps: Vec::new(),
+            lat: Vec::new(),
+            cpu_ms_per_req: Vec::new(),
+        }
+    }
+}
+
 fn main() {
     let total: usize = std::env::var("BENCH_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(192);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
     let clips = Arc::new(clips(32));
     assert!(!clips.is_empty());
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
@@ -235,49 +270,105 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(2);
     println!(
-        "short-audio benchmark: 5 s clips (pcm16k16bit), {total} requests per run, {cores} cores"
+        "short-audio benchmark: 5 s clips (pcm16k16bit), {total} requests per measurement, \
+         {rounds} interleaved rounds (sisd and direct alternate which goes first), {cores} cores"
     );
-    println!("| concurrency | path | req/s | p50 ms | p95 ms | sisd / direct req/s |");
-    println!("|---|---|---|---|---|---|");
-    for (label, extra) in [
-        ("sisd (defaults)", vec![]),
-        ("sisd --no-vad", vec!["--no-vad"]),
-        ("sisd, VAD on every clip", vec!["--vad-min-audio-s", "0"]),
-    ] {
+    println!(
+        "| concurrency | path | req/s (median of rounds) | p50 ms | p95 ms | CPU ms/req (median) \
+         | sisd / direct req/s: median [min, max] | sisd / direct CPU per req (median) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let configs: Vec<(&str, Vec<&str>, Vec<usize>)> = vec![
+        ("sisd (defaults)", vec![], vec![1, 4, 16]),
+        (
+            "sisd, VAD on every clip",
+            vec!["--vad-min-audio-s", "0"],
+            vec![1, 16],
+        ),
+    ];
+    for (label, extra, concurrencies) in configs {
         let port = free_port();
         let mut child = start_server(models.path(), port, &extra);
-        for c in [1usize, 4, 16] {
+        let pid = child.id().to_string();
+        for c in concurrencies {
             let per = (total / c).max(1);
-            // warm-up
+            let n = (per * c) as f64;
+            // warm-up: every connection once, and the peer once per thread
             Http::connect(port).post("/v1/p/asr/short-audio", &bodies[0]);
-            let b = bodies.clone();
-            let conns: Vec<std::sync::Mutex<Http>> = (0..c)
-                .map(|_| std::sync::Mutex::new(Http::connect(port)))
-                .collect();
-            let conns = Arc::new(conns);
-            let served = measure(c, per, move |t, i| {
-                let (status, _) = conns[t]
-                    .lock()
-                    .unwrap()
-                    .post("/v1/p/asr/short-audio", &b[(t * 7 + i) % b.len()]);
-                assert_eq!(status, 200);
-            });
-            let d = direct.clone();
-            let cl = clips.clone();
-            let peer = measure(c, per, move |t, i| {
-                d.decode(&cl[(t * 7 + i) % cl.len()]);
-            });
-            println!(
-                "| {c} | {label} | {:.1} | {:.1} | {:.1} | {:.3} |",
-                served.rps,
-                served.p50,
-                served.p95,
-                served.rps / peer.rps
+            let conns: Arc<Vec<std::sync::Mutex<Http>>> = Arc::new(
+                (0..c)
+                    .map(|_| std::sync::Mutex::new(Http::connect(port)))
+                    .collect(),
             );
-            println!(
-                "| {c} | sherpa-onnx direct | {:.1} | {:.1} | {:.1} | |",
-                peer.rps, peer.p50, peer.p95
-            );
+            direct.decode(&clips[0]);
+            let (mut served, mut peer) = (Row::new(), Row::new());
+            let mut ratios = Vec::new();
+            let mut cpu_ratios = Vec::new();
+            for round in 0..rounds {
+                let run_served = |row: &mut Row| {
+                    let b = bodies.clone();
+                    let cs = conns.clone();
+                    let cpu0 = cpu_seconds(&pid);
+                    let s = measure(c, per, move |t, i| {
+                        let (status, _) = cs[t]
+                            .lock()
+                            .unwrap()
+                            .post("/v1/p/asr/short-audio", &b[(t * 7 + i + round) % b.len()]);
+                        assert_eq!(status, 200);
+                    });
+                    row.cpu_ms_per_req
+                        .push((cpu_seconds(&pid) - cpu0) * 1000.0 / n);
+                    row.rps.push(s.rps);
+                    row.lat.extend(s.lat);
+                    s.rps
+                };
+                let run_peer = |row: &mut Row| {
+                    let d = direct.clone();
+                    let cl = clips.clone();
+                    let cpu0 = cpu_seconds("self");
+                    let s = measure(c, per, move |t, i| {
+                        d.decode(&cl[(t * 7 + i + round) % cl.len()]);
+                    });
+                    row.cpu_ms_per_req
+                        .push((cpu_seconds("self") - cpu0) * 1000.0 / n);
+                    row.rps.push(s.rps);
+                    row.lat.extend(s.lat);
+                    s.rps
+                };
+                let (a, b) = if round % 2 == 0 {
+                    let a = run_served(&mut served);
+                    (a, run_peer(&mut peer))
+                } else {
+                    let b = run_peer(&mut peer);
+                    (run_served(&mut served), b)
+                };
+                ratios.push(a / b);
+                let k = served.cpu_ms_per_req.len() - 1;
+                cpu_ratios.push(served.cpu_ms_per_req[k] / peer.cpu_ms_per_req[k]);
+            }
+            let min = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+            let max = ratios.iter().cloned().fold(0.0, f64::max);
+            for (name, row, extra_cols) in [
+                (
+                    label,
+                    &mut served,
+                    format!(
+                        "{:.3} [{min:.3}, {max:.3}] | {:.3}",
+                        median(&mut ratios),
+                        median(&mut cpu_ratios)
+                    ),
+                ),
+                ("sherpa-onnx direct", &mut peer, " | ".to_string()),
+            ] {
+                row.lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                println!(
+                    "| {c} | {name} | {:.1} | {:.1} | {:.1} | {:.2} | {extra_cols} |",
+                    median(&mut row.rps),
+                    pct(&row.lat, 0.5),
+                    pct(&row.lat, 0.95),
+                    median(&mut row.cpu_ms_per_req),
+                );
+            }
         }
         let _ = child.kill();
         let _ = child.wait();
