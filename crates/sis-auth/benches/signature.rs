@@ -49,23 +49,27 @@ fn request() -> (HeaderMap, String, String) {
 fn bench(c: &mut Criterion) {
     let (h, auth_v, body_hash) = request();
     let now = sign::parse_sdk_date("20240101T000000Z").unwrap();
-    c.bench_function("verify SDK-HMAC-SHA256 (short-audio, 5 signed headers)", |b| {
-        b.iter(|| {
-            let auth = Authorization::parse(black_box(&auth_v)).unwrap();
-            let req = RequestParts {
-                method: "POST",
-                path: PATH,
-                query: None,
-                headers: &h,
-                body_hash: &body_hash,
-            };
-            sign::verify(SK.as_bytes(), &auth, &req, now).unwrap();
-        })
-    });
+    c.bench_function(
+        "verify SDK-HMAC-SHA256 (short-audio, 5 signed headers)",
+        |b| {
+            b.iter(|| {
+                let auth = Authorization::parse(black_box(&auth_v)).unwrap();
+                let req = RequestParts {
+                    method: "POST",
+                    path: PATH,
+                    query: None,
+                    headers: &h,
+                    body_hash: &body_hash,
+                };
+                sign::verify(SK.as_bytes(), &auth, &req, now).unwrap();
+            })
+        },
+    );
     let body = vec![b'A'; 213_000];
-    c.bench_function("sha256 of a 213 KB body (5 s of pcm16k16bit as JSON)", |b| {
-        b.iter(|| sign::body_sha256(black_box(&body)))
-    });
+    c.bench_function(
+        "sha256 of a 213 KB body (5 s of pcm16k16bit as JSON)",
+        |b| b.iter(|| sign::body_sha256(black_box(&body))),
+    );
 }
 
 criterion_group!(benches, bench);

@@ -170,7 +170,9 @@ mod tests {
     fn keys_and_tokens() {
         let ak = new_access_key();
         assert_eq!(ak.len(), 20);
-        assert!(ak.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+        assert!(ak
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
         assert_eq!(new_secret_key().len(), 40);
         assert_ne!(new_token(), new_token());
         assert_eq!(token_digest("t").len(), 64);

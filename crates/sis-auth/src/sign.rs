@@ -465,7 +465,10 @@ mod tests {
             verify(b"k", &auth, &req, t + 14 * 60),
             Err(SignError::Mismatch)
         );
-        assert_eq!(parse_sdk_date("2024-01-01T00:00:00Z"), Err(SignError::BadDate));
+        assert_eq!(
+            parse_sdk_date("2024-01-01T00:00:00Z"),
+            Err(SignError::BadDate)
+        );
         assert_eq!(parse_sdk_date("20241301T000000Z"), Err(SignError::BadDate));
         assert_eq!(parse_sdk_date("2024010１T000000Z"), Err(SignError::BadDate));
         assert_eq!(now_of("20000301T120000Z"), 951_912_000);
@@ -498,7 +501,11 @@ mod tests {
             format!("SDK-HMAC-SHA256 Access=A, Access=B, SignedHeaders=host, Signature={sig}"),
             format!("SDK-HMAC-SHA256 Access=A, SignedHeaders=host, Signature={sig}, Extra=1"),
         ] {
-            assert_eq!(Authorization::parse(&bad), Err(SignError::Malformed), "{bad}");
+            assert_eq!(
+                Authorization::parse(&bad),
+                Err(SignError::Malformed),
+                "{bad}"
+            );
         }
     }
 
@@ -515,6 +522,9 @@ mod tests {
             &mut s,
             Some("obs_object_key=dir%2Fa%20b.wav&add_punc=yes&b=2&b=1&flag"),
         );
-        assert_eq!(s, "add_punc=yes&b=1&b=2&flag=&obs_object_key=dir%2Fa%20b.wav");
+        assert_eq!(
+            s,
+            "add_punc=yes&b=1&b=2&flag=&obs_object_key=dir%2Fa%20b.wav"
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! the rest of the program reasons about once a request has been validated.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod time;
+
 use std::fmt;
 
 /// Audio encodings named by SIS `audio_format` strings.

@@ -30,6 +30,10 @@ pub enum SisCode {
     GatewayRequest,
     /// Gateway: authentication failed (HTTP 401).
     GatewayAuth,
+    /// Gateway: the caller may not use this project (HTTP 403).
+    GatewayForbidden,
+    /// Token verification failed: wrong project, not project-scoped (HTTP 401).
+    TokenRejected,
 }
 
 impl SisCode {
@@ -46,6 +50,8 @@ impl SisCode {
             SisCode::ApiNotFound => "APIG.0101",
             SisCode::GatewayRequest => "APIG.0201",
             SisCode::GatewayAuth => "APIG.0301",
+            SisCode::GatewayForbidden => "APIG.0302",
+            SisCode::TokenRejected => "SIS.0101",
         }
     }
 
@@ -56,7 +62,8 @@ impl SisCode {
             SisCode::EngineTimeout => 504,
             SisCode::MaxConcurrency => 429,
             SisCode::ApiNotFound => 404,
-            SisCode::GatewayAuth => 401,
+            SisCode::GatewayAuth | SisCode::TokenRejected => 401,
+            SisCode::GatewayForbidden => 403,
             _ => 400,
         }
     }

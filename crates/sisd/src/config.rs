@@ -27,6 +27,140 @@ pub enum Command {
     /// Manage model packs.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Manage projects (tenants) in the store.
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Manage IAM-style users (password sign-in for tokens).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage AK/SK credentials.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+    /// Print a new random master key (64 hex digits) for sealing secret keys.
+    Keygen,
+}
+
+/// Where the store is and how secrets in it are sealed.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data directory (embedded storage, installed models).
+    #[arg(long, env = "SIS_DATA_DIR", default_value = "sisd-data")]
+    pub data_dir: PathBuf,
+    /// Store URL: sqlite://PATH or postgres://... Default: sqlite://DATA_DIR/sisd.db.
+    #[arg(long, env = "SIS_STORE_URL")]
+    pub store: Option<String>,
+    /// File holding the master key (64 hex digits) that seals secret keys at
+    /// rest. Alternatively the environment variable SIS_MASTER_KEY.
+    #[arg(long, env = "SIS_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub fn url(&self) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sisd.db").display()))
+    }
+
+    /// The master key, if the operator provided one.
+    pub fn master_key(&self) -> anyhow::Result<Option<sis_auth::MasterKey>> {
+        let (text, from) = match (&self.master_key_file, std::env::var("SIS_MASTER_KEY")) {
+            (Some(f), _) => (
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read master key file {}", f.display()))?,
+                f.display().to_string(),
+            ),
+            (None, Ok(v)) => (v, "SIS_MASTER_KEY".to_string()),
+            (None, Err(_)) => return Ok(None),
+        };
+        sis_auth::MasterKey::from_hex(&text)
+            .map(Some)
+            .with_context(|| format!("master key from {from}"))
+    }
+
+    pub fn require_master_key(&self) -> anyhow::Result<sis_auth::MasterKey> {
+        self.master_key()?.context(
+            "a master key is required to seal secret keys: give --master-key-file FILE or set SIS_MASTER_KEY (create one with `sisd keygen`)",
+        )
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectsCommand {
+    /// Create a project; prints it as one JSON line.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Project name (IAM clients scope tokens by it; SIS uses region names such as cn-north-4).
+        #[arg(long)]
+        name: String,
+        /// Domain (account) the project belongs to; created if new.
+        #[arg(long, default_value = "default")]
+        domain: String,
+        /// Project id (32 lower-case hex digits). Default: random.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List projects, one JSON line each.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Create a user. The password is read from the first line of standard
+    /// input, or from SIS_USER_PASSWORD.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, default_value = "default")]
+        domain: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List users, one JSON line each (no password hashes).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a user and revoke its tokens.
+    Delete {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, default_value = "default")]
+        domain: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialsCommand {
+    /// Create an AK/SK pair for a project; prints one JSON line with
+    /// access_key, secret_key and project_id. The secret is shown only here.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List access keys, one JSON line each (never the secret).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke an access key.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        access_key: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -84,11 +218,20 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SIS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Models directory (a pack, or a directory of packs). Repeatable.
+    /// Default: DATA_DIR/models.
+    #[arg(long = "models", env = "SIS_MODELS", value_delimiter = ':')]
+    pub models: Vec<PathBuf>,
     #[command(flatten)]
-    pub dirs: ModelDirs,
-    /// Authentication: `none` (loopback only, for local development).
+    pub store: StoreArgs,
+    /// Authentication: `sis` (AK/SK signatures and IAM-style tokens, needs a
+    /// master key) or `none` (no authentication; loopback only, for local
+    /// development).
     #[arg(long, env = "SIS_AUTH", default_value = "none")]
     pub auth: String,
+    /// Lifetime of tokens issued by POST /v3/auth/tokens, in seconds.
+    #[arg(long, env = "SIS_TOKEN_TTL_S", default_value_t = 86_400)]
+    pub token_ttl_s: u64,
     /// Decode worker threads (default: number of cores).
     #[arg(long, env = "SIS_WORKERS")]
     pub workers: Option<usize>,
@@ -109,6 +252,7 @@ pub struct ServeArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMode {
     None,
+    Sis,
 }
 
 /// Validated server configuration.
@@ -117,6 +261,10 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub auth: AuthMode,
+    pub store_url: String,
+    /// Present when `auth` is `Sis`.
+    pub master_key: Option<sis_auth::MasterKey>,
+    pub token_ttl_s: i64,
     pub engine: EngineConfig,
 }
 
@@ -128,19 +276,28 @@ impl ServeArgs {
             .with_context(|| format!("--listen {}: expected IP:PORT", self.listen))?;
         let auth = match self.auth.as_str() {
             "none" => AuthMode::None,
-            other => bail!("--auth {other}: only 'none' is available in this version"),
+            "sis" => AuthMode::Sis,
+            other => bail!("--auth {other}: expected 'sis' or 'none'"),
         };
         if auth == AuthMode::None && !listen.ip().is_loopback() {
-            bail!("--auth none is refused on {listen}: without authentication the server may only listen on a loopback address");
+            bail!("--auth none is refused on {listen}: without authentication the server may only listen on a loopback address (use --auth sis)");
         }
-        std::fs::create_dir_all(&self.dirs.data_dir).with_context(|| {
-            format!(
-                "cannot create data directory {}",
-                self.dirs.data_dir.display()
-            )
-        })?;
+        let master_key = match auth {
+            AuthMode::Sis => Some(self.store.require_master_key()?),
+            AuthMode::None => self.store.master_key()?,
+        };
+        if !(60..=366 * 86_400).contains(&self.token_ttl_s) {
+            bail!("--token-ttl-s must be between 60 and 31622400 (366 days)");
+        }
+        let data_dir = &self.store.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let model_dirs = ModelDirs {
+            models: self.models.clone(),
+            data_dir: data_dir.clone(),
+        };
         let mut packs = Vec::new();
-        for d in self.dirs.dirs() {
+        for d in model_dirs.dirs() {
             let found = sis_engine::pack::discover(&d)?;
             if found.is_empty() {
                 bail!(
@@ -174,8 +331,11 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             listen,
-            data_dir: self.dirs.data_dir.clone(),
+            data_dir: data_dir.clone(),
             auth,
+            store_url: self.store.url(),
+            master_key,
+            token_ttl_s: self.token_ttl_s as i64,
             engine: EngineConfig {
                 packs,
                 workers,

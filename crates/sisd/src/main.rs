@@ -1,7 +1,10 @@
 //! `sisd`: the server binary. Thin glue over the library crates.
 
+mod admin;
+mod auth;
 mod config;
 mod errors;
+mod rasr;
 mod server;
 
 use std::process::ExitCode;
@@ -25,6 +28,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Models(cmd) => models(cmd),
+        Command::Projects(cmd) => admin::projects(cmd),
+        Command::Users(cmd) => admin::users(cmd),
+        Command::Credentials(cmd) => admin::credentials(cmd),
+        Command::Keygen => {
+            println!("{}", sis_auth::MasterKey::generate_hex());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -47,11 +57,22 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        let store = sis_store::Store::open(&cfg.store_url)
+            .await
+            .with_context(|| format!("cannot open the store {}", cfg.store_url))?;
+        let auth = Arc::new(auth::AuthState {
+            mode: cfg.auth,
+            store,
+            master_key: cfg.master_key.clone(),
+            token_ttl_s: cfg.token_ttl_s,
+            ak_failures: sis_auth::FailureLimiter::default(),
+            user_failures: sis_auth::FailureLimiter::default(),
+        });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         tracing::info!(listen = %cfg.listen, "sisd ready");
-        let app = server::router(server::AppState { engine });
+        let app = server::router(server::AppState { engine, auth });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Extension, Path, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+
+use crate::auth::{self, AuthState, Principal};
 use sis_engine::Engine;
 use sis_protocol::{short_audio, ApiError, SisCode};
 
@@ -21,6 +23,7 @@ pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    pub auth: Arc<AuthState>,
 }
 
 #[derive(Clone)]
@@ -37,14 +40,35 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
+    // Every SIS API lives under /v1/{project_id}/ and is authenticated.
+    let sis_api = Router::new()
         .route(
             "/v1/{project_id}/asr/short-audio",
             post(short_audio_handler).fallback(not_found),
         )
+        .route(
+            "/v1/{project_id}/rasr/{mode}",
+            get(crate::rasr::upgrade).fallback(not_found),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authenticate,
+        ));
+    let iam = Router::new()
+        .route(
+            "/v3/auth/tokens",
+            post(auth::issue_token)
+                .delete(auth::revoke_token)
+                .fallback(not_found),
+        )
+        .with_state(state.auth.clone());
+    Router::new()
+        .route("/health", get(health))
+        .merge(sis_api)
         .fallback(not_found)
         .with_state(state)
+        .merge(iam)
+        .layer(middleware::from_fn(auth::size_limits))
         .layer(middleware::from_fn(request_id))
 }
 
@@ -83,11 +107,11 @@ async fn not_found(Extension(rid): Extension<RequestId>) -> Response {
 async fn short_audio_handler(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
-    Path(project_id): Path<String>,
+    Extension(principal): Extension<Principal>,
     body: Body,
 ) -> Response {
     let request_id = rid.0.clone();
-    match short_audio(state, project_id, body).await {
+    match short_audio(state, principal.project_id, body).await {
         Ok(body) => (
             StatusCode::OK,
             [("content-type", "application/json;charset=utf-8")],

@@ -1,0 +1,175 @@
+//! Operator commands on the store: projects, users, AK/SK credentials, keygen.
+//! Output is one JSON line per item, for scripts.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use sis_auth::secrets;
+use sis_core::time::rfc3339_utc;
+use sis_store::Store;
+
+use crate::config::{CredentialsCommand, ProjectsCommand, StoreArgs, UsersCommand};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn open(store: &StoreArgs) -> anyhow::Result<Store> {
+    if store.store.is_none() {
+        std::fs::create_dir_all(&store.data_dir).with_context(|| {
+            format!("cannot create data directory {}", store.data_dir.display())
+        })?;
+    }
+    Store::open(&store.url())
+        .await
+        .with_context(|| format!("cannot open the store {}", store.url()))
+}
+
+fn project_json(p: &sis_store::Project) -> serde_json::Value {
+    json!({"id": p.id, "name": p.name, "domain": p.domain.name})
+}
+
+pub fn projects(cmd: ProjectsCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            ProjectsCommand::Create {
+                store,
+                name,
+                domain,
+                id,
+            } => {
+                check_name("project name", &name)?;
+                check_name("domain", &domain)?;
+                let s = open(&store).await?;
+                let p = s.create_project(&domain, &name, id.as_deref()).await?;
+                println!("{}", project_json(&p));
+            }
+            ProjectsCommand::List { store } => {
+                for p in open(&store).await?.list_projects().await? {
+                    println!("{}", project_json(&p));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn check_name(what: &str, v: &str) -> anyhow::Result<()> {
+    if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control()) {
+        bail!("{what} must be 1 to 64 characters without control characters");
+    }
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let pw = match std::env::var("SIS_USER_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if pw.chars().count() < 8 {
+        bail!("the password must have at least 8 characters");
+    }
+    Ok(pw)
+}
+
+pub fn users(cmd: UsersCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            UsersCommand::Create {
+                store,
+                domain,
+                name,
+            } => {
+                check_name("user name", &name)?;
+                check_name("domain", &domain)?;
+                let pw = read_password()?;
+                let hash = secrets::hash_password(&pw)?;
+                let u = open(&store)
+                    .await?
+                    .create_user(&domain, &name, &hash)
+                    .await?;
+                println!(
+                    "{}",
+                    json!({"id": u.id, "name": u.name, "domain": u.domain.name})
+                );
+            }
+            UsersCommand::List { store } => {
+                for u in open(&store).await?.list_users().await? {
+                    println!(
+                        "{}",
+                        json!({"id": u.id, "name": u.name, "domain": u.domain.name})
+                    );
+                }
+            }
+            UsersCommand::Delete {
+                store,
+                domain,
+                name,
+            } => {
+                open(&store).await?.delete_user(&domain, &name).await?;
+                println!("{}", json!({"deleted": name, "domain": domain}));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn credentials(cmd: CredentialsCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            CredentialsCommand::Create {
+                store,
+                project,
+                description,
+            } => {
+                let key = store.require_master_key()?;
+                let s = open(&store).await?;
+                let ak = secrets::new_access_key();
+                let sk = secrets::new_secret_key();
+                s.create_credential(&ak, &project, &key.seal(&ak, &sk), &description)
+                    .await?;
+                println!(
+                    "{}",
+                    json!({"access_key": ak, "secret_key": sk, "project_id": project})
+                );
+            }
+            CredentialsCommand::List { store, project } => {
+                for c in open(&store)
+                    .await?
+                    .list_credentials(project.as_deref())
+                    .await?
+                {
+                    println!(
+                        "{}",
+                        json!({
+                            "access_key": c.access_key,
+                            "project_id": c.project_id,
+                            "description": c.description,
+                            "created_at": rfc3339_utc(c.created_ms, 3),
+                            "revoked_at": c.revoked_ms.map(|t| rfc3339_utc(t, 3)),
+                        })
+                    );
+                }
+            }
+            CredentialsCommand::Revoke { store, access_key } => {
+                if !open(&store).await?.revoke_credential(&access_key).await? {
+                    bail!("access key {access_key} does not exist or is already revoked");
+                }
+                println!("{}", json!({"revoked": access_key}));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
