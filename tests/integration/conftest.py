@@ -33,14 +33,15 @@ def install_packs(models_dir: Path):
 
 
 class Server:
-    def __init__(self, models, data_dir, extra=(), log=None):
+    def __init__(self, models, data_dir, extra=(), log=None, env=None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         args = [SISD, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", data_dir, *extra]
         for m in models:
             args += ["--models", m]
         self.log_path = log
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(log, "w") if log else subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(log, "w") if log else subprocess.DEVNULL,
+                                     env={**os.environ, **(env or {})})
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -286,8 +286,8 @@ impl ServeArgs {
             AuthMode::Sis => Some(self.store.require_master_key()?),
             AuthMode::None => self.store.master_key()?,
         };
-        if !(60..=366 * 86_400).contains(&self.token_ttl_s) {
-            bail!("--token-ttl-s must be between 60 and 31622400 (366 days)");
+        if !(1..=366 * 86_400).contains(&self.token_ttl_s) {
+            bail!("--token-ttl-s must be between 1 and 31622400 (366 days)");
         }
         let data_dir = &self.store.data_dir;
         std::fs::create_dir_all(data_dir)
