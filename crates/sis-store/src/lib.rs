@@ -12,6 +12,20 @@ use sqlx::{AnyPool, Row};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store URL {0}: expected sqlite://PATH or postgres://...")]
@@ -153,7 +167,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (url.to_string(), 16)
         } else {
-            return Err(StoreError::BadUrl(url.to_string()));
+            return Err(StoreError::BadUrl(redact_url(url)));
         };
         let is_sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
@@ -608,6 +622,16 @@ mod tests {
         s.delete_user("acme", "alice").await.unwrap();
         assert!(s.token("d2").await.unwrap().is_none());
         assert!(s.delete_user("acme", "alice").await.is_err());
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("postgres://sis:s3cret@db:5432/sis"),
+            "postgres://sis:***@db:5432/sis"
+        );
+        assert_eq!(redact_url("postgres://db/sis"), "postgres://db/sis");
+        assert_eq!(redact_url("sqlite://a/b.db"), "sqlite://a/b.db");
     }
 
     #[tokio::test]

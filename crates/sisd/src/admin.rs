@@ -25,9 +25,12 @@ async fn open(store: &StoreArgs) -> anyhow::Result<Store> {
             format!("cannot create data directory {}", store.data_dir.display())
         })?;
     }
-    Store::open(&store.url())
-        .await
-        .with_context(|| format!("cannot open the store {}", store.url()))
+    Store::open(&store.url()).await.with_context(|| {
+        format!(
+            "cannot open the store {}",
+            sis_store::redact_url(&store.url())
+        )
+    })
 }
 
 fn project_json(p: &sis_store::Project) -> serde_json::Value {

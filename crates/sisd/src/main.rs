@@ -59,7 +59,12 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let store = sis_store::Store::open(&cfg.store_url)
             .await
-            .with_context(|| format!("cannot open the store {}", cfg.store_url))?;
+            .with_context(|| {
+                format!(
+                    "cannot open the store {}",
+                    sis_store::redact_url(&cfg.store_url)
+                )
+            })?;
         let auth = Arc::new(auth::AuthState {
             mode: cfg.auth,
             store,
