@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod error;
+pub mod rasr;
 pub mod short_audio;
 
 pub use error::{ApiError, SisCode};

@@ -21,7 +21,11 @@ pub struct ShortAudioRequest {
     pub options: RecognitionOptions,
 }
 
-fn field<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<&'a Value, ApiError> {
+pub(crate) fn field<'a>(
+    obj: &'a Map<String, Value>,
+    name: &str,
+    path: &str,
+) -> Result<&'a Value, ApiError> {
     match obj.get(name) {
         None | Some(Value::Null) => Err(ApiError::new(
             SisCode::MissingField,
@@ -31,12 +35,16 @@ fn field<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<&'a 
     }
 }
 
-fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, ApiError> {
     v.as_str()
         .ok_or_else(|| ApiError::invalid(format!("'{path}' must be a string")))
 }
 
-fn yes_no(cfg: &Map<String, Value>, name: &str, default: bool) -> Result<bool, ApiError> {
+pub(crate) fn yes_no(
+    cfg: &Map<String, Value>,
+    name: &str,
+    default: bool,
+) -> Result<bool, ApiError> {
     match cfg.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => match string(v, &format!("config.{name}"))? {
@@ -141,7 +149,10 @@ fn decode_base64(data: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 /// Raw formats name their sample rate; it must equal the property's.
-fn check_declared_rate(format: AudioFormat, property: &Property) -> Result<(), ApiError> {
+pub(crate) fn check_declared_rate(
+    format: AudioFormat,
+    property: &Property,
+) -> Result<(), ApiError> {
     let declared = match format {
         AudioFormat::Amr => Some(8000),
         AudioFormat::AmrWb => Some(16000),
