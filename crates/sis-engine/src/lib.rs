@@ -18,6 +18,7 @@ pub mod onnx_meta;
 pub mod pack;
 mod postprocess;
 mod sherpa;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -67,6 +68,10 @@ pub struct EngineConfig {
     /// decoded whole (splitting a few seconds gains nothing and costs a VAD pass).
     pub vad_min_audio_s: f32,
     pub vad: VadSettings,
+    /// Real-time sessions that may be open at once; more are refused.
+    pub max_streams: usize,
+    /// Threads that run real-time sessions.
+    pub stream_workers: usize,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +89,8 @@ impl Default for EngineConfig {
             use_vad: true,
             vad_min_audio_s: 10.0,
             vad: VadSettings::default(),
+            max_streams: 1000,
+            stream_workers: cores,
         }
     }
 }
@@ -120,6 +127,9 @@ struct Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     by_property: HashMap<String, usize>,
+    /// Streaming packs by property, for real-time sessions.
+    streaming_by_property: HashMap<String, usize>,
+    hub: stream::Hub,
     tx: Option<Sender<Job>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     summaries: Vec<PackSummary>,
@@ -175,6 +185,7 @@ impl Engine {
         let mut punctuation = None;
         let mut vad_pack = None;
         let mut by_property = HashMap::new();
+        let mut streaming_by_property = HashMap::new();
         let mut summaries = Vec::new();
         for dir in &config.packs {
             let pack = Pack::open(dir)?;
@@ -192,6 +203,11 @@ impl Engine {
             match m.kind {
                 PackKind::OfflineAsr | PackKind::StreamingAsr => {
                     let idx = models.len();
+                    if m.kind == PackKind::StreamingAsr {
+                        for p in &m.properties {
+                            streaming_by_property.entry(p.clone()).or_insert(idx);
+                        }
+                    }
                     for p in &m.properties {
                         // Offline packs win over streaming ones for whole-file requests.
                         let better = match by_property.get(p) {
@@ -234,9 +250,16 @@ impl Engine {
                 .map_err(|e| EngineError::Load(format!("cannot start decode worker: {e}")))?;
             workers.push(handle);
         }
+        let hub = stream::Hub::start(
+            shared.clone(),
+            config.stream_workers,
+            config.max_streams.max(1),
+        )?;
         Ok(Engine {
             shared,
             by_property,
+            streaming_by_property,
+            hub,
             tx: Some(tx),
             workers,
             summaries,
@@ -254,6 +277,35 @@ impl Engine {
     /// The sample rate audio for `property` is decoded at, if served.
     pub fn serves(&self, property: &Property) -> bool {
         self.by_property.contains_key(property.name())
+    }
+
+    /// Whether real-time sessions can be opened for `property`.
+    pub fn serves_streaming(&self, property: &Property) -> bool {
+        self.streaming_by_property.contains_key(property.name())
+    }
+
+    /// Whether sentence segmentation (a VAD pack) is available.
+    pub fn has_vad(&self) -> bool {
+        self.shared.vad_pack.is_some()
+    }
+
+    /// Opens a real-time session; its events arrive on `events`.
+    pub fn open_stream(
+        &self,
+        property: &Property,
+        params: stream::StreamParams,
+        events: stream::EventSender,
+    ) -> Result<stream::StreamHandle, EngineError> {
+        let model = *self
+            .streaming_by_property
+            .get(property.name())
+            .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))?;
+        self.hub.open(model, params, events)
+    }
+
+    /// Real-time sessions open now.
+    pub fn active_streams(&self) -> usize {
+        self.hub.active()
     }
 
     /// Recognises a whole utterance. `pcm` must be at the property's rate.

@@ -119,16 +119,36 @@ pub fn load_vad(
     s: VadSettings,
     buffer_s: f32,
 ) -> Result<VoiceActivityDetector, EngineError> {
+    load_vad_at(pack, s, buffer_s, 16000)
+}
+
+/// Silero VAD window for a sample rate (the model takes 512 samples at
+/// 16 kHz, 256 at 8 kHz).
+pub fn vad_window(rate: u32) -> usize {
+    if rate == 8000 {
+        256
+    } else {
+        512
+    }
+}
+
+/// A VAD for audio at `rate` (8000 or 16000).
+pub fn load_vad_at(
+    pack: &Pack,
+    s: VadSettings,
+    buffer_s: f32,
+    rate: u32,
+) -> Result<VoiceActivityDetector, EngineError> {
     let config = VadModelConfig {
         silero_vad: SileroVadModelConfig {
             model: path(pack, "model")?,
             threshold: s.threshold,
             min_silence_duration: s.min_silence_s,
             min_speech_duration: s.min_speech_s,
-            window_size: 512,
+            window_size: vad_window(rate) as i32,
             max_speech_duration: s.max_speech_s,
         },
-        sample_rate: 16000,
+        sample_rate: rate as i32,
         num_threads: 1,
         provider: Some("cpu".into()),
         debug: false,
@@ -180,6 +200,11 @@ pub fn load_punctuation(pack: &Pack) -> Result<OfflinePunctuation, EngineError> 
             pack.name()
         ))
     })
+}
+
+/// The current result of a streaming recognizer's stream.
+pub fn online_result(rec: &OnlineRecognizer, stream: &sherpa_onnx::OnlineStream) -> RawResult {
+    raw(rec.get_result(stream).map(|r| (r.tokens, r.timestamps)))
 }
 
 /// One recognised segment: tokens with start times (s, relative to the segment).

@@ -24,6 +24,10 @@ pub enum SisCode {
     RecognitionFailed,
     /// Too many concurrent requests.
     MaxConcurrency,
+    /// Real-time: no data from the client for more than 20 s.
+    AudioTimeout,
+    /// Real-time: audio or connection beyond its maximum duration.
+    AudioTooLong,
     /// Gateway: API does not exist (HTTP 404).
     ApiNotFound,
     /// Gateway: request error, e.g. entity too large (HTTP 400/413).
@@ -47,6 +51,8 @@ impl SisCode {
             SisCode::FormatModelMismatch => "SIS.0301",
             SisCode::RecognitionFailed => "SIS.0305",
             SisCode::MaxConcurrency => "SIS.0312",
+            SisCode::AudioTimeout => "SIS.0304",
+            SisCode::AudioTooLong => "SIS.0309",
             SisCode::ApiNotFound => "APIG.0101",
             SisCode::GatewayRequest => "APIG.0201",
             SisCode::GatewayAuth => "APIG.0301",

@@ -245,7 +245,7 @@ pub fn error_response(trace_id: &str, error: &ApiError, fatal: bool) -> String {
     .to_string()
 }
 
-/// One `RESULT` with one segment; times in ms from the session start.
+/// One `RESULT` with one segment; segment and word times are ms from the session start.
 pub fn result_response(
     trace_id: &str,
     start_ms: u64,
@@ -261,8 +261,8 @@ pub fn result_response(
             .iter()
             .map(|w| {
                 serde_json::json!({
-                    "start_time": u64::from(w.start_ms) + start_ms,
-                    "end_time": u64::from(w.end_ms) + start_ms,
+                    "start_time": w.start_ms,
+                    "end_time": w.end_ms,
                     "word": w.word,
                 })
             })

@@ -229,6 +229,9 @@ pub struct ServeArgs {
     /// development).
     #[arg(long, env = "SIS_AUTH", default_value = "none")]
     pub auth: String,
+    /// Real-time (WebSocket) sessions that may be open at once; more get SIS.0312.
+    #[arg(long, env = "SIS_MAX_STREAMS", default_value_t = 1000)]
+    pub max_streams: usize,
     /// Lifetime of tokens issued by POST /v3/auth/tokens, in seconds.
     #[arg(long, env = "SIS_TOKEN_TTL_S", default_value_t = 86_400)]
     pub token_ttl_s: u64,
@@ -318,6 +321,9 @@ impl ServeArgs {
         if !(0.0..=3600.0).contains(&self.vad_min_audio_s) {
             bail!("--vad-min-audio-s must be between 0 and 3600");
         }
+        if self.max_streams == 0 {
+            bail!("--max-streams must be at least 1");
+        }
         if self.queue == 0 {
             bail!("--queue must be at least 1");
         }
@@ -346,6 +352,8 @@ impl ServeArgs {
                 use_vad: !self.no_vad,
                 vad_min_audio_s: self.vad_min_audio_s,
                 vad: VadSettings::default(),
+                max_streams: self.max_streams,
+                stream_workers: workers,
             },
         })
     }

@@ -1,23 +1,32 @@
-//! The RASR WebSocket endpoints (`/v1/{project_id}/rasr/{mode}`). This version
-//! authenticates and upgrades the connection; recognition over it is not
-//! implemented yet, and every START gets an ERROR saying so.
+//! The RASR WebSocket endpoints (`/v1/{project_id}/rasr/{mode}`, SIS-API.md
+//! §6). One async task per connection speaks the protocol; recognition runs
+//! on the engine's stream workers (`sis_engine::stream`), never here.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, Path};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
+use sis_engine::stream::{Segmentation, StreamEvent, StreamHandle, StreamParams};
+use sis_protocol::rasr::{self, Command, EndReason, Mode, StartConfig};
 use sis_protocol::{ApiError, SisCode};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::errors::ErrorResponse;
-use crate::server::RequestId;
+use crate::errors::{from_engine, ErrorResponse};
+use crate::server::{AppState, RequestId};
 
-pub const MODES: [&str; 3] = ["short-stream", "continue-stream", "sentence-stream"];
+/// No data from the client for this long ends the connection (SIS.0304).
+const IDLE_LIMIT: Duration = Duration::from_secs(20);
+/// Longest connection.
+const CONNECTION_LIMIT: Duration = Duration::from_secs(5 * 3600);
 
 pub async fn upgrade(
+    State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path((_project_id, mode)): Path<(String, String)>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    if !MODES.contains(&mode.as_str()) {
+    let Some(mode) = Mode::from_path(&mode) else {
         return ErrorResponse {
             error: ApiError::new(
                 SisCode::ApiNotFound,
@@ -26,9 +35,12 @@ pub async fn upgrade(
             request_id: rid.0,
         }
         .into_response();
-    }
+    };
     match ws {
-        Ok(ws) => ws.on_upgrade(session).into_response(),
+        Ok(ws) => ws
+            .max_message_size(1 << 20)
+            .on_upgrade(move |socket| Connection::new(state, mode, socket).run())
+            .into_response(),
         Err(_) => ErrorResponse {
             error: ApiError::invalid("a WebSocket upgrade request is required"),
             request_id: rid.0,
@@ -37,26 +49,357 @@ pub async fn upgrade(
     }
 }
 
-async fn session(mut socket: WebSocket) {
-    while let Some(Ok(msg)) = socket.recv().await {
-        match msg {
-            Message::Text(_) => {
-                let body = serde_json::json!({
-                    "resp_type": "ERROR",
-                    "trace_id": uuid::Uuid::new_v4().to_string(),
-                    "error_code": SisCode::Unsupported.as_str(),
-                    "error_msg": "real-time recognition is not available in this version",
-                });
-                if socket
-                    .send(Message::Text(body.to_string().into()))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Message::Close(_) => break,
-            _ => {}
+struct Session {
+    trace_id: String,
+    cfg: StartConfig,
+    handle: Option<StreamHandle>,
+    events: UnboundedReceiver<StreamEvent>,
+    received_bytes: u64,
+    bytes_per_second: u64,
+    sample_bytes: usize,
+    exceeded: bool,
+    /// END (no cancel) was sent to the engine; waiting for Finished.
+    ending: bool,
+}
+
+struct Connection {
+    state: AppState,
+    mode: Mode,
+    socket: WebSocket,
+    session: Option<Session>,
+    /// An error was reported for stray audio since the last START.
+    stray_reported: bool,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Connection {
+    fn new(state: AppState, mode: Mode, socket: WebSocket) -> Connection {
+        Connection {
+            state,
+            mode,
+            socket,
+            session: None,
+            stray_reported: false,
         }
     }
+
+    async fn send(&mut self, text: String) -> bool {
+        self.socket.send(Message::Text(text.into())).await.is_ok()
+    }
+
+    async fn run(mut self) {
+        let deadline = tokio::time::Instant::now() + CONNECTION_LIMIT;
+        loop {
+            let flow = tokio::select! {
+                msg = tokio::time::timeout(IDLE_LIMIT, self.socket.recv()) => match msg {
+                    Err(_) => {
+                        self.fatal(ApiError::new(SisCode::AudioTimeout, "wait voice timeout")).await;
+                        Flow::Close
+                    }
+                    Ok(None) | Ok(Some(Err(_))) => Flow::Close,
+                    Ok(Some(Ok(m))) => self.on_message(m).await,
+                },
+                ev = next_event(&mut self.session) => self.on_event(ev).await,
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.fatal(ApiError::new(SisCode::AudioTooLong, "the connection reached its 5-hour limit")).await;
+                    Flow::Close
+                }
+            };
+            if let Flow::Close = flow {
+                break;
+            }
+        }
+        // dropping the session's handle frees its engine resources
+        self.session = None;
+    }
+
+    async fn fatal(&mut self, e: ApiError) {
+        let trace = self
+            .session
+            .as_ref()
+            .map(|s| s.trace_id.clone())
+            .unwrap_or_else(new_trace);
+        let _ = self.send(rasr::error_response(&trace, &e, true)).await;
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: "".into(),
+            })))
+            .await;
+    }
+
+    /// ERROR; if a session is open it ends with END(ERROR).
+    async fn error(&mut self, e: ApiError) -> Flow {
+        let trace = self
+            .session
+            .as_ref()
+            .map(|s| s.trace_id.clone())
+            .unwrap_or_else(new_trace);
+        if !self.send(rasr::error_response(&trace, &e, false)).await {
+            return Flow::Close;
+        }
+        if self.session.take().is_some()
+            && !self
+                .send(rasr::end_response(&trace, EndReason::Error))
+                .await
+        {
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    async fn on_message(&mut self, m: Message) -> Flow {
+        match m {
+            Message::Text(t) => match rasr::parse_command(t.as_str()) {
+                Err(e) => self.error(e).await,
+                Ok(Command::Start(cfg)) => self.start(*cfg).await,
+                Ok(Command::End { cancel }) => self.end(cancel).await,
+            },
+            Message::Binary(b) => self.audio(&b).await,
+            Message::Close(_) => Flow::Close,
+            // pings are answered by the WebSocket layer
+            Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+        }
+    }
+
+    async fn start(&mut self, cfg: StartConfig) -> Flow {
+        if self.session.is_some() {
+            return self
+                .error(ApiError::invalid(
+                    "incorrect time sequence: START while a session is open",
+                ))
+                .await;
+        }
+        self.stray_reported = false;
+        let engine = &self.state.engine;
+        if !engine.serves_streaming(&cfg.property) {
+            return self
+                .error(ApiError::invalid(format!(
+                    "'property' {} is not served by a streaming model pack on this server",
+                    cfg.property.name()
+                )))
+                .await;
+        }
+        let segmentation = match self.mode {
+            Mode::ShortStream => Segmentation::Whole,
+            Mode::ContinueStream => Segmentation::Continuous,
+            Mode::SentenceStream => Segmentation::FirstSentence,
+        };
+        if segmentation != Segmentation::Whole && !engine.has_vad() {
+            return self
+                .error(ApiError::new(
+                    SisCode::Unsupported,
+                    "this mode needs a VAD pack, and none is installed",
+                ))
+                .await;
+        }
+        let (raw_enc, rate) = match cfg.format.raw() {
+            Some(r) => r,
+            None => {
+                return self
+                    .error(ApiError::invalid("'audio_format' is invalid"))
+                    .await
+            }
+        };
+        let bytes_per_sample = if raw_enc == sis_core::RawEncoding::Pcm16Le {
+            2
+        } else {
+            1
+        };
+        let params = StreamParams {
+            segmentation,
+            options: cfg.options.clone(),
+            interim: cfg.interim_results,
+            vad_head_ms: cfg.vad_head_ms,
+            vad_tail_ms: cfg.vad_tail_ms,
+            max_seconds: cfg.max_seconds,
+            sample_rate: rate,
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let handle = match engine.open_stream(&cfg.property, params, tx) {
+            Ok(h) => h,
+            Err(e) => return self.error(from_engine(e)).await,
+        };
+        let trace_id = new_trace();
+        self.session = Some(Session {
+            trace_id: trace_id.clone(),
+            cfg,
+            handle: Some(handle),
+            events: rx,
+            received_bytes: 0,
+            bytes_per_second: rate as u64 * bytes_per_sample,
+            sample_bytes: bytes_per_sample as usize,
+            exceeded: false,
+            ending: false,
+        });
+        if self.send(rasr::start_response(&trace_id)).await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+
+    async fn end(&mut self, cancel: bool) -> Flow {
+        let Some(s) = self.session.as_mut() else {
+            return self
+                .error(ApiError::invalid(
+                    "incorrect time sequence: END without START",
+                ))
+                .await;
+        };
+        if s.ending {
+            return Flow::Continue;
+        }
+        if cancel {
+            let trace = s.trace_id.clone();
+            self.session = None;
+            return if self
+                .send(rasr::end_response(&trace, EndReason::Cancel))
+                .await
+            {
+                Flow::Continue
+            } else {
+                Flow::Close
+            };
+        }
+        s.ending = true;
+        if let Some(h) = &s.handle {
+            h.end(false);
+        }
+        Flow::Continue
+    }
+
+    async fn audio(&mut self, bytes: &[u8]) -> Flow {
+        let mode = self.mode;
+        let Some(s) = self.session.as_mut() else {
+            if self.stray_reported {
+                return Flow::Continue;
+            }
+            self.stray_reported = true;
+            return self
+                .error(ApiError::invalid(
+                    "audio received before START; it is ignored until the next START",
+                ))
+                .await;
+        };
+        if s.ending || s.exceeded {
+            return Flow::Continue;
+        }
+        let (lo, hi) = rasr::frame_bounds(s.cfg.format);
+        if bytes.len() < lo || bytes.len() > hi {
+            let e = rasr::frame_size_error(bytes.len(), s.cfg.format);
+            return self.error(e).await;
+        }
+        let limit = mode.max_audio_ms() * s.bytes_per_second / 1000;
+        let mut take = (limit.saturating_sub(s.received_bytes) as usize).min(bytes.len());
+        if take < bytes.len() {
+            take -= take % s.sample_bytes;
+        }
+        let pcm = match sis_audio::decode(
+            s.cfg.format,
+            &bytes[..take],
+            sis_audio::DecodeLimits { max_ms: u64::MAX },
+        ) {
+            Ok(p) => p,
+            Err(e) if take > 0 => {
+                return self
+                    .error(ApiError::invalid(format!("audio data invalid: {e}")))
+                    .await
+            }
+            Err(_) => sis_core::Pcm {
+                samples: vec![],
+                sample_rate: 0,
+            },
+        };
+        s.received_bytes += bytes.len() as u64;
+        if let Some(h) = &s.handle {
+            if !pcm.samples.is_empty() {
+                h.audio(pcm.samples);
+            }
+        }
+        if s.received_bytes > limit {
+            s.exceeded = true;
+            let trace = s.trace_id.clone();
+            let ms = mode.max_audio_ms();
+            return if self
+                .send(rasr::event_response(&trace, "EXCEEDED_AUDIO", ms))
+                .await
+            {
+                Flow::Continue
+            } else {
+                Flow::Close
+            };
+        }
+        Flow::Continue
+    }
+
+    async fn on_event(&mut self, ev: Option<StreamEvent>) -> Flow {
+        let Some(s) = self.session.as_mut() else {
+            return Flow::Continue;
+        };
+        let trace = s.trace_id.clone();
+        let text = match ev {
+            None => {
+                // the engine side went away
+                return self
+                    .error(ApiError::new(
+                        SisCode::RecognitionFailed,
+                        "recognition failed",
+                    ))
+                    .await;
+            }
+            Some(StreamEvent::VoiceStart { ms }) => rasr::event_response(&trace, "VOICE_START", ms),
+            Some(StreamEvent::VoiceEnd { ms }) => rasr::event_response(&trace, "VOICE_END", ms),
+            Some(StreamEvent::ExceededSilence { ms }) => {
+                rasr::event_response(&trace, "EXCEEDED_SILENCE", ms)
+            }
+            Some(StreamEvent::Result {
+                start_ms,
+                end_ms,
+                is_final,
+                transcript,
+            }) => rasr::result_response(
+                &trace,
+                start_ms,
+                end_ms,
+                is_final,
+                &transcript,
+                s.cfg.options.need_word_info,
+            ),
+            Some(StreamEvent::Finished) => {
+                self.session = None;
+                rasr::end_response(&trace, EndReason::Normal)
+            }
+            Some(StreamEvent::Failed(m)) => {
+                tracing::error!(error = %m, "real-time session failed");
+                return self
+                    .error(ApiError::new(
+                        SisCode::RecognitionFailed,
+                        "recognition failed",
+                    ))
+                    .await;
+            }
+        };
+        if self.send(text).await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+}
+
+async fn next_event(session: &mut Option<Session>) -> Option<StreamEvent> {
+    match session {
+        Some(s) => s.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn new_trace() -> String {
+    uuid::Uuid::new_v4().to_string()
 }

@@ -1,0 +1,622 @@
+//! Real-time recognition sessions (RASR). A fixed pool of stream worker
+//! threads owns every live session's recognizer stream and VAD (a session is
+//! pinned to one worker for its life, because sherpa-onnx's VAD may not move
+//! between threads). Each loop a worker applies the queued commands of its
+//! sessions, then decodes all of its ready streams of one model in one
+//! multi-stream call, and sends events back on each session's channel. No
+//! thread per connection; nothing decodes on the async runtime.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+use sherpa_onnx::{OnlineRecognizer, OnlineStream, VoiceActivityDetector};
+use sis_core::{RecognitionOptions, Transcript};
+
+use crate::sherpa::{self, Recognizer, VadSettings};
+use crate::{postprocess, EngineError, Shared};
+
+/// How a session segments its audio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segmentation {
+    /// One utterance: the whole stream (short-stream).
+    Whole,
+    /// Sentences split by the VAD, each recognised (continue-stream).
+    Continuous,
+    /// The first sentence only; VOICE_* events (sentence-stream).
+    FirstSentence,
+}
+
+#[derive(Clone, Debug)]
+pub struct StreamParams {
+    pub segmentation: Segmentation,
+    pub options: RecognitionOptions,
+    pub interim: bool,
+    pub vad_head_ms: u32,
+    pub vad_tail_ms: u32,
+    pub max_seconds: u32,
+    /// Sample rate of the audio the session will send (8000 or 16000).
+    pub sample_rate: u32,
+}
+
+/// What a session reports, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    VoiceStart {
+        ms: u64,
+    },
+    VoiceEnd {
+        ms: u64,
+    },
+    ExceededSilence {
+        ms: u64,
+    },
+    /// Word times in `transcript` are ms from the session start.
+    Result {
+        start_ms: u64,
+        end_ms: u64,
+        is_final: bool,
+        transcript: Transcript,
+    },
+    /// After `end(false)`: every result has been sent.
+    Finished,
+    Failed(String),
+}
+
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<StreamEvent>;
+
+enum Cmd {
+    Open {
+        id: u64,
+        model: usize,
+        params: Box<StreamParams>,
+        events: EventSender,
+    },
+    Audio {
+        id: u64,
+        samples: Vec<f32>,
+    },
+    End {
+        id: u64,
+        cancel: bool,
+    },
+    Close {
+        id: u64,
+    },
+}
+
+pub(crate) struct Hub {
+    workers: Vec<Sender<Cmd>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    next_id: AtomicU64,
+    active: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// A live session; dropping it frees everything it holds on its worker.
+pub struct StreamHandle {
+    id: u64,
+    tx: Sender<Cmd>,
+    active: Arc<AtomicUsize>,
+}
+
+impl StreamHandle {
+    /// Audio at the session's sample rate.
+    pub fn audio(&self, samples: Vec<f32>) {
+        let _ = self.tx.send(Cmd::Audio {
+            id: self.id,
+            samples,
+        });
+    }
+
+    /// Ends the session: without `cancel` the remaining results follow, then
+    /// [`StreamEvent::Finished`].
+    pub fn end(&self, cancel: bool) {
+        let _ = self.tx.send(Cmd::End {
+            id: self.id,
+            cancel,
+        });
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Cmd::Close { id: self.id });
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Hub {
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        workers: usize,
+        capacity: usize,
+    ) -> Result<Hub, EngineError> {
+        let mut txs = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..workers.max(1) {
+            let (tx, rx) = unbounded();
+            let shared = shared.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("stream-{i}"))
+                .spawn(move || StreamWorker::new(shared).run(rx))
+                .map_err(|e| EngineError::Load(format!("cannot start stream worker: {e}")))?;
+            txs.push(tx);
+            threads.push(t);
+        }
+        Ok(Hub {
+            workers: txs,
+            threads,
+            next_id: AtomicU64::new(1),
+            active: Arc::new(AtomicUsize::new(0)),
+            capacity,
+        })
+    }
+
+    pub(crate) fn open(
+        &self,
+        model: usize,
+        params: StreamParams,
+        events: EventSender,
+    ) -> Result<StreamHandle, EngineError> {
+        // Admission: refuse beyond capacity instead of slowing everyone.
+        let prev = self.active.fetch_add(1, Ordering::SeqCst);
+        if prev >= self.capacity {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Busy);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let tx = self.workers[(id as usize) % self.workers.len()].clone();
+        let handle = StreamHandle {
+            id,
+            tx: tx.clone(),
+            active: self.active.clone(),
+        };
+        tx.send(Cmd::Open {
+            id,
+            model,
+            params: Box::new(params),
+            events,
+        })
+        .map_err(|_| EngineError::ShuttingDown)?;
+        Ok(handle)
+    }
+
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.workers.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Audio kept before the VAD reports speech, so a sentence's stream starts
+/// before the detected onset.
+const LEAD_S: f32 = 0.6;
+/// Silence appended before the last decode of a stream, so the model's
+/// look-ahead window is filled.
+const TAIL_S: f32 = 0.8;
+
+struct Session {
+    model: usize,
+    p: StreamParams,
+    events: EventSender,
+    /// Samples received so far (session clock).
+    received: u64,
+    stream: Option<OnlineStream>,
+    /// Session sample index where `stream` starts.
+    stream_start: u64,
+    vad: Option<VoiceActivityDetector>,
+    window: usize,
+    pending: Vec<f32>,
+    lead: VecDeque<f32>,
+    in_speech: bool,
+    /// Session sample index of the last sentence end (or 0).
+    last_boundary: u64,
+    /// Sentence mode: recognition stopped (first sentence done, or silence).
+    stopped: bool,
+    last_partial: String,
+    dirty: bool,
+}
+
+fn online(shared: &Shared, model: usize) -> Option<&OnlineRecognizer> {
+    match &shared.models.get(model)?.recognizer {
+        Recognizer::Streaming(r) => Some(r),
+        Recognizer::Offline(_) => None,
+    }
+}
+
+struct StreamWorker {
+    shared: Arc<Shared>,
+    sessions: HashMap<u64, Session>,
+}
+
+impl StreamWorker {
+    fn new(shared: Arc<Shared>) -> StreamWorker {
+        StreamWorker {
+            shared,
+            sessions: HashMap::new(),
+        }
+    }
+
+    fn recognizer(&self, model: usize) -> Option<&OnlineRecognizer> {
+        online(&self.shared, model)
+    }
+
+    fn run(mut self, rx: Receiver<Cmd>) {
+        loop {
+            let first = if self.sessions.is_empty() {
+                match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                }
+            } else {
+                match rx.recv_timeout(Duration::from_millis(20)) {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            self.apply(first);
+            while let Ok(c) = rx.try_recv() {
+                self.apply(c);
+            }
+            self.decode_ready();
+        }
+    }
+
+    fn apply(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Open {
+                id,
+                model,
+                params,
+                events,
+            } => match self.open(model, *params, events.clone()) {
+                Ok(s) => {
+                    self.sessions.insert(id, s);
+                }
+                Err(e) => {
+                    let _ = events.send(StreamEvent::Failed(e.to_string()));
+                }
+            },
+            Cmd::Audio { id, samples } => {
+                if let Some(mut s) = self.sessions.remove(&id) {
+                    self.feed(&mut s, &samples);
+                    self.sessions.insert(id, s);
+                }
+            }
+            Cmd::End { id, cancel } => {
+                if let Some(mut s) = self.sessions.remove(&id) {
+                    if !cancel {
+                        self.finish(&mut s);
+                        let _ = s.events.send(StreamEvent::Finished);
+                    }
+                    // the session's resources go with it
+                }
+            }
+            Cmd::Close { id } => {
+                self.sessions.remove(&id);
+            }
+        }
+    }
+
+    fn open(
+        &self,
+        model: usize,
+        p: StreamParams,
+        events: EventSender,
+    ) -> Result<Session, EngineError> {
+        let rec = self
+            .recognizer(model)
+            .ok_or_else(|| EngineError::Failed("not a streaming model".into()))?;
+        let (stream, vad) = match p.segmentation {
+            Segmentation::Whole => (Some(rec.create_stream()), None),
+            _ => {
+                let pack = self
+                    .shared
+                    .vad_pack
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Failed("no VAD pack installed".into()))?;
+                let settings = VadSettings {
+                    min_silence_s: (p.vad_tail_ms.max(100)) as f32 / 1000.0,
+                    max_speech_s: p.max_seconds as f32,
+                    ..self.shared.config.vad
+                };
+                let buffer_s = p.max_seconds as f32 + 5.0;
+                (
+                    None,
+                    Some(sherpa::load_vad_at(
+                        pack,
+                        settings,
+                        buffer_s,
+                        p.sample_rate,
+                    )?),
+                )
+            }
+        };
+        Ok(Session {
+            model,
+            window: sherpa::vad_window(p.sample_rate),
+            p,
+            events,
+            received: 0,
+            stream,
+            stream_start: 0,
+            vad,
+            pending: Vec::new(),
+            lead: VecDeque::new(),
+            in_speech: false,
+            last_boundary: 0,
+            stopped: false,
+            last_partial: String::new(),
+            dirty: false,
+        })
+    }
+
+    fn ms(s: &Session, samples: u64) -> u64 {
+        samples * 1000 / s.p.sample_rate as u64
+    }
+
+    fn feed(&self, s: &mut Session, samples: &[f32]) {
+        let rate = s.p.sample_rate as i32;
+        if s.vad.is_none() {
+            s.received += samples.len() as u64;
+            if let Some(st) = &s.stream {
+                st.accept_waveform(rate, samples);
+                s.dirty = true;
+            }
+            return;
+        }
+        s.pending.extend_from_slice(samples);
+        let w = s.window;
+        let full = s.pending.len() / w * w;
+        let chunk: Vec<f32> = s.pending.drain(..full).collect();
+        for win in chunk.chunks(w) {
+            s.received += win.len() as u64;
+            if s.stopped {
+                continue;
+            }
+            self.vad_window(s, win);
+        }
+    }
+
+    fn vad_window(&self, s: &mut Session, win: &[f32]) {
+        let rate = s.p.sample_rate as i32;
+        let Some(vad) = s.vad.as_ref() else { return };
+        vad.accept_waveform(win);
+        if !s.in_speech && vad.detected() {
+            s.in_speech = true;
+            // the sentence's stream starts with the audio kept before the onset
+            let rec = self.recognizer(s.model);
+            if let Some(rec) = rec {
+                let st = rec.create_stream();
+                let lead: Vec<f32> = s.lead.drain(..).collect();
+                s.stream_start = s
+                    .received
+                    .saturating_sub(win.len() as u64 + lead.len() as u64);
+                st.accept_waveform(rate, &lead);
+                s.stream = Some(st);
+            }
+            if s.p.segmentation == Segmentation::FirstSentence {
+                let settings = &self.shared.config.vad;
+                let back = ((settings.min_speech_s + 0.1) * s.p.sample_rate as f32) as u64;
+                let onset = s.received.saturating_sub(back).max(s.last_boundary);
+                let _ = s.events.send(StreamEvent::VoiceStart {
+                    ms: Self::ms(s, onset),
+                });
+            }
+        }
+        if s.in_speech {
+            if let Some(st) = &s.stream {
+                st.accept_waveform(rate, win);
+                s.dirty = true;
+            }
+        } else {
+            s.lead.extend(win.iter().copied());
+            let keep = (LEAD_S * s.p.sample_rate as f32) as usize;
+            while s.lead.len() > keep {
+                s.lead.pop_front();
+            }
+            // no speech within vad_head
+            let silent_ms = Self::ms(s, s.received - s.last_boundary);
+            if s.p.segmentation == Segmentation::FirstSentence
+                && silent_ms >= s.p.vad_head_ms as u64
+            {
+                s.stopped = true;
+                let ms = Self::ms(s, s.received);
+                let _ = s.events.send(StreamEvent::ExceededSilence { ms });
+                return;
+            }
+        }
+        // completed sentences
+        let mut segs = Vec::new();
+        while let Some(seg) = vad.front() {
+            segs.push((seg.start().max(0) as u64, seg.n().max(0) as u64));
+            vad.pop();
+        }
+        for (start, n) in segs {
+            self.sentence_end(s, start, start + n);
+            if s.stopped {
+                break;
+            }
+        }
+    }
+
+    /// Final result of the open sentence [start, end) (session samples).
+    fn sentence_end(&self, s: &mut Session, start: u64, end: u64) {
+        let t = self.finalize_stream(s);
+        s.in_speech = false;
+        s.last_boundary = s.received;
+        s.lead.clear();
+        let (start_ms, end_ms) = (Self::ms(s, start), Self::ms(s, end));
+        if s.p.segmentation == Segmentation::FirstSentence {
+            s.stopped = true;
+            if t.text.is_empty() {
+                let _ = s.events.send(StreamEvent::ExceededSilence { ms: end_ms });
+                return;
+            }
+            let _ = s.events.send(StreamEvent::VoiceEnd { ms: end_ms });
+        }
+        if !t.text.is_empty() {
+            let _ = s.events.send(StreamEvent::Result {
+                start_ms,
+                end_ms,
+                is_final: true,
+                transcript: t,
+            });
+        }
+    }
+
+    /// Flushes and decodes the open stream to its end; returns its transcript
+    /// with word times from the session start.
+    fn finalize_stream(&self, s: &mut Session) -> Transcript {
+        let Some(st) = s.stream.take() else {
+            return Transcript::default();
+        };
+        let Some(rec) = self.recognizer(s.model) else {
+            return Transcript::default();
+        };
+        let rate = s.p.sample_rate;
+        st.accept_waveform(rate as i32, &vec![0.0; (TAIL_S * rate as f32) as usize]);
+        st.input_finished();
+        while rec.is_ready(&st) {
+            rec.decode(&st);
+        }
+        s.last_partial.clear();
+        s.dirty = false;
+        let raw = sherpa::online_result(rec, &st);
+        tracing::debug!(stream_start = s.stream_start, received = s.received, ts = ?raw.timestamps, "finalize");
+        let offset = s.stream_start as f32 / rate as f32;
+        let dur = (s.received - s.stream_start) as f32 / rate as f32;
+        let mut t = postprocess::transcript(
+            &[(0.0, raw)],
+            dur,
+            &s.p.options,
+            self.shared.punctuation.as_ref(),
+        );
+        for w in &mut t.words {
+            w.start_ms += (offset * 1000.0) as u32;
+            w.end_ms += (offset * 1000.0) as u32;
+        }
+        t
+    }
+
+    fn finish(&self, s: &mut Session) {
+        if s.vad.is_none() {
+            if s.stream.is_some() {
+                let t = self.finalize_stream(s);
+                let _ = s.events.send(StreamEvent::Result {
+                    start_ms: 0,
+                    end_ms: Self::ms(s, s.received),
+                    is_final: true,
+                    transcript: t,
+                });
+            }
+            return;
+        }
+        if s.stopped {
+            return;
+        }
+        // the last partial window, then whatever the VAD still holds
+        if !s.pending.is_empty() {
+            let mut last = std::mem::take(&mut s.pending);
+            s.received += last.len() as u64;
+            last.resize(s.window, 0.0);
+            self.vad_window(s, &last);
+        }
+        if s.stopped {
+            return;
+        }
+        if let Some(vad) = s.vad.as_ref() {
+            vad.flush();
+            let mut segs = Vec::new();
+            while let Some(seg) = vad.front() {
+                segs.push((seg.start().max(0) as u64, seg.n().max(0) as u64));
+                vad.pop();
+            }
+            for (start, n) in segs {
+                if s.stopped {
+                    break;
+                }
+                self.sentence_end(s, start, (start + n).min(s.received));
+            }
+        }
+        if s.stream.is_some() && !s.stopped {
+            let start = s.stream_start;
+            let end = s.received;
+            self.sentence_end(s, start, end);
+        }
+    }
+
+    /// One multi-stream decode per model over every ready stream, then
+    /// interim results for sessions that asked for them.
+    fn decode_ready(&mut self) {
+        let mut by_model: HashMap<usize, Vec<u64>> = HashMap::new();
+        for (id, s) in &self.sessions {
+            if s.dirty && s.stream.is_some() {
+                by_model.entry(s.model).or_default().push(*id);
+            }
+        }
+        let shared = self.shared.clone();
+        for (model, ids) in by_model {
+            let Some(rec) = online(&shared, model) else {
+                continue;
+            };
+            loop {
+                let ready: Vec<&OnlineStream> = ids
+                    .iter()
+                    .filter_map(|id| self.sessions.get(id)?.stream.as_ref())
+                    .filter(|st| rec.is_ready(st))
+                    .collect();
+                if ready.is_empty() {
+                    break;
+                }
+                rec.decode_multiple_streams(&ready);
+            }
+            for id in ids {
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    continue;
+                };
+                s.dirty = false;
+                if !s.p.interim {
+                    continue;
+                }
+                let Some(st) = &s.stream else { continue };
+                let raw = sherpa::online_result(rec, st);
+                let text: String = raw.tokens.concat();
+                if text.is_empty() || text == s.last_partial {
+                    continue;
+                }
+                s.last_partial = text;
+                let rate = s.p.sample_rate as f32;
+                let dur = (s.received - s.stream_start) as f32 / rate;
+                let opts = RecognitionOptions {
+                    add_punc: false,
+                    need_word_info: false,
+                    ..s.p.options.clone()
+                };
+                let mut t = postprocess::transcript(&[(0.0, raw)], dur, &opts, None);
+                let offset_ms = (s.stream_start * 1000 / s.p.sample_rate as u64) as u32;
+                for w in &mut t.words {
+                    w.start_ms += offset_ms;
+                    w.end_ms += offset_ms;
+                }
+                let _ = s.events.send(StreamEvent::Result {
+                    start_ms: s.stream_start * 1000 / s.p.sample_rate as u64,
+                    end_ms: s.received * 1000 / s.p.sample_rate as u64,
+                    is_final: false,
+                    transcript: t,
+                });
+            }
+        }
+    }
+}
