@@ -32,6 +32,13 @@ def install_packs(models_dir: Path):
                        check=True, capture_output=True)
 
 
+def cli(env, *args, stdin=None):
+    """Runs an operator command (`sisd projects|users|credentials ...`); returns its JSON lines."""
+    r = subprocess.run([SISD, *args], env={**os.environ, **env}, input=stdin, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
 class Server:
     def __init__(self, models, data_dir, extra=(), log=None, env=None):
         self.port = free_port()

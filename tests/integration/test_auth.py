@@ -14,18 +14,12 @@ import pytest
 import requests
 import websocket
 
-from conftest import SISD, Server
+from conftest import SISD, Server, cli
 from signer import canonical_request, sdk_date, sign
 
 PID_A = "0123456789abcdef0123456789abcdef"
 PID_B = "fedcba9876543210fedcba9876543210"
 PASSWORD = "correct-horse-battery"
-
-
-def cli(env, *args, stdin=None):
-    r = subprocess.run([SISD, *args], env={**os.environ, **env}, input=stdin, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")

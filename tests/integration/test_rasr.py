@@ -14,18 +14,12 @@ import pytest
 import requests
 import websocket
 
-from conftest import ROOT, SISD, Server
+from conftest import ROOT, SISD, Server, cli
 from signer import sdk_date, sign
 
 PID = "0123456789abcdef0123456789abcdef"
 PASSWORD = "correct-horse-battery"
 NODE_DIR = ROOT / "tests" / "node"
-
-
-def cli(env, *args, stdin=None):
-    r = subprocess.run([SISD, *args], env={**os.environ, **env}, input=stdin, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 use sis_core::{AudioFormat, Property, RecognitionOptions, Transcript};
 
 use crate::error::{ApiError, SisCode};
-use crate::short_audio::{check_declared_rate, field, string, yes_no};
+use crate::short_audio::{
+    check_declared_rate, field, parse_options, parse_property, string, yes_no,
+};
 
 /// The three RASR modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,23 +149,8 @@ fn parse_start(obj: &Map<String, Value>) -> Result<StartConfig, ApiError> {
                 "'audio_format' is invalid: '{format_s}' (real-time recognition takes raw PCM, A-law or mu-law at 8 or 16 kHz)"
             ))
         })?;
-    let prop_s = string(
-        field(cfg, "property", "config.property")?,
-        "config.property",
-    )?;
-    let property = Property::parse(prop_s)
-        .ok_or_else(|| ApiError::invalid(format!("'property' is invalid: '{prop_s}'")))?;
-    let options = RecognitionOptions {
-        add_punc: yes_no(cfg, "add_punc", false)?,
-        digit_norm: yes_no(cfg, "digit_norm", true)?,
-        need_word_info: yes_no(cfg, "need_word_info", false)?,
-        vocabulary_id: match cfg.get("vocabulary_id") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                Some(string(v, "config.vocabulary_id")?.to_string()).filter(|s| !s.is_empty())
-            }
-        },
-    };
+    let property = parse_property(cfg)?;
+    let options = parse_options(cfg)?;
     let interim_results = yes_no(cfg, "interim_results", false)?;
     let vad_head = int_in(cfg, "vad_head", 10_000, 0, 60_000)?;
     let vad_tail = int_in(cfg, "vad_tail", 500, 0, 3_000)?;

@@ -57,6 +57,31 @@ pub(crate) fn yes_no(
     }
 }
 
+/// `config.property`, required and known.
+pub(crate) fn parse_property(cfg: &Map<String, Value>) -> Result<Property, ApiError> {
+    let prop_s = string(
+        field(cfg, "property", "config.property")?,
+        "config.property",
+    )?;
+    Property::parse(prop_s)
+        .ok_or_else(|| ApiError::invalid(format!("'property' is invalid: '{prop_s}'")))
+}
+
+/// The recognition options shared by short-audio and real-time START.
+pub(crate) fn parse_options(cfg: &Map<String, Value>) -> Result<RecognitionOptions, ApiError> {
+    Ok(RecognitionOptions {
+        add_punc: yes_no(cfg, "add_punc", false)?,
+        digit_norm: yes_no(cfg, "digit_norm", true)?,
+        need_word_info: yes_no(cfg, "need_word_info", false)?,
+        vocabulary_id: match cfg.get("vocabulary_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                Some(string(v, "config.vocabulary_id")?.to_string()).filter(|s| !s.is_empty())
+            }
+        },
+    })
+}
+
 /// Parses and validates a request body. Checks everything that can be checked
 /// without decoding the audio; the sample-rate rule for container formats is
 /// checked after decoding (see [`check_sample_rate`]).
@@ -77,29 +102,8 @@ pub fn parse_request(body: &[u8]) -> Result<ShortAudioRequest, ApiError> {
     let format = AudioFormat::parse(format_s)
         .ok_or_else(|| ApiError::invalid(format!("'audio_format' is invalid: '{format_s}'")))?;
 
-    let prop_s = string(
-        field(cfg, "property", "config.property")?,
-        "config.property",
-    )?;
-    let property = Property::parse(prop_s)
-        .ok_or_else(|| ApiError::invalid(format!("'property' is invalid: '{prop_s}'")))?;
-
-    let options = RecognitionOptions {
-        add_punc: yes_no(cfg, "add_punc", false)?,
-        digit_norm: yes_no(cfg, "digit_norm", true)?,
-        need_word_info: yes_no(cfg, "need_word_info", false)?,
-        vocabulary_id: match cfg.get("vocabulary_id") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let id = string(v, "config.vocabulary_id")?;
-                if id.is_empty() {
-                    None
-                } else {
-                    Some(id.to_string())
-                }
-            }
-        },
-    };
+    let property = parse_property(cfg)?;
+    let options = parse_options(cfg)?;
     // Accepted and type-checked; model selection by language is a later feature.
     yes_no(cfg, "auto_language_detect", false)?;
 
