@@ -127,8 +127,9 @@ struct Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     by_property: HashMap<String, usize>,
-    /// Streaming packs by property, for real-time sessions.
-    streaming_by_property: HashMap<String, usize>,
+    /// The pack real-time sessions of a property use: a streaming pack when
+    /// one serves it, else an offline pack (VAD + re-decoding).
+    realtime_by_property: HashMap<String, usize>,
     hub: stream::Hub,
     tx: Option<Sender<Job>>,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -185,7 +186,7 @@ impl Engine {
         let mut punctuation = None;
         let mut vad_pack = None;
         let mut by_property = HashMap::new();
-        let mut streaming_by_property = HashMap::new();
+        let mut realtime_by_property: HashMap<String, usize> = HashMap::new();
         let mut summaries = Vec::new();
         for dir in &config.packs {
             let pack = Pack::open(dir)?;
@@ -203,9 +204,18 @@ impl Engine {
             match m.kind {
                 PackKind::OfflineAsr | PackKind::StreamingAsr => {
                     let idx = models.len();
-                    if m.kind == PackKind::StreamingAsr {
-                        for p in &m.properties {
-                            streaming_by_property.entry(p.clone()).or_insert(idx);
+                    for p in &m.properties {
+                        // Streaming packs win over offline ones for real time.
+                        let better = match realtime_by_property.get(p) {
+                            None => true,
+                            Some(&j) => {
+                                let other: &AsrModel = &models[j];
+                                other.pack.manifest.kind == PackKind::OfflineAsr
+                                    && m.kind == PackKind::StreamingAsr
+                            }
+                        };
+                        if better {
+                            realtime_by_property.insert(p.clone(), idx);
                         }
                     }
                     for p in &m.properties {
@@ -258,7 +268,7 @@ impl Engine {
         Ok(Engine {
             shared,
             by_property,
-            streaming_by_property,
+            realtime_by_property,
             hub,
             tx: Some(tx),
             workers,
@@ -280,8 +290,17 @@ impl Engine {
     }
 
     /// Whether real-time sessions can be opened for `property`.
-    pub fn serves_streaming(&self, property: &Property) -> bool {
-        self.streaming_by_property.contains_key(property.name())
+    pub fn serves_realtime(&self, property: &Property) -> bool {
+        self.realtime_by_property.contains_key(property.name())
+    }
+
+    /// Whether real-time sessions of `property` run on a streaming pack
+    /// (otherwise an offline pack, which needs the VAD pack for sentences).
+    pub fn realtime_is_streaming(&self, property: &Property) -> bool {
+        self.realtime_by_property
+            .get(property.name())
+            .and_then(|&i| self.shared.models.get(i))
+            .is_some_and(|m| m.pack.manifest.kind == PackKind::StreamingAsr)
     }
 
     /// Whether sentence segmentation (a VAD pack) is available.
@@ -297,7 +316,7 @@ impl Engine {
         events: stream::EventSender,
     ) -> Result<stream::StreamHandle, EngineError> {
         let model = *self
-            .streaming_by_property
+            .realtime_by_property
             .get(property.name())
             .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))?;
         self.hub.open(model, params, events)

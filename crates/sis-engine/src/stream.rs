@@ -15,7 +15,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use sherpa_onnx::{OnlineRecognizer, OnlineStream, VoiceActivityDetector};
 use sis_core::{RecognitionOptions, Transcript};
 
-use crate::sherpa::{self, Recognizer, VadSettings};
+use crate::sherpa::{self, RawResult, Recognizer, VadSettings};
 use crate::{postprocess, EngineError, Shared};
 
 /// How a session segments its audio.
@@ -204,6 +204,34 @@ const LEAD_S: f32 = 0.6;
 /// Silence appended before the last decode of a stream, so the model's
 /// look-ahead window is filled.
 const TAIL_S: f32 = 0.8;
+/// Offline packs: new audio in the open sentence between two interim re-decodes.
+pub const INTERIM_STEP_S: f32 = 0.6;
+/// Idle VADs a worker keeps for reuse, per settings (a Silero VAD is an
+/// onnxruntime session: loading one costs far more than resetting it).
+const VAD_POOL_PER_KEY: usize = 16;
+
+/// The open sentence's decoder state.
+enum Decoding {
+    Online(OnlineStream),
+    /// Offline pack: the sentence's audio so far; `decoded` is its length at
+    /// the last interim decode.
+    Offline {
+        audio: Vec<f32>,
+        decoded: usize,
+    },
+}
+
+impl Decoding {
+    fn accept(&mut self, rate: u32, samples: &[f32]) {
+        match self {
+            Decoding::Online(st) => st.accept_waveform(rate as i32, samples),
+            Decoding::Offline { audio, .. } => audio.extend_from_slice(samples),
+        }
+    }
+}
+
+/// VADs are pooled by the settings they were created with.
+type VadKey = (u32, u32, u32);
 
 struct Session {
     model: usize,
@@ -211,10 +239,10 @@ struct Session {
     events: EventSender,
     /// Samples received so far (session clock).
     received: u64,
-    stream: Option<OnlineStream>,
+    stream: Option<Decoding>,
     /// Session sample index where `stream` starts.
     stream_start: u64,
-    vad: Option<VoiceActivityDetector>,
+    vad: Option<(VadKey, VoiceActivityDetector)>,
     window: usize,
     pending: Vec<f32>,
     lead: VecDeque<f32>,
@@ -237,6 +265,7 @@ fn online(shared: &Shared, model: usize) -> Option<&OnlineRecognizer> {
 struct StreamWorker {
     shared: Arc<Shared>,
     sessions: HashMap<u64, Session>,
+    vads: HashMap<VadKey, Vec<VoiceActivityDetector>>,
 }
 
 impl StreamWorker {
@@ -244,11 +273,52 @@ impl StreamWorker {
         StreamWorker {
             shared,
             sessions: HashMap::new(),
+            vads: HashMap::new(),
         }
     }
 
     fn recognizer(&self, model: usize) -> Option<&OnlineRecognizer> {
         online(&self.shared, model)
+    }
+
+    /// A fresh decoder for a sentence of `model`.
+    fn new_decoding(&self, model: usize) -> Option<Decoding> {
+        match &self.shared.models.get(model)?.recognizer {
+            Recognizer::Streaming(r) => Some(Decoding::Online(r.create_stream())),
+            Recognizer::Offline(_) => Some(Decoding::Offline {
+                audio: Vec::new(),
+                decoded: 0,
+            }),
+        }
+    }
+
+    fn take_vad(&mut self, key: VadKey) -> Result<VoiceActivityDetector, EngineError> {
+        if let Some(v) = self.vads.get_mut(&key).and_then(|p| p.pop()) {
+            return Ok(v);
+        }
+        let pack = self
+            .shared
+            .vad_pack
+            .as_ref()
+            .ok_or_else(|| EngineError::Failed("no VAD pack installed".into()))?;
+        let (rate, tail_ms, max_s) = key;
+        let settings = VadSettings {
+            min_silence_s: tail_ms as f32 / 1000.0,
+            max_speech_s: max_s as f32,
+            ..self.shared.config.vad
+        };
+        sherpa::load_vad_at(pack, settings, max_s as f32 + 5.0, rate)
+    }
+
+    /// Frees a session; its VAD goes back to the pool, reset.
+    fn release(&mut self, s: Session) {
+        if let Some((key, vad)) = s.vad {
+            let pool = self.vads.entry(key).or_default();
+            if pool.len() < VAD_POOL_PER_KEY {
+                vad.reset();
+                pool.push(vad);
+            }
+        }
     }
 
     fn run(mut self, rx: Receiver<Cmd>) {
@@ -300,47 +370,31 @@ impl StreamWorker {
                         self.finish(&mut s);
                         let _ = s.events.send(StreamEvent::Finished);
                     }
-                    // the session's resources go with it
+                    self.release(s);
                 }
             }
             Cmd::Close { id } => {
-                self.sessions.remove(&id);
+                if let Some(s) = self.sessions.remove(&id) {
+                    self.release(s);
+                }
             }
         }
     }
 
     fn open(
-        &self,
+        &mut self,
         model: usize,
         p: StreamParams,
         events: EventSender,
     ) -> Result<Session, EngineError> {
-        let rec = self
-            .recognizer(model)
-            .ok_or_else(|| EngineError::Failed("not a streaming model".into()))?;
+        if self.shared.models.get(model).is_none() {
+            return Err(EngineError::Failed("no such model".into()));
+        }
         let (stream, vad) = match p.segmentation {
-            Segmentation::Whole => (Some(rec.create_stream()), None),
+            Segmentation::Whole => (self.new_decoding(model), None),
             _ => {
-                let pack = self
-                    .shared
-                    .vad_pack
-                    .as_ref()
-                    .ok_or_else(|| EngineError::Failed("no VAD pack installed".into()))?;
-                let settings = VadSettings {
-                    min_silence_s: (p.vad_tail_ms.max(100)) as f32 / 1000.0,
-                    max_speech_s: p.max_seconds as f32,
-                    ..self.shared.config.vad
-                };
-                let buffer_s = p.max_seconds as f32 + 5.0;
-                (
-                    None,
-                    Some(sherpa::load_vad_at(
-                        pack,
-                        settings,
-                        buffer_s,
-                        p.sample_rate,
-                    )?),
-                )
+                let key = (p.sample_rate, p.vad_tail_ms.max(100), p.max_seconds);
+                (None, Some((key, self.take_vad(key)?)))
             }
         };
         Ok(Session {
@@ -367,11 +421,10 @@ impl StreamWorker {
     }
 
     fn feed(&self, s: &mut Session, samples: &[f32]) {
-        let rate = s.p.sample_rate as i32;
         if s.vad.is_none() {
             s.received += samples.len() as u64;
-            if let Some(st) = &s.stream {
-                st.accept_waveform(rate, samples);
+            if let Some(st) = &mut s.stream {
+                st.accept(s.p.sample_rate, samples);
                 s.dirty = true;
             }
             return;
@@ -390,25 +443,27 @@ impl StreamWorker {
     }
 
     fn vad_window(&self, s: &mut Session, win: &[f32]) {
-        let rate = s.p.sample_rate as i32;
-        let Some(vad) = s.vad.as_ref() else { return };
+        let rate = s.p.sample_rate;
+        let Some((_, vad)) = s.vad.as_ref() else {
+            return;
+        };
         vad.accept_waveform(win);
         if !s.in_speech && vad.detected() {
             s.in_speech = true;
             // the sentence's stream starts with the audio kept before the onset
-            let rec = self.recognizer(s.model);
-            if let Some(rec) = rec {
-                let st = rec.create_stream();
+            if let Some(mut st) = self.new_decoding(s.model) {
                 let lead: Vec<f32> = s.lead.drain(..).collect();
                 s.stream_start = s
                     .received
                     .saturating_sub(win.len() as u64 + lead.len() as u64);
-                st.accept_waveform(rate, &lead);
+                st.accept(rate, &lead);
                 s.stream = Some(st);
             }
             if s.p.segmentation == Segmentation::FirstSentence {
+                // sherpa-onnx dates a segment's start two windows and the
+                // minimum speech duration before the window that detected it
                 let settings = &self.shared.config.vad;
-                let back = ((settings.min_speech_s + 0.1) * s.p.sample_rate as f32) as u64;
+                let back = (settings.min_speech_s * rate as f32) as u64 + 2 * s.window as u64;
                 let onset = s.received.saturating_sub(back).max(s.last_boundary);
                 let _ = s.events.send(StreamEvent::VoiceStart {
                     ms: Self::ms(s, onset),
@@ -416,8 +471,8 @@ impl StreamWorker {
             }
         }
         if s.in_speech {
-            if let Some(st) = &s.stream {
-                st.accept_waveform(rate, win);
+            if let Some(st) = &mut s.stream {
+                st.accept(rate, win);
                 s.dirty = true;
             }
         } else {
@@ -479,22 +534,33 @@ impl StreamWorker {
     /// Flushes and decodes the open stream to its end; returns its transcript
     /// with word times from the session start.
     fn finalize_stream(&self, s: &mut Session) -> Transcript {
-        let Some(st) = s.stream.take() else {
-            return Transcript::default();
-        };
-        let Some(rec) = self.recognizer(s.model) else {
+        let Some(dec) = s.stream.take() else {
             return Transcript::default();
         };
         let rate = s.p.sample_rate;
-        st.accept_waveform(rate as i32, &vec![0.0; (TAIL_S * rate as f32) as usize]);
-        st.input_finished();
-        while rec.is_ready(&st) {
-            rec.decode(&st);
-        }
+        let raw = match dec {
+            Decoding::Online(st) => {
+                let Some(rec) = self.recognizer(s.model) else {
+                    return Transcript::default();
+                };
+                st.accept_waveform(rate as i32, &vec![0.0; (TAIL_S * rate as f32) as usize]);
+                st.input_finished();
+                while rec.is_ready(&st) {
+                    rec.decode(&st);
+                }
+                sherpa::online_result(rec, &st)
+            }
+            Decoding::Offline { audio, .. } => {
+                let Some(m) = self.shared.models.get(s.model) else {
+                    return Transcript::default();
+                };
+                sherpa::decode_batch(&m.recognizer, rate, &[&audio])
+                    .pop()
+                    .unwrap_or_default()
+            }
+        };
         s.last_partial.clear();
         s.dirty = false;
-        let raw = sherpa::online_result(rec, &st);
-        tracing::debug!(stream_start = s.stream_start, received = s.received, ts = ?raw.timestamps, "finalize");
         let offset = s.stream_start as f32 / rate as f32;
         let dur = (s.received - s.stream_start) as f32 / rate as f32;
         let mut t = postprocess::transcript(
@@ -536,7 +602,7 @@ impl StreamWorker {
         if s.stopped {
             return;
         }
-        if let Some(vad) = s.vad.as_ref() {
+        if let Some((_, vad)) = s.vad.as_ref() {
             vad.flush();
             let mut segs = Vec::new();
             while let Some(seg) = vad.front() {
@@ -568,55 +634,120 @@ impl StreamWorker {
         }
         let shared = self.shared.clone();
         for (model, ids) in by_model {
-            let Some(rec) = online(&shared, model) else {
+            let Some(m) = shared.models.get(model) else {
                 continue;
             };
-            loop {
-                let ready: Vec<&OnlineStream> = ids
-                    .iter()
-                    .filter_map(|id| self.sessions.get(id)?.stream.as_ref())
-                    .filter(|st| rec.is_ready(st))
-                    .collect();
-                if ready.is_empty() {
-                    break;
+            let raws: Vec<(u64, RawResult)> = match &m.recognizer {
+                Recognizer::Streaming(rec) => self.decode_online(rec, &ids),
+                Recognizer::Offline(_) => self.decode_offline(&m.recognizer, &ids),
+            };
+            for (id, raw) in raws {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    interim(s, raw);
                 }
-                rec.decode_multiple_streams(&ready);
-            }
-            for id in ids {
-                let Some(s) = self.sessions.get_mut(&id) else {
-                    continue;
-                };
-                s.dirty = false;
-                if !s.p.interim {
-                    continue;
-                }
-                let Some(st) = &s.stream else { continue };
-                let raw = sherpa::online_result(rec, st);
-                let text: String = raw.tokens.concat();
-                if text.is_empty() || text == s.last_partial {
-                    continue;
-                }
-                s.last_partial = text;
-                let rate = s.p.sample_rate as f32;
-                let dur = (s.received - s.stream_start) as f32 / rate;
-                let opts = RecognitionOptions {
-                    add_punc: false,
-                    need_word_info: false,
-                    ..s.p.options.clone()
-                };
-                let mut t = postprocess::transcript(&[(0.0, raw)], dur, &opts, None);
-                let offset_ms = (s.stream_start * 1000 / s.p.sample_rate as u64) as u32;
-                for w in &mut t.words {
-                    w.start_ms += offset_ms;
-                    w.end_ms += offset_ms;
-                }
-                let _ = s.events.send(StreamEvent::Result {
-                    start_ms: s.stream_start * 1000 / s.p.sample_rate as u64,
-                    end_ms: s.received * 1000 / s.p.sample_rate as u64,
-                    is_final: false,
-                    transcript: t,
-                });
             }
         }
     }
+
+    /// Runs every ready online stream of `ids`; returns the current results
+    /// of the sessions that want interim results.
+    fn decode_online(&mut self, rec: &OnlineRecognizer, ids: &[u64]) -> Vec<(u64, RawResult)> {
+        loop {
+            let ready: Vec<&OnlineStream> = ids
+                .iter()
+                .filter_map(|id| match self.sessions.get(id)?.stream.as_ref()? {
+                    Decoding::Online(st) => Some(st),
+                    Decoding::Offline { .. } => None,
+                })
+                .filter(|st| rec.is_ready(st))
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            rec.decode_multiple_streams(&ready);
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            s.dirty = false;
+            if let (true, Some(Decoding::Online(st))) = (s.p.interim, &s.stream) {
+                out.push((*id, sherpa::online_result(rec, st)));
+            }
+        }
+        out
+    }
+
+    /// Offline pack: re-decodes, in one batch, the open sentence of every
+    /// session that wants interim results and has [`INTERIM_STEP_S`] of new audio.
+    fn decode_offline(&mut self, rec: &Recognizer, ids: &[u64]) -> Vec<(u64, RawResult)> {
+        let mut due: Vec<u64> = Vec::new();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            let step = (INTERIM_STEP_S * s.p.sample_rate as f32) as usize;
+            if let (true, Some(Decoding::Offline { audio, decoded })) = (s.p.interim, &mut s.stream)
+            {
+                if audio.len() >= *decoded + step {
+                    *decoded = audio.len();
+                    due.push(*id);
+                }
+            } else {
+                s.dirty = false;
+            }
+        }
+        // sessions of one model may differ in rate (8 kHz properties)
+        let mut by_rate: HashMap<u32, Vec<u64>> = HashMap::new();
+        for id in due {
+            if let Some(s) = self.sessions.get(&id) {
+                by_rate.entry(s.p.sample_rate).or_default().push(id);
+            }
+        }
+        let mut out = Vec::new();
+        for (rate, ids) in by_rate {
+            let audio: Vec<&[f32]> = ids
+                .iter()
+                .filter_map(|id| match self.sessions.get(id)?.stream.as_ref()? {
+                    Decoding::Offline { audio, .. } => Some(audio.as_slice()),
+                    Decoding::Online(_) => None,
+                })
+                .collect();
+            if audio.len() != ids.len() {
+                continue;
+            }
+            let raws = sherpa::decode_batch(rec, rate, &audio);
+            out.extend(ids.into_iter().zip(raws));
+        }
+        out
+    }
+}
+
+/// Sends an interim result when the text changed.
+fn interim(s: &mut Session, raw: RawResult) {
+    let text: String = raw.tokens.concat();
+    if text.is_empty() || text == s.last_partial {
+        return;
+    }
+    s.last_partial = text;
+    let rate = s.p.sample_rate as u64;
+    let dur = (s.received - s.stream_start) as f32 / rate as f32;
+    let opts = RecognitionOptions {
+        add_punc: false,
+        need_word_info: false,
+        ..s.p.options.clone()
+    };
+    let mut t = postprocess::transcript(&[(0.0, raw)], dur, &opts, None);
+    let offset_ms = (s.stream_start * 1000 / rate) as u32;
+    for w in &mut t.words {
+        w.start_ms += offset_ms;
+        w.end_ms += offset_ms;
+    }
+    let _ = s.events.send(StreamEvent::Result {
+        start_ms: s.stream_start * 1000 / rate,
+        end_ms: s.received * 1000 / rate,
+        is_final: false,
+        transcript: t,
+    });
 }

@@ -177,10 +177,10 @@ impl Connection {
         }
         self.stray_reported = false;
         let engine = &self.state.engine;
-        if !engine.serves_streaming(&cfg.property) {
+        if !engine.serves_realtime(&cfg.property) {
             return self
                 .error(ApiError::invalid(format!(
-                    "'property' {} is not served by a streaming model pack on this server",
+                    "'property' {} is not served by any model pack on this server",
                     cfg.property.name()
                 )))
                 .await;
