@@ -77,6 +77,8 @@ enum Cmd {
     Audio {
         id: u64,
         samples: Vec<f32>,
+        /// The session's count of samples sent and not yet taken by the worker.
+        backlog: Arc<AtomicUsize>,
     },
     End {
         id: u64,
@@ -100,15 +102,25 @@ pub struct StreamHandle {
     id: u64,
     tx: Sender<Cmd>,
     active: Arc<AtomicUsize>,
+    backlog: Arc<AtomicUsize>,
 }
 
 impl StreamHandle {
     /// Audio at the session's sample rate.
     pub fn audio(&self, samples: Vec<f32>) {
+        self.backlog.fetch_add(samples.len(), Ordering::SeqCst);
         let _ = self.tx.send(Cmd::Audio {
             id: self.id,
             samples,
+            backlog: self.backlog.clone(),
         });
+    }
+
+    /// Samples sent that the worker has not taken yet. A connection stops
+    /// reading its socket while this is high, so a client that sends faster
+    /// than the workers decode is slowed down by TCP instead of filling memory.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::SeqCst)
     }
 
     /// Ends the session: without `cancel` the remaining results follow, then
@@ -173,6 +185,7 @@ impl Hub {
             id,
             tx: tx.clone(),
             active: self.active.clone(),
+            backlog: Arc::default(),
         };
         tx.send(Cmd::Open {
             id,
@@ -358,11 +371,16 @@ impl StreamWorker {
                     let _ = events.send(StreamEvent::Failed(e.to_string()));
                 }
             },
-            Cmd::Audio { id, samples } => {
+            Cmd::Audio {
+                id,
+                samples,
+                backlog,
+            } => {
                 if let Some(mut s) = self.sessions.remove(&id) {
                     self.feed(&mut s, &samples);
                     self.sessions.insert(id, s);
                 }
+                backlog.fetch_sub(samples.len(), Ordering::SeqCst);
             }
             Cmd::End { id, cancel } => {
                 if let Some(mut s) = self.sessions.remove(&id) {

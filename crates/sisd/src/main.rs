@@ -77,7 +77,11 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         tracing::info!(listen = %cfg.listen, "sisd ready");
-        let app = server::router(server::AppState { engine, auth });
+        let app = server::router(server::AppState {
+            engine,
+            auth,
+            rasr_connections: Default::default(),
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -2,6 +2,8 @@
 //! §6). One async task per connection speaks the protocol; recognition runs
 //! on the engine's stream workers (`sis_engine::stream`), never here.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -17,8 +19,30 @@ use crate::server::{AppState, RequestId};
 
 /// No data from the client for this long ends the connection (SIS.0304).
 const IDLE_LIMIT: Duration = Duration::from_secs(20);
+/// A client that does not take a message for this long (it stopped reading
+/// and the socket buffers are full) is dropped, freeing its session.
+const SEND_LIMIT: Duration = Duration::from_secs(20);
+/// Audio a session may have waiting for its stream worker; beyond it the
+/// connection stops reading its socket until the worker catches up.
+const MAX_BACKLOG: Duration = Duration::from_secs(2);
 /// Longest connection.
 const CONNECTION_LIMIT: Duration = Duration::from_secs(5 * 3600);
+
+/// Counts an open connection for as long as it lives.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn count(n: &Arc<AtomicUsize>) -> OpenConnection {
+        n.fetch_add(1, Ordering::SeqCst);
+        OpenConnection(n.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -39,7 +63,10 @@ pub async fn upgrade(
     match ws {
         Ok(ws) => ws
             .max_message_size(1 << 20)
-            .on_upgrade(move |socket| Connection::new(state, mode, socket).run())
+            .on_upgrade(move |socket| async move {
+                let _open = OpenConnection::count(&state.rasr_connections);
+                Connection::new(state, mode, socket).run().await
+            })
             .into_response(),
         Err(_) => ErrorResponse {
             error: ApiError::invalid("a WebSocket upgrade request is required"),
@@ -88,14 +115,18 @@ impl Connection {
     }
 
     async fn send(&mut self, text: String) -> bool {
-        self.socket.send(Message::Text(text.into())).await.is_ok()
+        let sent = tokio::time::timeout(SEND_LIMIT, self.socket.send(Message::Text(text.into())));
+        matches!(sent.await, Ok(Ok(())))
     }
 
     async fn run(mut self) {
         let deadline = tokio::time::Instant::now() + CONNECTION_LIMIT;
         loop {
+            let backlogged = self.backlogged();
             let flow = tokio::select! {
-                msg = tokio::time::timeout(IDLE_LIMIT, self.socket.recv()) => match msg {
+                // backpressure: while the worker is behind, stop reading
+                _ = tokio::time::sleep(Duration::from_millis(5)), if backlogged => Flow::Continue,
+                msg = tokio::time::timeout(IDLE_LIMIT, self.socket.recv()), if !backlogged => match msg {
                     Err(_) => {
                         self.fatal(ApiError::new(SisCode::AudioTimeout, "wait voice timeout")).await;
                         Flow::Close
@@ -124,13 +155,11 @@ impl Connection {
             .map(|s| s.trace_id.clone())
             .unwrap_or_else(new_trace);
         let _ = self.send(rasr::error_response(&trace, &e, true)).await;
-        let _ = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
-                code: 1000,
-                reason: "".into(),
-            })))
-            .await;
+        let close = self.socket.send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })));
+        let _ = tokio::time::timeout(SEND_LIMIT, close).await;
     }
 
     /// ERROR; if a session is open it ends with END(ERROR).
@@ -151,6 +180,14 @@ impl Connection {
             return Flow::Close;
         }
         Flow::Continue
+    }
+
+    fn backlogged(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| {
+            let limit =
+                MAX_BACKLOG.as_secs() as usize * s.bytes_per_second as usize / s.sample_bytes;
+            s.handle.as_ref().is_some_and(|h| h.backlog() > limit)
+        })
     }
 
     async fn on_message(&mut self, m: Message) -> Flow {

@@ -24,6 +24,8 @@ pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub auth: Arc<AuthState>,
+    /// Open RASR WebSocket connections.
+    pub rasr_connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -84,7 +86,14 @@ async fn health(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
-    let body = serde_json::json!({"status": "ok", "packs": packs});
+    // live counters, so leaks show from outside (tests, operators)
+    let body = serde_json::json!({
+        "status": "ok",
+        "packs": packs,
+        "rasr_connections": state.rasr_connections.load(std::sync::atomic::Ordering::SeqCst),
+        "realtime_sessions": state.engine.active_streams(),
+        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+    });
     (
         StatusCode::OK,
         [("content-type", "application/json")],
