@@ -1,5 +1,7 @@
 //! AMR-NB and AMR-WB (RFC 4867 storage format) through opencore-amr.
 
+use std::os::raw::c_void;
+
 use sis_core::Pcm;
 
 use crate::{check_len, AudioError, DecodeLimits};
@@ -65,28 +67,115 @@ const WB_SIZES: [Option<usize>; 16] = [
     Some(1),
 ];
 
-struct Codec {
-    magic: &'static [u8],
+pub(crate) struct Codec {
+    pub(crate) magic: &'static [u8],
     sizes: &'static [Option<usize>; 16],
-    frame_samples: usize,
-    rate: u32,
-    name: &'static str,
+    pub(crate) frame_samples: usize,
+    pub(crate) rate: u32,
+    pub(crate) name: &'static str,
+    init: unsafe extern "C" fn() -> *mut c_void,
+    exit: unsafe extern "C" fn(*mut c_void),
+    dec: unsafe extern "C" fn(*mut c_void, *const u8, *mut i16, i32),
 }
 
-const NB: Codec = Codec {
+pub(crate) static NB: Codec = Codec {
     magic: b"#!AMR\n",
     sizes: &NB_SIZES,
     frame_samples: 160,
     rate: 8000,
     name: "AMR-NB",
+    init: ffi::Decoder_Interface_init,
+    exit: ffi::Decoder_Interface_exit,
+    dec: ffi::Decoder_Interface_Decode,
 };
-const WB: Codec = Codec {
+pub(crate) static WB: Codec = Codec {
     magic: b"#!AMR-WB\n",
     sizes: &WB_SIZES,
     frame_samples: 320,
     rate: 16000,
     name: "AMR-WB",
+    init: ffi::D_IF_init,
+    exit: ffi::D_IF_exit,
+    dec: ffi::D_IF_decode,
 };
+
+/// The largest frame of either codec (header included), and of output samples.
+pub(crate) const MAX_FRAME_BYTES: usize = 64;
+pub(crate) const MAX_FRAME_SAMPLES: usize = 320;
+
+impl Codec {
+    /// The size of the frame (header byte included) that starts with `toc`,
+    /// `at` being its offset in the file, for the error message.
+    pub(crate) fn frame_size(&self, toc: u8, at: usize) -> Result<usize, AudioError> {
+        if toc & 0x83 != 0 {
+            return Err(AudioError::Corrupt(format!(
+                "{}: bad frame header 0x{toc:02x} at byte {at}",
+                self.name
+            )));
+        }
+        let ft = ((toc >> 3) & 0x0F) as usize;
+        self.sizes[ft]
+            .ok_or_else(|| AudioError::Corrupt(format!("{}: invalid frame type {ft}", self.name)))
+    }
+}
+
+/// One opencore decoder instance; frames go in one at a time.
+pub(crate) struct FrameDecoder {
+    codec: &'static Codec,
+    state: *mut c_void,
+    // The decoders may read up to the largest frame size; frames are copied into this padded buffer.
+    frame_buf: [u8; MAX_FRAME_BYTES],
+    out: [i16; MAX_FRAME_SAMPLES],
+}
+
+// SAFETY: the decoder state is plain heap memory owned by this value alone;
+// opencore keeps no thread-local or global state, so it may move between threads.
+unsafe impl Send for FrameDecoder {}
+
+impl FrameDecoder {
+    pub(crate) fn new(codec: &'static Codec) -> Result<Self, AudioError> {
+        // SAFETY: init returns a fresh decoder state or null; Drop calls exit once.
+        let state = unsafe { (codec.init)() };
+        if state.is_null() {
+            return Err(AudioError::Corrupt(format!(
+                "{}: decoder init failed",
+                codec.name
+            )));
+        }
+        Ok(FrameDecoder {
+            codec,
+            state,
+            frame_buf: [0; MAX_FRAME_BYTES],
+            out: [0; MAX_FRAME_SAMPLES],
+        })
+    }
+
+    /// Decodes one whole frame whose header `Codec::frame_size` accepted
+    /// (`frame.len()` being that size) into `codec.frame_samples` samples.
+    pub(crate) fn decode(&mut self, frame: &[u8]) -> &[i16] {
+        let n = frame.len().min(MAX_FRAME_BYTES);
+        self.frame_buf.fill(0);
+        self.frame_buf[..n].copy_from_slice(&frame[..n]);
+        // SAFETY: state is live, frame_buf holds a full frame (header checked) padded
+        // to the largest frame size, out has room for one frame of samples.
+        unsafe {
+            (self.codec.dec)(
+                self.state,
+                self.frame_buf.as_ptr(),
+                self.out.as_mut_ptr(),
+                0,
+            )
+        };
+        &self.out[..self.codec.frame_samples]
+    }
+}
+
+impl Drop for FrameDecoder {
+    fn drop(&mut self) {
+        // SAFETY: state came from init and is not used after this.
+        unsafe { (self.codec.exit)(self.state) };
+    }
+}
 
 /// Walks the frames, checking each header and length before the decoder sees it.
 fn frames<'a>(c: &Codec, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, AudioError> {
@@ -100,17 +189,7 @@ fn frames<'a>(c: &Codec, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, AudioError> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < body.len() {
-        let toc = body[at];
-        if toc & 0x83 != 0 {
-            return Err(AudioError::Corrupt(format!(
-                "{}: bad frame header 0x{toc:02x} at byte {}",
-                c.name,
-                at + c.magic.len()
-            )));
-        }
-        let ft = ((toc >> 3) & 0x0F) as usize;
-        let size = c.sizes[ft]
-            .ok_or_else(|| AudioError::Corrupt(format!("{}: invalid frame type {ft}", c.name)))?;
+        let size = c.frame_size(body[at], at + c.magic.len())?;
         if at + size > body.len() {
             return Err(AudioError::Corrupt(format!(
                 "{}: truncated frame at byte {}",
@@ -124,38 +203,14 @@ fn frames<'a>(c: &Codec, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, AudioError> {
     Ok(out)
 }
 
-fn decode_with(
-    c: &Codec,
-    bytes: &[u8],
-    limits: DecodeLimits,
-    init: unsafe extern "C" fn() -> *mut std::os::raw::c_void,
-    exit: unsafe extern "C" fn(*mut std::os::raw::c_void),
-    dec: unsafe extern "C" fn(*mut std::os::raw::c_void, *const u8, *mut i16, i32),
-) -> Result<Pcm, AudioError> {
+fn decode_with(c: &'static Codec, bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
     let frames = frames(c, bytes)?;
     check_len(frames.len() * c.frame_samples, c.rate, limits)?;
-    // SAFETY: init returns a fresh decoder state or null; exit is called once.
-    let state = unsafe { init() };
-    if state.is_null() {
-        return Err(AudioError::Corrupt(format!(
-            "{}: decoder init failed",
-            c.name
-        )));
-    }
+    let mut dec = FrameDecoder::new(c)?;
     let mut samples = Vec::with_capacity(frames.len() * c.frame_samples);
-    let mut buf = vec![0i16; c.frame_samples];
-    // The decoders may read up to the largest frame size; give them a padded copy.
-    let mut frame_buf = [0u8; 64];
     for f in frames {
-        frame_buf.fill(0);
-        frame_buf[..f.len()].copy_from_slice(f);
-        // SAFETY: state is live, frame_buf holds a full frame (header checked),
-        // buf has room for one frame of samples.
-        unsafe { dec(state, frame_buf.as_ptr(), buf.as_mut_ptr(), 0) };
-        samples.extend(buf.iter().map(|&s| s as f32 / 32768.0));
+        samples.extend(dec.decode(f).iter().map(|&s| s as f32 / 32768.0));
     }
-    // SAFETY: state came from init and is not used after this.
-    unsafe { exit(state) };
     Ok(Pcm {
         samples,
         sample_rate: c.rate,
@@ -163,25 +218,11 @@ fn decode_with(
 }
 
 pub fn decode_nb(bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
-    decode_with(
-        &NB,
-        bytes,
-        limits,
-        ffi::Decoder_Interface_init,
-        ffi::Decoder_Interface_exit,
-        ffi::Decoder_Interface_Decode,
-    )
+    decode_with(&NB, bytes, limits)
 }
 
 pub fn decode_wb(bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
-    decode_with(
-        &WB,
-        bytes,
-        limits,
-        ffi::D_IF_init,
-        ffi::D_IF_exit,
-        ffi::D_IF_decode,
-    )
+    decode_with(&WB, bytes, limits)
 }
 
 #[cfg(test)]

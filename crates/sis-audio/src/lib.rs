@@ -1,4 +1,8 @@
-//! Turns the bytes of any SIS `audio_format` into mono float samples.
+//! Turns the bytes of any SIS `audio_format` into mono float samples
+//! ([`decode`], for short audio held in memory), and audio files of any
+//! common container into a stream of float chunks ([`stream::open`], for
+//! recorded-file jobs of up to 5 hours, in memory that does not grow with the
+//! file).
 //!
 //! Architecture invariant: knows audio, not SIS JSON and not engines. Every
 //! decoder is bounded: it stops at `max_ms` of audio so a small compressed
@@ -9,12 +13,14 @@ mod amr;
 mod compressed;
 pub mod g711;
 mod resample;
+pub mod stream;
 mod wav;
 
-pub use resample::resample;
+pub use resample::{resample, StreamResampler};
 use sis_core::{AudioFormat, Pcm, RawEncoding};
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why audio could not be decoded. Everything but `Io` describes the input.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AudioError {
     #[error("audio contains no samples")]
     Empty,
@@ -28,6 +34,11 @@ pub enum AudioError {
     BadSampleRate(u32),
     #[error("audio is longer than {limit_ms} ms")]
     TooLong { limit_ms: u64 },
+    #[error("audio has {found} channels; at most {max} are accepted")]
+    TooManyChannels { found: u32, max: u32 },
+    /// The file could not be opened or read (not a fault of its content).
+    #[error("cannot read the audio file: {0}")]
+    Io(String),
 }
 
 /// Limits applied while decoding.

@@ -96,3 +96,118 @@ mod tests {
         );
     }
 }
+
+/// Sample-rate conversion of a stream that arrives in pieces: memory does not
+/// grow with the stream's length. Output equals [`resample`] of the whole.
+pub struct StreamResampler {
+    r: Option<FftFixedIn<f32>>,
+    from: u32,
+    to: u32,
+    pending: Vec<f32>,
+    /// Output samples still to drop (the resampler's delay).
+    skip: usize,
+    consumed: u64,
+    produced: u64,
+}
+
+impl StreamResampler {
+    pub fn new(from: u32, to: u32) -> StreamResampler {
+        let r = if from == to || from == 0 || to == 0 {
+            None
+        } else {
+            FftFixedIn::<f32>::new(from as usize, to as usize, CHUNK, 2, 1).ok()
+        };
+        let skip = r.as_ref().map_or(0, |r| r.output_delay());
+        StreamResampler {
+            r,
+            from,
+            to,
+            pending: Vec::new(),
+            skip,
+            consumed: 0,
+            produced: 0,
+        }
+    }
+
+    fn run(&mut self, block: &[f32], out: &mut Vec<f32>) {
+        let Some(r) = self.r.as_mut() else { return };
+        if let Ok(o) = r.process(&[block], None) {
+            let o = &o[0];
+            let drop = self.skip.min(o.len());
+            self.skip -= drop;
+            self.produced += (o.len() - drop) as u64;
+            out.extend_from_slice(&o[drop..]);
+        }
+    }
+
+    /// Converts `input`, appending what is ready to `out`.
+    pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) {
+        self.consumed += input.len() as u64;
+        if self.r.is_none() {
+            out.extend_from_slice(input);
+            return;
+        }
+        self.pending.extend_from_slice(input);
+        let whole = self.pending.len() / CHUNK * CHUNK;
+        let blocks: Vec<f32> = self.pending.drain(..whole).collect();
+        for b in blocks.chunks(CHUNK) {
+            self.run(b, out);
+        }
+    }
+
+    /// Flushes the rest: in total, `out` gets the input's duration at the new rate.
+    pub fn finish(&mut self, out: &mut Vec<f32>) {
+        if self.r.is_none() {
+            return;
+        }
+        let want = (self.consumed * self.to as u64 / self.from as u64) as usize;
+        let start = out.len();
+        let mut guard = 0;
+        while (self.produced as usize) < want && guard < 64 {
+            let mut block = std::mem::take(&mut self.pending);
+            block.resize(CHUNK, 0.0);
+            self.run(&block, out);
+            guard += 1;
+        }
+        let excess = (self.produced as usize).saturating_sub(want);
+        out.truncate(out.len().saturating_sub(excess).max(start));
+        self.produced -= excess as u64;
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn stream_equals_whole() {
+        let samples: Vec<f32> = (0..44_100 * 2)
+            .map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / 44_100.0).sin() * 0.5)
+            .collect();
+        let whole = resample(
+            &Pcm {
+                samples: samples.clone(),
+                sample_rate: 44_100,
+            },
+            16_000,
+        );
+        let mut r = StreamResampler::new(44_100, 16_000);
+        let mut out = Vec::new();
+        for piece in samples.chunks(3001) {
+            r.push(piece, &mut out);
+        }
+        r.finish(&mut out);
+        assert_eq!(out.len(), whole.samples.len());
+        let diff = out
+            .iter()
+            .zip(&whole.samples)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "max difference {diff}");
+        let mut same = StreamResampler::new(16_000, 16_000);
+        let mut o = Vec::new();
+        same.push(&[0.5; 10], &mut o);
+        same.finish(&mut o);
+        assert_eq!(o, vec![0.5; 10]);
+    }
+}

@@ -5,6 +5,7 @@ pub mod secrets;
 pub mod sign;
 pub mod throttle;
 
+pub mod callback;
 pub use secrets::MasterKey;
 pub use sign::{Authorization, RequestParts, SignError};
 pub use throttle::FailureLimiter;

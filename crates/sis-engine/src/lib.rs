@@ -13,6 +13,7 @@
 //!   ([`EngineError::Busy`]) instead of slowing everyone down.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod file;
 pub mod install;
 pub mod onnx_meta;
 pub mod pack;

@@ -38,6 +38,10 @@ pub enum SisCode {
     GatewayForbidden,
     /// Token verification failed: wrong project, not project-scoped (HTTP 401).
     TokenRejected,
+    /// A dependency (the audio's server, storage) could not be reached.
+    DependencyFailed,
+    /// Transcriber job: the audio could not be decoded.
+    AudioFormatInvalid,
 }
 
 impl SisCode {
@@ -58,6 +62,8 @@ impl SisCode {
             SisCode::GatewayAuth => "APIG.0301",
             SisCode::GatewayForbidden => "APIG.0302",
             SisCode::TokenRejected => "SIS.0101",
+            SisCode::DependencyFailed => "SIS.0001",
+            SisCode::AudioFormatInvalid => "SIS.0535",
         }
     }
 

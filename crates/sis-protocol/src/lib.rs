@@ -9,5 +9,6 @@
 pub mod error;
 pub mod rasr;
 pub mod short_audio;
+pub mod transcriber;
 
 pub use error::{ApiError, SisCode};

@@ -10,6 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+mod jobs;
+pub use jobs::{CallbackLease, Job, JobStatus, Lease};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The URL with any password replaced by `***`, for messages and logs.

@@ -250,6 +250,23 @@ pub struct ServeArgs {
     /// Split only audio at least this many seconds long with the VAD pack.
     #[arg(long, env = "SIS_VAD_MIN_AUDIO_S", default_value_t = 10.0)]
     pub vad_min_audio_s: f32,
+    /// Transcription jobs processed at once by this process (default: cores).
+    #[arg(long, env = "SIS_JOB_WORKERS")]
+    pub job_workers: Option<usize>,
+    /// Hours a finished job's result is kept (SIS: 72).
+    #[arg(long, env = "SIS_JOB_RETENTION_H", default_value_t = 72.0)]
+    pub job_retention_h: f64,
+    /// Hosts or CIDRs that data_url and callback_url may reach although they
+    /// are loopback, private or link-local (comma-separated, e.g. 127.0.0.1).
+    #[arg(long, env = "SIS_FETCH_ALLOW", default_value = "")]
+    pub fetch_allow: String,
+    /// Largest audio file a job downloads, in MB.
+    #[arg(long, env = "SIS_FETCH_MAX_MB", default_value_t = 300)]
+    pub fetch_max_mb: u64,
+    /// Key that signs result callbacks (X-Sis-Signature). Default: a random
+    /// key kept in DATA_DIR/callback.key (give every node the same key).
+    #[arg(long, env = "SIS_CALLBACK_KEY", hide_env_values = true)]
+    pub callback_key: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,6 +286,8 @@ pub struct ServeConfig {
     pub master_key: Option<sis_auth::MasterKey>,
     pub token_ttl_s: i64,
     pub engine: EngineConfig,
+    pub jobs: crate::jobs::JobsConfig,
+    pub fetch: sis_fetch::FetchPolicy,
 }
 
 impl ServeArgs {
@@ -327,6 +346,31 @@ impl ServeArgs {
         if self.queue == 0 {
             bail!("--queue must be at least 1");
         }
+        let job_workers = self.job_workers.unwrap_or(workers);
+        if job_workers == 0 || job_workers > 256 {
+            bail!("--job-workers {job_workers}: must be between 1 and 256");
+        }
+        if !(0.001..=8760.0).contains(&self.job_retention_h) {
+            bail!("--job-retention-h must be between 0.001 and 8760 (a year)");
+        }
+        if self.fetch_max_mb == 0 || self.fetch_max_mb > 4096 {
+            bail!("--fetch-max-mb must be between 1 and 4096");
+        }
+        let allow = sis_fetch::AllowList::parse(&self.fetch_allow)
+            .map_err(|e| anyhow::anyhow!("--fetch-allow / SIS_FETCH_ALLOW: {e}"))?;
+        let fetch = sis_fetch::FetchPolicy {
+            allow,
+            max_bytes: self.fetch_max_mb * 1_000_000,
+            ..Default::default()
+        };
+        let spool = data_dir.join("jobs");
+        std::fs::create_dir_all(&spool)
+            .with_context(|| format!("cannot create {}", spool.display()))?;
+        let callback_key = match &self.callback_key {
+            Some(k) if k.len() < 16 => bail!("--callback-key must be at least 16 characters"),
+            Some(k) => k.as_bytes().to_vec(),
+            None => local_callback_key(data_dir)?,
+        };
         let probe_exe = if self.no_probe {
             None
         } else {
@@ -355,6 +399,28 @@ impl ServeArgs {
                 max_streams: self.max_streams,
                 stream_workers: workers,
             },
+            jobs: crate::jobs::JobsConfig {
+                workers: job_workers,
+                retention_ms: (self.job_retention_h * 3_600_000.0) as i64,
+                spool,
+                callback_key,
+            },
+            fetch,
         })
     }
+}
+
+/// The callback signing key kept in the data directory, created on first use.
+fn local_callback_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("callback.key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        let k = k.trim();
+        if k.len() >= 16 {
+            return Ok(k.as_bytes().to_vec());
+        }
+    }
+    let key = sis_auth::MasterKey::generate_hex();
+    std::fs::write(&path, format!("{key}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key.into_bytes())
 }

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod config;
 mod errors;
+mod jobs;
 mod rasr;
 mod server;
 
@@ -65,6 +66,15 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
                     sis_store::redact_url(&cfg.store_url)
                 )
             })?;
+        let fetcher = sis_fetch::Fetcher::new(cfg.fetch.clone())
+            .map_err(|e| anyhow::anyhow!("cannot start the fetcher: {e}"))?;
+        let jobs = Arc::new(jobs::JobsState {
+            store: store.clone(),
+            engine: engine.clone(),
+            fetcher,
+            config: cfg.jobs.clone(),
+        });
+        jobs::spawn(jobs.clone());
         let auth = Arc::new(auth::AuthState {
             mode: cfg.auth,
             store,
@@ -81,6 +91,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             engine,
             auth,
             rasr_connections: Default::default(),
+            jobs,
         });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

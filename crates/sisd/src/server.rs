@@ -26,6 +26,7 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// Open RASR WebSocket connections.
     pub rasr_connections: Arc<std::sync::atomic::AtomicUsize>,
+    pub jobs: Arc<crate::jobs::JobsState>,
 }
 
 #[derive(Clone)]
@@ -47,6 +48,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/{project_id}/asr/short-audio",
             post(short_audio_handler).fallback(not_found),
+        )
+        .route(
+            "/v1/{project_id}/asr/transcriber/jobs",
+            post(crate::jobs::create_handler).fallback(not_found),
+        )
+        .route(
+            "/v1/{project_id}/asr/transcriber/jobs/{job_id}",
+            get(crate::jobs::get_handler).fallback(not_found),
         )
         .route(
             "/v1/{project_id}/rasr/{mode}",

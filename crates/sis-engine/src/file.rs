@@ -1,0 +1,247 @@
+//! Recorded-file transcription: audio arrives in pieces (a streaming decoder
+//! reads the file), each channel is resampled to the model's rate, split into
+//! sentences by its own Silero VAD, and the sentences are decoded in batches
+//! with one multi-stream call. Memory is bounded by the VAD's longest
+//! sentence and the batch, not by the file's length.
+//!
+//! A [`FileTranscriber`] lives on one thread (it owns VADs, which may not
+//! move between threads); the caller runs it on a blocking thread.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use sherpa_onnx::VoiceActivityDetector;
+use sis_audio::StreamResampler;
+use sis_core::{Property, RecognitionOptions, Transcript};
+
+use crate::sherpa::{self, VadSettings};
+use crate::{postprocess, Engine, EngineError, Shared};
+
+/// Sentences decoded together in one call.
+const BATCH: usize = 8;
+/// Audio kept before a sentence's detected start, and after its end, when it
+/// is cut for decoding (Silero reports soft onsets late).
+const LEAD_S: f32 = 0.4;
+const TAIL_S: f32 = 0.25;
+/// Longest sentence before the VAD forces a break.
+const MAX_SENTENCE_S: f32 = 20.0;
+/// Recent audio kept per channel: a sentence plus its margins.
+const HISTORY_S: f32 = MAX_SENTENCE_S + 4.0;
+
+/// One recognised sentence: times in ms from the start of the file.
+#[derive(Clone, Debug)]
+pub struct FileSentence {
+    pub channel: usize,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub transcript: Transcript,
+}
+
+struct Channel {
+    resampler: StreamResampler,
+    vad: VoiceActivityDetector,
+    /// Resampled samples not yet a whole VAD window.
+    window: Vec<f32>,
+    /// The most recent resampled audio; `history_start` is the index of its first sample.
+    history: VecDeque<f32>,
+    history_start: u64,
+    /// Samples given to the VAD so far.
+    fed: u64,
+}
+
+struct Pending {
+    channel: usize,
+    /// Speech bounds (VAD), in samples at the model rate.
+    start: u64,
+    end: u64,
+    /// The audio decoded: the speech with its margins.
+    audio: Vec<f32>,
+    audio_start: u64,
+}
+
+pub struct FileTranscriber {
+    shared: Arc<Shared>,
+    model: usize,
+    rate: u32,
+    options: RecognitionOptions,
+    channels: Vec<Channel>,
+    pending: Vec<Pending>,
+    done: Vec<FileSentence>,
+}
+
+impl Engine {
+    /// A transcriber for a file of `channels` channels at `input_rate` Hz,
+    /// recognised with the offline pack serving `property` (or a streaming
+    /// one, if that is all there is). Needs the VAD pack.
+    pub fn file_transcriber(
+        &self,
+        property: &Property,
+        input_rate: u32,
+        channels: usize,
+        options: RecognitionOptions,
+    ) -> Result<FileTranscriber, EngineError> {
+        let model = *self
+            .by_property
+            .get(property.name())
+            .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))?;
+        let pack =
+            self.shared.vad_pack.as_ref().ok_or_else(|| {
+                EngineError::Failed("file transcription needs the VAD pack".into())
+            })?;
+        let rate = self.shared.models[model].pack.manifest.sample_rate;
+        let settings = VadSettings {
+            max_speech_s: MAX_SENTENCE_S,
+            ..self.shared.config.vad
+        };
+        let vad_rate = if rate == 8000 { 8000 } else { 16000 };
+        if vad_rate != rate {
+            return Err(EngineError::Failed(format!(
+                "model rate {rate} Hz is not one the VAD supports"
+            )));
+        }
+        let mut chans = Vec::new();
+        for _ in 0..channels.max(1) {
+            chans.push(Channel {
+                resampler: StreamResampler::new(input_rate, rate),
+                vad: sherpa::load_vad_at(pack, settings, MAX_SENTENCE_S + 5.0, rate)?,
+                window: Vec::new(),
+                history: VecDeque::new(),
+                history_start: 0,
+                fed: 0,
+            });
+        }
+        Ok(FileTranscriber {
+            shared: self.shared.clone(),
+            model,
+            rate,
+            options,
+            channels: chans,
+            pending: Vec::new(),
+            done: Vec::new(),
+        })
+    }
+}
+
+impl FileTranscriber {
+    /// Feeds the next piece of audio: one slice per channel, at the input rate.
+    pub fn push(&mut self, planar: &[Vec<f32>]) -> Result<(), EngineError> {
+        for (c, samples) in planar.iter().enumerate().take(self.channels.len()) {
+            let mut out = Vec::new();
+            self.channels[c].resampler.push(samples, &mut out);
+            self.feed(c, &out);
+        }
+        if self.pending.len() >= BATCH {
+            self.decode_pending()?;
+        }
+        Ok(())
+    }
+
+    fn feed(&mut self, c: usize, samples: &[f32]) {
+        let w = sherpa::vad_window(self.rate);
+        let keep = (HISTORY_S * self.rate as f32) as usize;
+        let ch = &mut self.channels[c];
+        ch.history.extend(samples.iter().copied());
+        while ch.history.len() > keep {
+            ch.history.pop_front();
+            ch.history_start += 1;
+        }
+        ch.window.extend_from_slice(samples);
+        let whole = ch.window.len() / w * w;
+        let blocks: Vec<f32> = ch.window.drain(..whole).collect();
+        for b in blocks.chunks(w) {
+            self.channels[c].vad.accept_waveform(b);
+            self.channels[c].fed += b.len() as u64;
+            self.take_segments(c);
+        }
+    }
+
+    fn take_segments(&mut self, c: usize) {
+        let lead = (LEAD_S * self.rate as f32) as u64;
+        let tail = (TAIL_S * self.rate as f32) as u64;
+        loop {
+            let ch = &self.channels[c];
+            let Some(seg) = ch.vad.front() else { break };
+            let start = seg.start().max(0) as u64;
+            let end = start + seg.n().max(0) as u64;
+            ch.vad.pop();
+            let from = start.saturating_sub(lead).max(ch.history_start);
+            let have = ch.history_start + ch.history.len() as u64;
+            let to = (end + tail).min(have);
+            let audio: Vec<f32> = if from < to {
+                ch.history
+                    .range((from - ch.history_start) as usize..(to - ch.history_start) as usize)
+                    .copied()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.pending.push(Pending {
+                channel: c,
+                start,
+                end,
+                audio,
+                audio_start: from,
+            });
+        }
+    }
+
+    fn decode_pending(&mut self) -> Result<(), EngineError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let m = &self.shared.models[self.model];
+        let audio: Vec<&[f32]> = batch.iter().map(|p| p.audio.as_slice()).collect();
+        let raws = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sherpa::decode_batch(&m.recognizer, self.rate, &audio)
+        }))
+        .map_err(|_| EngineError::Failed("decoder panicked".into()))?;
+        let rate = self.rate as f32;
+        for (p, raw) in batch.into_iter().zip(raws) {
+            let offset = p.audio_start as f32 / rate;
+            let end_s = (p.audio_start + p.audio.len() as u64) as f32 / rate;
+            let t = postprocess::transcript(
+                &[(offset, raw)],
+                end_s,
+                &self.options,
+                self.shared.punctuation.as_ref(),
+            );
+            if t.text.is_empty() {
+                continue;
+            }
+            self.done.push(FileSentence {
+                channel: p.channel,
+                start_ms: p.start * 1000 / self.rate as u64,
+                end_ms: p.end * 1000 / self.rate as u64,
+                transcript: t,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the audio: flushes every channel and decodes what is left.
+    /// Sentences are in order of start time.
+    pub fn finish(mut self) -> Result<Vec<FileSentence>, EngineError> {
+        for c in 0..self.channels.len() {
+            let mut out = Vec::new();
+            self.channels[c].resampler.finish(&mut out);
+            let w = sherpa::vad_window(self.rate);
+            let rest = self.channels[c].window.len() + out.len();
+            if !rest.is_multiple_of(w) {
+                out.resize(out.len() + (w - rest % w), 0.0);
+            }
+            self.feed(c, &out);
+            self.channels[c].vad.flush();
+            self.take_segments(c);
+        }
+        self.decode_pending()?;
+        let mut done = self.done;
+        done.sort_by_key(|s| (s.start_ms, s.channel));
+        Ok(done)
+    }
+
+    /// Sentences recognised so far (for progress), not yet returned.
+    pub fn recognised(&self) -> usize {
+        self.done.len()
+    }
+}

@@ -1,0 +1,364 @@
+//! The HTTP client: URL checks, the checking resolver, downloads and
+//! callbacks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
+use reqwest::StatusCode;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use url::{Host, Url};
+
+use crate::address::blocked_range;
+use crate::allow::AllowList;
+use crate::error::FetchError;
+use crate::policy::FetchPolicy;
+
+/// URLs must be shorter than this many bytes.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// The write buffer between the socket and the file.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// A finished download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Download {
+    /// Bytes written to the destination file.
+    pub bytes: u64,
+    /// The final response's `Content-Type`, when present and printable.
+    pub content_type: Option<String>,
+    /// How many redirects were followed.
+    pub redirects: usize,
+}
+
+/// Downloads `data_url` files and POSTs callbacks under a [`FetchPolicy`].
+///
+/// Cheap to clone (the connection pool is shared).
+#[derive(Clone, Debug)]
+pub struct Fetcher {
+    policy: Arc<FetchPolicy>,
+    client: reqwest::Client,
+}
+
+impl Fetcher {
+    /// Validates `policy` and builds the client: no proxy (environment proxy
+    /// variables are ignored), no automatic redirects, and a resolver that
+    /// refuses blocked addresses.
+    pub fn new(policy: FetchPolicy) -> Result<Fetcher, FetchError> {
+        policy.validate()?;
+        let allow = Arc::new(policy.allow.clone());
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .dns_resolver(Arc::new(CheckingResolver { allow }))
+            .connect_timeout(policy.connect_timeout)
+            .user_agent(concat!("sisd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FetchError::InvalidPolicy(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Fetcher {
+            policy: Arc::new(policy),
+            client,
+        })
+    }
+
+    /// The policy this fetcher enforces.
+    pub fn policy(&self) -> &FetchPolicy {
+        &self.policy
+    }
+
+    /// Checks `url` without any network access, for early validation when a
+    /// job is created: shorter than [`MAX_URL_LEN`], scheme `http` or
+    /// `https`, a host, no user info, and, when the host is an IP address,
+    /// that address allowed. Host names are checked when fetched, after
+    /// resolution.
+    pub fn check_url(&self, url: &str) -> Result<(), FetchError> {
+        self.parse_checked(url).map(|_| ())
+    }
+
+    /// Downloads `url` into the file `dest` (created or truncated), streaming
+    /// the body, and returns what was written.
+    ///
+    /// Redirects (301, 302, 303, 307, 308) are followed up to
+    /// `max_redirects`, each target checked like the first URL before it is
+    /// requested. The final response must be a success (2xx). A
+    /// `Content-Length` over `max_bytes` is refused before the body is read,
+    /// and the body is counted while it streams and cut at the first byte past
+    /// the limit. The whole operation is bounded by `total_timeout`. On any
+    /// error the partial file is removed.
+    pub async fn download(&self, url: &str, dest: &Path) -> Result<Download, FetchError> {
+        let limit = self.policy.total_timeout;
+        match tokio::time::timeout(limit, self.download_inner(url, dest)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout {
+                what: "the download",
+                after: limit,
+            }),
+        }
+    }
+
+    /// POSTs `body` to `url` with `Content-Type: application/json` (unless
+    /// `headers` sets another) and `headers`, and returns the response status,
+    /// whatever it is.
+    ///
+    /// The same address rules apply; redirects are not followed (a 3xx status
+    /// is returned as is). Bounded by `callback_timeout`. The response body is
+    /// not read.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &[u8],
+        headers: &[(String, String)],
+    ) -> Result<u16, FetchError> {
+        let url = self.parse_checked(url)?;
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let invalid = || FetchError::InvalidHeader(name.clone());
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+            let header_value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+            map.append(header_name, header_value);
+        }
+        if !map.contains_key(CONTENT_TYPE) {
+            map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let send = self
+            .client
+            .post(url)
+            .headers(map)
+            .body(body.to_vec())
+            .send();
+        let limit = self.policy.callback_timeout;
+        match tokio::time::timeout(limit, send).await {
+            Ok(Ok(response)) => Ok(response.status().as_u16()),
+            Ok(Err(e)) => Err(FetchError::from_client(e, self.policy.connect_timeout)),
+            Err(_) => Err(FetchError::Timeout {
+                what: "the callback",
+                after: limit,
+            }),
+        }
+    }
+
+    async fn download_inner(&self, url: &str, dest: &Path) -> Result<Download, FetchError> {
+        let mut current = self.parse_checked(url)?;
+        let mut redirects = 0;
+        let mut response = loop {
+            let response = self
+                .client
+                .get(current.clone())
+                .send()
+                .await
+                .map_err(|e| FetchError::from_client(e, self.policy.connect_timeout))?;
+            let Some(next) = redirect_target(&current, &response)? else {
+                break response;
+            };
+            if redirects == self.policy.max_redirects {
+                return Err(FetchError::TooManyRedirects {
+                    max: self.policy.max_redirects,
+                });
+            }
+            // Checked before anything is sent to it; a host name is checked
+            // again, after resolution, by the resolver when connecting.
+            self.check_parsed(&next)?;
+            redirects += 1;
+            current = next;
+        };
+
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::HttpStatus {
+                status: status.as_u16(),
+            });
+        }
+        let max = self.policy.max_bytes;
+        if response.content_length().is_some_and(|len| len > max) {
+            return Err(FetchError::TooLarge { limit: max });
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+
+        let io = |e: std::io::Error| FetchError::Io(e.to_string());
+        let file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let partial = PartialFile::new(dest);
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut written: u64 = 0;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| FetchError::from_client(e, self.policy.connect_timeout))?
+        {
+            let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+            written = written.saturating_add(len);
+            if written > max {
+                return Err(FetchError::TooLarge { limit: max });
+            }
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        out.flush().await.map_err(io)?;
+        out.into_inner().sync_all().await.map_err(io)?;
+        partial.keep();
+        Ok(Download {
+            bytes: written,
+            content_type,
+            redirects,
+        })
+    }
+
+    fn parse_checked(&self, url: &str) -> Result<Url, FetchError> {
+        if url.len() >= MAX_URL_LEN {
+            return Err(url_too_long());
+        }
+        let parsed = Url::parse(url).map_err(|e| FetchError::BadUrl(format!("{e}")))?;
+        self.check_parsed(&parsed)?;
+        Ok(parsed)
+    }
+
+    fn check_parsed(&self, url: &Url) -> Result<(), FetchError> {
+        if url.as_str().len() >= MAX_URL_LEN {
+            return Err(url_too_long());
+        }
+        let scheme = url.scheme();
+        if scheme != "http" && scheme != "https" {
+            return Err(FetchError::BadUrl(format!(
+                "scheme {scheme:?} is not allowed (only http and https)"
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(FetchError::BadUrl(
+                "user info (credentials) in the URL is not allowed".to_owned(),
+            ));
+        }
+        if url.port() == Some(0) {
+            return Err(FetchError::BadUrl("port 0 is not allowed".to_owned()));
+        }
+        let host = url.host_str().unwrap_or_default();
+        match url.host() {
+            None => Err(FetchError::BadUrl("the URL has no host".to_owned())),
+            Some(Host::Domain("")) => Err(FetchError::BadUrl("the URL has no host".to_owned())),
+            Some(Host::Domain(_)) => Ok(()),
+            Some(Host::Ipv4(addr)) => check_addr(&self.policy.allow, host, addr.into()),
+            Some(Host::Ipv6(addr)) => check_addr(&self.policy.allow, host, addr.into()),
+        }
+    }
+}
+
+fn url_too_long() -> FetchError {
+    FetchError::BadUrl(format!("longer than {} bytes", MAX_URL_LEN - 1))
+}
+
+/// The URL a redirect response points to, or `None` when `response` is not a
+/// redirect to follow.
+fn redirect_target(current: &Url, response: &reqwest::Response) -> Result<Option<Url>, FetchError> {
+    let followed = [
+        StatusCode::MOVED_PERMANENTLY,
+        StatusCode::FOUND,
+        StatusCode::SEE_OTHER,
+        StatusCode::TEMPORARY_REDIRECT,
+        StatusCode::PERMANENT_REDIRECT,
+    ];
+    if !followed.contains(&response.status()) {
+        return Ok(None);
+    }
+    let Some(location) = response.headers().get(LOCATION) else {
+        return Ok(None);
+    };
+    let location = location
+        .to_str()
+        .map_err(|_| FetchError::BadUrl("the redirect Location is not printable".to_owned()))?;
+    if location.len() >= MAX_URL_LEN {
+        return Err(url_too_long());
+    }
+    current
+        .join(location)
+        .map(Some)
+        .map_err(|e| FetchError::BadUrl(format!("redirect Location: {e}")))
+}
+
+/// Refuses `addr` (reached through `host`) when it lies in a blocked range
+/// and neither the host name nor the address is allow-listed.
+fn check_addr(allow: &AllowList, host: &str, addr: IpAddr) -> Result<(), FetchError> {
+    let Some(range) = blocked_range(addr) else {
+        return Ok(());
+    };
+    if allow.allows_host(host) || allow.allows_addr(addr) {
+        return Ok(());
+    }
+    Err(FetchError::Forbidden {
+        host: host.to_owned(),
+        addr,
+        range,
+    })
+}
+
+/// Resolves host names for the client and refuses the connection when any
+/// address is blocked. The client connects only to the addresses returned
+/// here, so what was checked is what is connected to (a DNS answer that
+/// changes between the check and the connection cannot matter).
+struct CheckingResolver {
+    allow: Arc<AllowList>,
+}
+
+impl reqwest::dns::Resolve for CheckingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = Arc::clone(&self.allow);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| FetchError::Resolve {
+                    host: host.clone(),
+                    message: e.to_string(),
+                })?;
+            let mut addrs: Vec<SocketAddr> = Vec::new();
+            for addr in resolved {
+                if !addrs.contains(&addr) {
+                    addrs.push(addr);
+                }
+            }
+            if addrs.is_empty() {
+                return Err(FetchError::Resolve {
+                    host,
+                    message: "no addresses".to_owned(),
+                }
+                .into());
+            }
+            // Any blocked address refuses the host: a name that mixes public
+            // and internal addresses is not trusted.
+            for addr in &addrs {
+                check_addr(&allow, &host, addr.ip())?;
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Removes the destination file when dropped, unless kept: a failed or
+/// timed-out (dropped) download leaves nothing behind.
+struct PartialFile {
+    path: Option<PathBuf>,
+}
+
+impl PartialFile {
+    fn new(path: &Path) -> PartialFile {
+        PartialFile {
+            path: Some(path.to_path_buf()),
+        }
+    }
+
+    fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            // Best effort: the download has already failed.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

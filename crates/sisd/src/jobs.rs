@@ -1,0 +1,505 @@
+//! Recorded-file transcription jobs (SIS-API.md §7): the create and get
+//! handlers, the workers that lease jobs from the store, and the callback
+//! deliverer. Everything durable is in the store (`sis_store::jobs`), so any
+//! number of `sisd` processes sharing one store share one queue.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sis_engine::Engine;
+use sis_fetch::{FetchError, FetchErrorKind, Fetcher};
+use sis_protocol::transcriber::{
+    self, AgentChannel, FileFormat, FileSegment, JobView, TranscriberRequest,
+};
+use sis_protocol::{ApiError, SisCode};
+use sis_store::{JobStatus, Lease, Store};
+
+use crate::auth::Principal;
+use crate::errors::{from_engine, ErrorResponse};
+use crate::server::{AppState, RequestId};
+
+/// A worker's lease on a job; renewed every third of it.
+const LEASE_MS: i64 = 30_000;
+/// A job interrupted this many times (its worker died each time) ends in ERROR.
+const MAX_ATTEMPTS: i64 = 3;
+/// Idle workers look for new jobs this often.
+const POLL: Duration = Duration::from_millis(300);
+/// Callback retries: doubling from 1 s, at most 10 minutes apart, 12 tries.
+const CALLBACK_TRIES: i64 = 12;
+/// Longest audio a job may have (SIS: 5 h).
+const MAX_AUDIO_MS: u64 = 5 * 3600 * 1000;
+
+/// Validated job settings (from the server's config).
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    pub workers: usize,
+    pub retention_ms: i64,
+    pub spool: PathBuf,
+    pub callback_key: Vec<u8>,
+}
+
+pub struct JobsState {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub fetcher: Fetcher,
+    pub config: JobsConfig,
+}
+
+fn now_ms() -> i64 {
+    sis_store::now_ms()
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [("content-type", "application/json;charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Where a fetch error is reported: the URL's own fault (SIS.0032) or the
+/// network's (SIS.0001, like SIS's storage connection errors).
+pub fn from_fetch(what: &str, e: &FetchError) -> ApiError {
+    match e.kind() {
+        FetchErrorKind::Forbidden | FetchErrorKind::BadUrl => {
+            ApiError::invalid(format!("{what} is not allowed: {e}"))
+        }
+        FetchErrorKind::TooLarge => ApiError::invalid(format!(
+            "{what}: the audio file is larger than the limit ({e})"
+        )),
+        _ => ApiError::new(
+            SisCode::DependencyFailed,
+            format!("{what} could not be fetched: {e}"),
+        ),
+    }
+}
+
+/// What the server can compute of `need_analysis_info`; the rest is refused.
+fn check_analysis(req: &TranscriberRequest) -> Result<(), ApiError> {
+    if let Some(a) = req.analysis {
+        if a.diarization && a.channel == AgentChannel::Mono {
+            return Err(ApiError::new(
+                SisCode::Unsupported,
+                "speaker diarization of mono audio needs a diarization model, and this server has none: \
+                 set need_analysis_info.diarization to false, or send stereo audio with channel LEFT_AGENT or RIGHT_AGENT",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create_handler(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
+    body: Body,
+) -> Response {
+    match create(&state.jobs, &principal.project_id, body).await {
+        Ok(id) => json(StatusCode::OK, transcriber::create_response(&id)),
+        Err(error) => {
+            tracing::info!(request_id = rid.0, code = error.code.as_str(), msg = %error.message, "job rejected");
+            ErrorResponse {
+                error,
+                request_id: rid.0,
+            }
+            .into_response()
+        }
+    }
+}
+
+async fn create(jobs: &JobsState, project: &str, body: Body) -> Result<String, ApiError> {
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {
+        ApiError::new(SisCode::GatewayRequest, "Request entity too large.").with_status(413)
+    })?;
+    let req = transcriber::parse_create(&bytes)?;
+    if !jobs.engine.serves(&req.property) {
+        return Err(from_engine(sis_engine::EngineError::UnknownProperty(
+            req.property.name().to_string(),
+        )));
+    }
+    check_analysis(&req)?;
+    jobs.fetcher
+        .check_url(&req.data_url)
+        .map_err(|e| from_fetch("data_url", &e))?;
+    if let Some(cb) = &req.callback_url {
+        jobs.fetcher
+            .check_url(cb)
+            .map_err(|e| from_fetch("callback_url", &e))?;
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::invalid("body is not UTF-8"))?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    jobs.store
+        .create_job(&id, project, text, now_ms())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot store job");
+            ApiError::new(SisCode::Internal, "internal service error")
+        })?;
+    tracing::info!(job_id = id, project, "job accepted");
+    Ok(id)
+}
+
+pub async fn get_handler(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
+    Path((_project, job_id)): Path<(String, String)>,
+) -> Response {
+    let job = state
+        .jobs
+        .store
+        .job(&principal.project_id, &job_id, now_ms())
+        .await;
+    let error = match job {
+        Ok(Some(j)) => {
+            let document = match j.status {
+                JobStatus::Finished => j.result.as_deref(),
+                JobStatus::Error => j.error.as_deref(),
+                _ => None,
+            };
+            let view = JobView {
+                status: j.status.as_str(),
+                create_ms: j.created_ms,
+                start_ms: j.started_ms,
+                finish_ms: j.finished_ms,
+                document,
+            };
+            return json(StatusCode::OK, transcriber::job_body(&view, None));
+        }
+        Ok(None) => transcriber::not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read job");
+            ApiError::new(SisCode::Internal, "internal service error")
+        }
+    };
+    ErrorResponse {
+        error,
+        request_id: rid.0,
+    }
+    .into_response()
+}
+
+/// Starts the job workers, the callback deliverer and the retention purge.
+pub fn spawn(state: Arc<JobsState>) {
+    for i in 0..state.config.workers.max(1) {
+        let s = state.clone();
+        tokio::spawn(async move { worker(s, i).await });
+    }
+    let s = state.clone();
+    tokio::spawn(async move { deliverer(s).await });
+    let s = state;
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = s.store.purge_jobs(now_ms()).await {
+                tracing::warn!(error = %e, "purging expired jobs failed");
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    });
+}
+
+async fn worker(state: Arc<JobsState>, i: usize) {
+    loop {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        match state.store.lease_job(&token, now_ms(), LEASE_MS).await {
+            Ok(Some(lease)) => {
+                let id = lease.job.id.clone();
+                tracing::info!(
+                    job_id = id,
+                    worker = i,
+                    attempt = lease.job.attempts,
+                    "job started"
+                );
+                run(&state, lease).await;
+            }
+            Ok(None) => tokio::time::sleep(POLL).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "leasing a job failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Finished(String),
+    Failed(ApiError),
+    /// The lease went to another worker: write nothing.
+    Lost,
+}
+
+async fn run(state: &Arc<JobsState>, lease: Lease) {
+    let lost = Arc::new(AtomicBool::new(false));
+    let heartbeat = {
+        let (store, id, token, lost) = (
+            state.store.clone(),
+            lease.job.id.clone(),
+            lease.token.clone(),
+            lost.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis((LEASE_MS / 3) as u64)).await;
+                match store.renew_lease(&id, &token, now_ms() + LEASE_MS).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, job_id = id, "lease renewal failed"),
+                }
+            }
+        })
+    };
+    let req = transcriber::parse_create(lease.job.request.as_bytes());
+    let outcome = match req {
+        _ if lease.job.attempts > MAX_ATTEMPTS => Outcome::Failed(ApiError::new(
+            SisCode::Internal,
+            format!("processing was interrupted {MAX_ATTEMPTS} times"),
+        )),
+        Err(e) => Outcome::Failed(e),
+        Ok(req) => process(state, &lease, &req, &lost).await,
+    };
+    heartbeat.abort();
+    let now = now_ms();
+    let expires = now + state.config.retention_ms;
+    let (status, document) = match outcome {
+        Outcome::Lost => {
+            tracing::warn!(
+                job_id = lease.job.id,
+                "lease lost; another worker has the job"
+            );
+            return;
+        }
+        Outcome::Finished(doc) => (JobStatus::Finished, doc),
+        Outcome::Failed(e) => {
+            tracing::info!(job_id = lease.job.id, code = e.code.as_str(), msg = %e.message, "job failed");
+            (
+                JobStatus::Error,
+                transcriber::error_document(&e).to_string(),
+            )
+        }
+    };
+    let callback_url = transcriber::parse_create(lease.job.request.as_bytes())
+        .ok()
+        .and_then(|r| r.callback_url);
+    let callback_body = callback_url.as_ref().map(|_| {
+        let view = JobView {
+            status: status.as_str(),
+            create_ms: lease.job.created_ms,
+            start_ms: lease.job.started_ms,
+            finish_ms: Some(now),
+            document: Some(&document),
+        };
+        transcriber::job_body(&view, Some(&lease.job.id))
+    });
+    let callback = callback_url.as_deref().zip(callback_body.as_deref());
+    match state
+        .store
+        .complete_job(
+            &lease.job.id,
+            &lease.token,
+            status,
+            &document,
+            now,
+            expires,
+            callback,
+        )
+        .await
+    {
+        Ok(true) => tracing::info!(job_id = lease.job.id, status = status.as_str(), "job done"),
+        Ok(false) => tracing::warn!(job_id = lease.job.id, "lease lost before completion"),
+        Err(e) => tracing::error!(job_id = lease.job.id, error = %e, "cannot store job result"),
+    }
+}
+
+async fn process(
+    state: &Arc<JobsState>,
+    lease: &Lease,
+    req: &TranscriberRequest,
+    lost: &Arc<AtomicBool>,
+) -> Outcome {
+    let path = state.config.spool.join(format!("{}.audio", lease.job.id));
+    let _ = tokio::fs::remove_file(&path).await;
+    if let Err(e) = state.fetcher.download(&req.data_url, &path).await {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Outcome::Failed(from_fetch("data_url", &e));
+    }
+    if lost.load(Ordering::SeqCst) {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Outcome::Lost;
+    }
+    let (engine, req2, lost2, p2) = (
+        state.engine.clone(),
+        req.clone(),
+        lost.clone(),
+        path.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || transcribe(&engine, &req2, &p2, &lost2)).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    match result {
+        Ok(Ok(Some(doc))) => Outcome::Finished(doc),
+        Ok(Ok(None)) => Outcome::Lost,
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(_) => Outcome::Failed(ApiError::new(
+            SisCode::RecognitionFailed,
+            "recognition failed",
+        )),
+    }
+}
+
+fn audio_error(e: sis_audio::AudioError) -> ApiError {
+    match e {
+        sis_audio::AudioError::TooLong { .. } => ApiError::new(
+            SisCode::AudioTooLong,
+            "audio is longer than 5 h, the limit of recorded-file jobs",
+        ),
+        other => ApiError::new(
+            SisCode::AudioFormatInvalid,
+            format!("Audio format is invalid! ({other})"),
+        ),
+    }
+}
+
+/// Decodes and recognises the file; `None` when the lease was lost meanwhile.
+fn transcribe(
+    engine: &Engine,
+    req: &TranscriberRequest,
+    path: &std::path::Path,
+    lost: &AtomicBool,
+) -> Result<Option<String>, ApiError> {
+    let format = match req.format {
+        FileFormat::Auto => sis_audio::stream::FileFormat::Auto,
+        FileFormat::Raw(f) => sis_audio::stream::FileFormat::from_audio_format(f),
+    };
+    let limits = sis_audio::stream::StreamLimits {
+        max_ms: MAX_AUDIO_MS,
+        ..Default::default()
+    };
+    let mut stream = sis_audio::stream::open(path, format, limits).map_err(audio_error)?;
+    let rate = stream.sample_rate();
+    let channels = stream.channels() as usize;
+    let analysis = req.analysis;
+    let by_channel = matches!(
+        analysis.map(|a| a.channel),
+        Some(AgentChannel::Left | AgentChannel::Right)
+    );
+    if by_channel && channels != 2 && analysis.is_some_and(|a| a.diarization) {
+        return Err(ApiError::invalid(
+            "need_analysis_info.channel LEFT_AGENT/RIGHT_AGENT needs stereo audio; this file is mono",
+        ));
+    }
+    // stereo without roles by channel is mixed down (SIS: "auto-converted")
+    let separate = channels == 2 && by_channel;
+    let mut t = engine
+        .file_transcriber(
+            &req.property,
+            rate,
+            if separate { 2 } else { 1 },
+            req.options.clone(),
+        )
+        .map_err(from_engine)?;
+    let mut samples: u64 = 0;
+    while let Some(chunk) = stream.next_chunk().map_err(audio_error)? {
+        if lost.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        samples += chunk.frames() as u64;
+        if separate || chunk.channels.len() == 1 {
+            t.push(&chunk.channels).map_err(from_engine)?;
+        } else {
+            t.push(&[chunk.to_mono()]).map_err(from_engine)?;
+        }
+    }
+    let sentences = t.finish().map_err(from_engine)?;
+    let duration_ms = samples * 1000 / rate.max(1) as u64;
+    let segments: Vec<FileSegment> = sentences
+        .into_iter()
+        .map(|s| {
+            let role = match analysis {
+                Some(a) if a.diarization && separate => {
+                    let agent = if a.channel == AgentChannel::Left {
+                        0
+                    } else {
+                        1
+                    };
+                    Some(if s.channel == agent { "AGENT" } else { "USER" })
+                }
+                _ => None,
+            };
+            let chars = s
+                .transcript
+                .text
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .count() as f64;
+            let secs = (s.end_ms.saturating_sub(s.start_ms)) as f64 / 1000.0;
+            FileSegment {
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                role,
+                emotion: analysis.filter(|a| a.emotion).map(|_| "UNKNOWN"),
+                speed: analysis.filter(|a| a.speed).map(|_| {
+                    if secs > 0.0 {
+                        (chars / secs * 100.0).round() / 100.0
+                    } else {
+                        0.0
+                    }
+                }),
+                transcript: s.transcript,
+            }
+        })
+        .collect();
+    Ok(Some(
+        transcriber::result_document(duration_ms, &segments, req.options.need_word_info)
+            .to_string(),
+    ))
+}
+
+async fn deliverer(state: Arc<JobsState>) {
+    loop {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let lease = match state.store.lease_callback(&token, now_ms(), 60_000).await {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "leasing a callback failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let now = now_ms();
+        let signature =
+            sis_auth::callback::sign(&state.config.callback_key, now, lease.body.as_bytes());
+        let headers = vec![(sis_auth::callback::HEADER.to_string(), signature)];
+        let sent = state
+            .fetcher
+            .post_json(&lease.url, lease.body.as_bytes(), &headers)
+            .await;
+        let (ok, error) = match sent {
+            Ok(s) if (200..300).contains(&s) => (true, None),
+            Ok(s) => (false, Some(format!("HTTP {s}"))),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        let next = (!ok && lease.attempts < CALLBACK_TRIES)
+            .then(|| now_ms() + (1000i64 << lease.attempts.clamp(0, 20)).min(600_000));
+        tracing::info!(job_id = lease.job_id, attempt = lease.attempts, delivered = ok, error = ?error, "callback");
+        if let Err(e) = state
+            .store
+            .callback_attempted(&lease, ok, next, error.as_deref(), now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "recording a callback attempt failed");
+        }
+    }
+}
