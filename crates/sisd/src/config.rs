@@ -253,6 +253,10 @@ pub struct ServeArgs {
     /// Transcription jobs processed at once by this process (default: cores).
     #[arg(long, env = "SIS_JOB_WORKERS")]
     pub job_workers: Option<usize>,
+    /// Seconds after its worker's last heartbeat that a running job is taken
+    /// over by another worker (a worker renews every third of it).
+    #[arg(long, env = "SIS_JOB_LEASE_S", default_value_t = 30)]
+    pub job_lease_s: u64,
     /// Hours a finished job's result is kept (SIS: 72).
     #[arg(long, env = "SIS_JOB_RETENTION_H", default_value_t = 72.0)]
     pub job_retention_h: f64,
@@ -350,6 +354,9 @@ impl ServeArgs {
         if job_workers == 0 || job_workers > 256 {
             bail!("--job-workers {job_workers}: must be between 1 and 256");
         }
+        if !(3..=3600).contains(&self.job_lease_s) {
+            bail!("--job-lease-s must be between 3 and 3600");
+        }
         if !(0.001..=8760.0).contains(&self.job_retention_h) {
             bail!("--job-retention-h must be between 0.001 and 8760 (a year)");
         }
@@ -401,6 +408,7 @@ impl ServeArgs {
             },
             jobs: crate::jobs::JobsConfig {
                 workers: job_workers,
+                lease_ms: self.job_lease_s as i64 * 1000,
                 retention_ms: (self.job_retention_h * 3_600_000.0) as i64,
                 spool,
                 callback_key,

@@ -24,8 +24,6 @@ use crate::auth::Principal;
 use crate::errors::{from_engine, ErrorResponse};
 use crate::server::{AppState, RequestId};
 
-/// A worker's lease on a job; renewed every third of it.
-const LEASE_MS: i64 = 30_000;
 /// A job interrupted this many times (its worker died each time) ends in ERROR.
 const MAX_ATTEMPTS: i64 = 3;
 /// Idle workers look for new jobs this often.
@@ -39,6 +37,9 @@ const MAX_AUDIO_MS: u64 = 5 * 3600 * 1000;
 #[derive(Clone, Debug)]
 pub struct JobsConfig {
     pub workers: usize,
+    /// A worker's lease on a job, renewed every third of it; a job whose
+    /// worker died is taken again this long after its last renewal.
+    pub lease_ms: i64,
     pub retention_ms: i64,
     pub spool: PathBuf,
     pub callback_key: Vec<u8>,
@@ -208,7 +209,11 @@ pub fn spawn(state: Arc<JobsState>) {
 async fn worker(state: Arc<JobsState>, i: usize) {
     loop {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        match state.store.lease_job(&token, now_ms(), LEASE_MS).await {
+        match state
+            .store
+            .lease_job(&token, now_ms(), state.config.lease_ms)
+            .await
+        {
             Ok(Some(lease)) => {
                 let id = lease.job.id.clone();
                 tracing::info!(
@@ -237,6 +242,7 @@ enum Outcome {
 
 async fn run(state: &Arc<JobsState>, lease: Lease) {
     let lost = Arc::new(AtomicBool::new(false));
+    let lease_ms = state.config.lease_ms;
     let heartbeat = {
         let (store, id, token, lost) = (
             state.store.clone(),
@@ -246,8 +252,8 @@ async fn run(state: &Arc<JobsState>, lease: Lease) {
         );
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis((LEASE_MS / 3) as u64)).await;
-                match store.renew_lease(&id, &token, now_ms() + LEASE_MS).await {
+                tokio::time::sleep(Duration::from_millis((lease_ms / 3) as u64)).await;
+                match store.renew_lease(&id, &token, now_ms() + lease_ms).await {
                     Ok(true) => {}
                     Ok(false) => {
                         lost.store(true, Ordering::SeqCst);
