@@ -84,6 +84,18 @@ def finals(msgs):
     return [s for m in msgs if m["resp_type"] == "RESULT" for s in m["segments"] if s["is_final"]]
 
 
+def check_sentences(msgs, rows, audio):
+    """One exact final per sentence, in order, with times inside the stream and word times inside the segment."""
+    segs = finals(msgs)
+    assert [s["result"]["text"] for s in segs] == [r["text"] for r in rows]
+    ends = [0] + [s["end_time"] for s in segs]
+    for prev_end, s in zip(ends, segs):
+        assert prev_end <= s["start_time"] < s["end_time"] <= len(audio) * 1000 // 32000
+        words = s["result"]["word_info"]
+        assert "".join(w["word"] for w in words) == s["result"]["text"]
+        assert all(s["start_time"] - 700 <= w["start_time"] < w["end_time"] <= s["end_time"] + 900 for w in words)
+
+
 def sentences(rt, n):
     return [r for r in rt["rows"] if r["kind"] == "sentence"][:n]
 
@@ -107,14 +119,7 @@ def test_continue_stream_splits_sentences(rt):
     ws = connect(rt, "continue-stream")
     msgs = session(ws, audio, {"need_word_info": "yes"})
     assert not [m for m in msgs if m["resp_type"] == "EVENT"]
-    segs = finals(msgs)
-    assert [s["result"]["text"] for s in segs] == [r["text"] for r in rows]
-    ends = [0] + [s["end_time"] for s in segs]
-    for prev_end, s in zip(ends, segs):
-        assert prev_end <= s["start_time"] < s["end_time"] <= len(audio) * 1000 // 32000
-        words = s["result"]["word_info"]
-        assert "".join(w["word"] for w in words) == s["result"]["text"]
-        assert all(s["start_time"] - 700 <= w["start_time"] < w["end_time"] <= s["end_time"] + 900 for w in words)
+    check_sentences(msgs, rows, audio)
     ws.close()
 
 

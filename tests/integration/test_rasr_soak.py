@@ -16,7 +16,7 @@ import requests
 import websocket
 
 from conftest import Server
-from test_rasr import SDK_CONFIG, finals, pcm16k, sentences
+from test_rasr import SDK_CONFIG, finals, pcm16k, sentences, session
 
 SESSIONS = int(os.environ.get("SIS_SOAK_SESSIONS", "10000"))
 CLIENTS = 2  # client threads, each running its share of the sessions one after another
@@ -110,15 +110,7 @@ def test_10000_sessions_leave_no_trace(soak):
     assert end["tasks"] <= base["tasks"], (base, end)
     # and the server still recognises correctly
     ws = websocket.create_connection(f"{url}/short-stream", timeout=30)
-    ws.send(json.dumps({"command": "START", "config": SDK_CONFIG}))
-    json.loads(ws.recv())
-    for j in range(0, len(audio), 3200):
-        ws.send_binary(audio[j:j + 3200])
-    ws.send(json.dumps({"command": "END"}))
-    msgs = []
-    while not msgs or msgs[-1]["resp_type"] != "END":
-        msgs.append(json.loads(ws.recv()))
-    assert finals(msgs)[0]["result"]["text"] == r["text"]
+    assert finals(session(ws, audio))[0]["result"]["text"] == r["text"]
     ws.close()
 
 
@@ -160,15 +152,7 @@ def flood_while_serving(server, soak):
     ws = websocket.create_connection(f"{url}/short-stream", timeout=30)
     while t.is_alive():
         t1 = time.time()
-        ws.send(json.dumps({"command": "START", "config": SDK_CONFIG}))
-        json.loads(ws.recv())
-        for j in range(0, len(audio), 3200):
-            ws.send_binary(audio[j:j + 3200])
-        ws.send(json.dumps({"command": "END"}))
-        msgs = []
-        while not msgs or msgs[-1]["resp_type"] != "END":
-            msgs.append(json.loads(ws.recv()))
-        assert finals(msgs)[0]["result"]["text"] == r["text"]
+        assert finals(session(ws, audio))[0]["result"]["text"] == r["text"]
         assert time.time() - t1 < 10
     ws.close()
     t.join()

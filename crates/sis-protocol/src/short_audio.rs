@@ -57,6 +57,25 @@ pub(crate) fn yes_no(
     }
 }
 
+/// The request body as JSON.
+pub(crate) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}")))
+}
+
+pub(crate) fn body_object(value: &Value) -> Result<&Map<String, Value>, ApiError> {
+    value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("request body must be a JSON object"))
+}
+
+/// The required `config` object.
+pub(crate) fn config_object(obj: &Map<String, Value>) -> Result<&Map<String, Value>, ApiError> {
+    field(obj, "config", "config")?
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("'config' must be an object"))
+}
+
 /// `config.property`, required and known.
 pub(crate) fn parse_property(cfg: &Map<String, Value>) -> Result<Property, ApiError> {
     let prop_s = string(
@@ -86,14 +105,9 @@ pub(crate) fn parse_options(cfg: &Map<String, Value>) -> Result<RecognitionOptio
 /// without decoding the audio; the sample-rate rule for container formats is
 /// checked after decoding (see [`check_sample_rate`]).
 pub fn parse_request(body: &[u8]) -> Result<ShortAudioRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("request body must be a JSON object"))?;
-    let cfg = field(obj, "config", "config")?
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("'config' must be an object"))?;
+    let value = json_body(body)?;
+    let obj = body_object(&value)?;
+    let cfg = config_object(obj)?;
 
     let format_s = string(
         field(cfg, "audio_format", "config.audio_format")?,

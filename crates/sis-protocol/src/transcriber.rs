@@ -7,7 +7,10 @@ use serde_json::{Map, Value};
 use sis_core::{AudioFormat, Property, RecognitionOptions, Transcript};
 
 use crate::error::{ApiError, SisCode};
-use crate::short_audio::{check_declared_rate, field, parse_options, parse_property, string};
+use crate::short_audio::{
+    body_object, check_declared_rate, config_object, field, json_body, parse_options,
+    parse_property, string,
+};
 
 /// Longest accepted `data_url` / `callback_url`, in bytes.
 pub const MAX_URL_BYTES: usize = 2048;
@@ -94,11 +97,8 @@ fn check_url(url: &str, what: &str) -> Result<(), ApiError> {
 /// Parses and validates a create request body (everything but the network
 /// rules for the URLs, which belong to the fetcher).
 pub fn parse_create(body: &[u8]) -> Result<TranscriberRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("request body must be a JSON object"))?;
+    let value = json_body(body)?;
+    let obj = body_object(&value)?;
     let data_url = match obj.get("data_url") {
         None | Some(Value::Null) => return Err(ApiError::invalid("data url is empty")),
         Some(v) => string(v, "data_url")?,
@@ -107,9 +107,7 @@ pub fn parse_create(body: &[u8]) -> Result<TranscriberRequest, ApiError> {
         return Err(ApiError::invalid("data url is empty"));
     }
     check_url(data_url, "data_url")?;
-    let cfg = field(obj, "config", "config")?
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("'config' must be an object"))?;
+    let cfg = config_object(obj)?;
     let format_s = string(
         field(cfg, "audio_format", "config.audio_format")?,
         "config.audio_format",

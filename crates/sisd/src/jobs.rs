@@ -265,13 +265,13 @@ async fn run(state: &Arc<JobsState>, lease: Lease) {
         })
     };
     let req = transcriber::parse_create(lease.job.request.as_bytes());
-    let outcome = match req {
+    let outcome = match &req {
         _ if lease.job.attempts > MAX_ATTEMPTS => Outcome::Failed(ApiError::new(
             SisCode::Internal,
             format!("processing was interrupted {MAX_ATTEMPTS} times"),
         )),
-        Err(e) => Outcome::Failed(e),
-        Ok(req) => process(state, &lease, &req, &lost).await,
+        Err(e) => Outcome::Failed(e.clone()),
+        Ok(req) => process(state, &lease, req, &lost).await,
     };
     heartbeat.abort();
     let now = now_ms();
@@ -293,9 +293,7 @@ async fn run(state: &Arc<JobsState>, lease: Lease) {
             )
         }
     };
-    let callback_url = transcriber::parse_create(lease.job.request.as_bytes())
-        .ok()
-        .and_then(|r| r.callback_url);
+    let callback_url = req.ok().and_then(|r| r.callback_url);
     let callback_body = callback_url.as_ref().map(|_| {
         let view = JobView {
             status: status.as_str(),
