@@ -4,8 +4,10 @@ the real Silero VAD from ../shared, installed through `sisd models install`."""
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -107,3 +109,37 @@ def edit_distance(a, b):
         for j in range(1, len(b) + 1):
             prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
     return d[len(b)]
+
+
+def _pg_bin():
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / "initdb").is_file():
+            return d
+    raise RuntimeError("PostgreSQL server binaries not found: run ./scripts/setup")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL cluster of its own (initdb + pg_ctl, loopback only,
+    trust auth, fsync off); yields the store URL of an empty database."""
+    bin_dir = _pg_bin()
+    # not under pytest's temporary root: that is private to the current user
+    root = Path(tempfile.mkdtemp(prefix="sis-pg-"))
+    as_user = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        subprocess.run(["chown", "postgres", root], check=True)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    db = root / "db"
+    subprocess.run([*as_user, bin_dir / "initdb", "-D", db, "-A", "trust", "-U", "sis", "--no-sync"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", db, "-l", root / "log", "-w", "start", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"],
+                   check=True, capture_output=True)
+    try:
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "sis", "-d", "postgres",
+                        "-c", "CREATE DATABASE sis"], check=True, capture_output=True)
+        yield f"postgres://sis@127.0.0.1:{port}/sis"
+    finally:
+        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", db, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
