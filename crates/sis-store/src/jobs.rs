@@ -56,6 +56,10 @@ pub struct Job {
     /// The result document (FINISHED) or error document (ERROR).
     pub result: Option<String>,
     pub error: Option<String>,
+    /// Where the result document is, when it is in object storage.
+    pub result_key: Option<String>,
+    /// Where a copy of the downloaded audio is, when it is in object storage.
+    pub audio_key: Option<String>,
 }
 
 /// A job held by a worker; `token` proves the lease.
@@ -76,7 +80,8 @@ pub struct CallbackLease {
 }
 
 const JOB_COLUMNS: &str =
-    "id, project_id, status, request, created_ms, started_ms, finished_ms, attempts, result, error";
+    "id, project_id, status, request, created_ms, started_ms, finished_ms, attempts, result, error, \
+     result_key, audio_key";
 
 fn job_row(r: &AnyRow) -> Result<Job> {
     let status: String = r.try_get("status")?;
@@ -91,6 +96,8 @@ fn job_row(r: &AnyRow) -> Result<Job> {
         attempts: r.try_get("attempts")?,
         result: r.try_get("result")?,
         error: r.try_get("error")?,
+        result_key: r.try_get("result_key")?,
+        audio_key: r.try_get("audio_key")?,
     })
 }
 
@@ -211,9 +218,25 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Ends a leased job (FINISHED with `result`, or ERROR with `error`) and,
-    /// in the same transaction, queues its callback. False when the lease was
-    /// lost: nothing is written, so a job is finished once.
+    /// Records where a copy of the leased job's audio is kept; false when
+    /// the lease was lost.
+    pub async fn set_audio_key(&self, id: &str, token: &str, key: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET audio_key = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'RUNNING'",
+        )
+        .bind(key)
+        .bind(id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Ends a leased job (FINISHED with its result document, or ERROR with
+    /// `error`) and, in the same transaction, queues its callback. A FINISHED
+    /// document already in object storage is given as `result_key` (and
+    /// `document` is not stored). False when the lease was lost: nothing is
+    /// written, so a job is finished once.
     #[allow(clippy::too_many_arguments)]
     pub async fn complete_job(
         &self,
@@ -221,6 +244,7 @@ impl Store {
         token: &str,
         status: JobStatus,
         document: &str,
+        result_key: Option<&str>,
         now_ms: i64,
         expires_ms: i64,
         callback: Option<(&str, &str)>,
@@ -231,14 +255,19 @@ impl Store {
         } else {
             "error"
         };
+        let stored = match (status, result_key) {
+            (JobStatus::Finished, Some(_)) => None,
+            _ => Some(document),
+        };
         let q = format!(
-            "UPDATE jobs SET status = $1, {column} = $2, finished_ms = $3, expires_ms = $4, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = $5 AND lease_owner = $6 AND status = 'RUNNING'"
+            "UPDATE jobs SET status = $1, {column} = $2, result_key = $3, finished_ms = $4, \
+             expires_ms = $5, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $6 AND lease_owner = $7 AND status = 'RUNNING'"
         );
         let n = sqlx::query(&q)
             .bind(status.as_str())
-            .bind(document)
+            .bind(stored)
+            .bind(result_key)
             .bind(now_ms)
             .bind(expires_ms)
             .bind(id)
@@ -265,17 +294,31 @@ impl Store {
         Ok(true)
     }
 
-    /// Deletes jobs (and delivered or abandoned callbacks) past their expiry.
-    pub async fn purge_jobs(&self, now_ms: i64) -> Result<u64> {
-        let n = sqlx::query("DELETE FROM jobs WHERE expires_ms IS NOT NULL AND expires_ms <= $1")
+    /// Deletes jobs (and delivered or abandoned callbacks) past their expiry;
+    /// returns the object keys they named, for the caller to delete.
+    pub async fn purge_jobs(&self, now_ms: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT result_key, audio_key FROM jobs WHERE expires_ms IS NOT NULL AND expires_ms <= $1",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut keys = Vec::new();
+        for r in &rows {
+            for c in ["result_key", "audio_key"] {
+                if let Some(k) = r.try_get::<Option<String>, _>(c)? {
+                    keys.push(k);
+                }
+            }
+        }
+        sqlx::query("DELETE FROM jobs WHERE expires_ms IS NOT NULL AND expires_ms <= $1")
             .bind(now_ms)
             .execute(&self.pool)
-            .await?
-            .rows_affected();
+            .await?;
         sqlx::query("DELETE FROM callbacks WHERE job_id NOT IN (SELECT id FROM jobs)")
             .execute(&self.pool)
             .await?;
-        Ok(n)
+        Ok(keys)
     }
 
     /// Jobs not yet finished (WAITING or RUNNING), for metrics and tests.
@@ -424,6 +467,7 @@ mod tests {
                     tok,
                     JobStatus::Finished,
                     "{\"r\":1}",
+                    None,
                     1700,
                     9000,
                     Some(("http://x/", "{}")),
@@ -483,7 +527,8 @@ mod tests {
             .await
             .expect("cb")
             .is_none());
-        assert_eq!(s.purge_jobs(9000).await.expect("purge"), 1);
+        assert!(s.purge_jobs(9000).await.expect("purge").is_empty());
+        assert!(s.job("p1", "j1", 0).await.expect("get").is_none(), "purged");
         assert_eq!(s.open_jobs().await.expect("open"), 1);
         // release puts a job back
         assert!(s.release_job("j2", "tb").await.expect("release"));
@@ -493,5 +538,29 @@ mod tests {
             .expect("lease")
             .expect("job");
         assert_eq!((again.job.id.as_str(), again.job.attempts), ("j2", 1));
+        // a result in object storage: the row names it, and purge returns its keys
+        assert!(s.set_audio_key("j2", "td", "audio/j2").await.expect("key"));
+        assert!(!s.set_audio_key("j2", "zz", "audio/j2").await.expect("key"));
+        assert!(s
+            .complete_job(
+                "j2",
+                "td",
+                JobStatus::Finished,
+                "{}",
+                Some("results/j2/td.json"),
+                2100,
+                9500,
+                None
+            )
+            .await
+            .expect("complete"));
+        let j = s.job("p1", "j2", 2200).await.expect("get").expect("job");
+        assert_eq!(
+            (j.result, j.result_key.as_deref(), j.audio_key.as_deref()),
+            (None, Some("results/j2/td.json"), Some("audio/j2"))
+        );
+        let mut keys = s.purge_jobs(9500).await.expect("purge");
+        keys.sort();
+        assert_eq!(keys, ["audio/j2", "results/j2/td.json"]);
     }
 }

@@ -11,7 +11,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 mod jobs;
+mod objects;
 pub use jobs::{CallbackLease, Job, JobStatus, Lease};
+pub use objects::Objects;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -41,6 +43,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("store: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("objects URL {0}: expected file:///DIR or s3://BUCKET[/PREFIX]")]
+    BadObjectsUrl(String),
+    #[error("object storage: {0}")]
+    Objects(String),
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

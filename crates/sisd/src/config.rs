@@ -271,6 +271,11 @@ pub struct ServeArgs {
     /// key kept in DATA_DIR/callback.key (give every node the same key).
     #[arg(long, env = "SIS_CALLBACK_KEY", hide_env_values = true)]
     pub callback_key: Option<String>,
+    /// Object storage for job audio and results: file:///DIR or
+    /// s3://BUCKET[/PREFIX] (endpoint and credentials from AWS_* variables).
+    /// Default: none (results in the store, audio spooled in DATA_DIR/jobs).
+    #[arg(long, env = "SIS_OBJECTS_URL")]
+    pub objects: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,6 +383,16 @@ impl ServeArgs {
             Some(k) => k.as_bytes().to_vec(),
             None => local_callback_key(data_dir)?,
         };
+        if let Some(u) = &self.objects {
+            let ok = u
+                .strip_prefix("file://")
+                .is_some_and(|d| d.starts_with('/'))
+                || u.strip_prefix("s3://")
+                    .is_some_and(|b| !b.is_empty() && !b.starts_with('/'));
+            if !ok {
+                bail!("--objects {u}: expected file:///ABSOLUTE/DIR or s3://BUCKET[/PREFIX]");
+            }
+        }
         let probe_exe = if self.no_probe {
             None
         } else {
@@ -412,6 +427,7 @@ impl ServeArgs {
                 retention_ms: (self.job_retention_h * 3_600_000.0) as i64,
                 spool,
                 callback_key,
+                objects_url: self.objects.clone(),
             },
             fetch,
         })

@@ -18,7 +18,7 @@ use sis_protocol::transcriber::{
     self, AgentChannel, FileFormat, FileSegment, JobView, TranscriberRequest,
 };
 use sis_protocol::{ApiError, SisCode};
-use sis_store::{JobStatus, Lease, Store};
+use sis_store::{JobStatus, Lease, Objects, Store};
 
 use crate::auth::Principal;
 use crate::errors::{from_engine, ErrorResponse};
@@ -43,10 +43,16 @@ pub struct JobsConfig {
     pub retention_ms: i64,
     pub spool: PathBuf,
     pub callback_key: Vec<u8>,
+    /// Object storage for audio and results (`sis_store::Objects::open`).
+    pub objects_url: Option<String>,
 }
 
 pub struct JobsState {
     pub store: Store,
+    /// When set, downloaded audio is kept there until the job ends (a worker
+    /// taking the job over reads it instead of data_url) and result documents
+    /// live there instead of in the store.
+    pub objects: Option<Objects>,
     pub engine: Arc<Engine>,
     pub fetcher: Fetcher,
     pub config: JobsConfig,
@@ -159,21 +165,19 @@ pub async fn get_handler(
         .job(&principal.project_id, &job_id, now_ms())
         .await;
     let error = match job {
-        Ok(Some(j)) => {
-            let document = match j.status {
-                JobStatus::Finished => j.result.as_deref(),
-                JobStatus::Error => j.error.as_deref(),
-                _ => None,
-            };
-            let view = JobView {
-                status: j.status.as_str(),
-                create_ms: j.created_ms,
-                start_ms: j.started_ms,
-                finish_ms: j.finished_ms,
-                document,
-            };
-            return json(StatusCode::OK, transcriber::job_body(&view, None));
-        }
+        Ok(Some(j)) => match stored_document(&state.jobs, &j).await {
+            Ok(document) => {
+                let view = JobView {
+                    status: j.status.as_str(),
+                    create_ms: j.created_ms,
+                    start_ms: j.started_ms,
+                    finish_ms: j.finished_ms,
+                    document: document.as_deref(),
+                };
+                return json(StatusCode::OK, transcriber::job_body(&view, None));
+            }
+            Err(e) => e,
+        },
         Ok(None) => transcriber::not_found(),
         Err(e) => {
             tracing::error!(error = %e, "cannot read job");
@@ -187,6 +191,37 @@ pub async fn get_handler(
     .into_response()
 }
 
+/// The job's result or error document, from the store or object storage.
+async fn stored_document(jobs: &JobsState, j: &sis_store::Job) -> Result<Option<String>, ApiError> {
+    match (j.status, &j.result_key) {
+        (JobStatus::Finished, Some(key)) => {
+            let unavailable = |msg: String| {
+                tracing::error!(job_id = j.id, key, "{msg}");
+                ApiError::new(
+                    SisCode::DependencyFailed,
+                    "the job's result cannot be read from object storage",
+                )
+                .with_status(500)
+            };
+            let Some(objects) = &jobs.objects else {
+                return Err(unavailable(
+                    "result in object storage, but none is configured".into(),
+                ));
+            };
+            match objects.get(key).await {
+                Ok(Some(b)) => String::from_utf8(b.to_vec())
+                    .map(Some)
+                    .map_err(|_| unavailable("result object is not UTF-8".into())),
+                Ok(None) => Err(unavailable("result object is missing".into())),
+                Err(e) => Err(unavailable(e.to_string())),
+            }
+        }
+        (JobStatus::Finished, None) => Ok(j.result.clone()),
+        (JobStatus::Error, _) => Ok(j.error.clone()),
+        _ => Ok(None),
+    }
+}
+
 /// Starts the job workers, the callback deliverer and the retention purge.
 pub fn spawn(state: Arc<JobsState>) {
     for i in 0..state.config.workers.max(1) {
@@ -198,8 +233,17 @@ pub fn spawn(state: Arc<JobsState>) {
     let s = state;
     tokio::spawn(async move {
         loop {
-            if let Err(e) = s.store.purge_jobs(now_ms()).await {
-                tracing::warn!(error = %e, "purging expired jobs failed");
+            match s.store.purge_jobs(now_ms()).await {
+                Ok(keys) => {
+                    if let Some(objects) = &s.objects {
+                        for k in keys {
+                            if let Err(e) = objects.delete(&k).await {
+                                tracing::warn!(key = k, error = %e, "deleting an expired object failed");
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "purging expired jobs failed"),
             }
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
@@ -293,6 +337,18 @@ async fn run(state: &Arc<JobsState>, lease: Lease) {
             )
         }
     };
+    // a result document goes to object storage first, under a key of this
+    // lease's own, so a worker that loses the race cannot overwrite it
+    let mut result_key = None;
+    if let (JobStatus::Finished, Some(objects)) = (status, &state.objects) {
+        let key = format!("results/{}/{}.json", lease.job.id, lease.token);
+        if let Err(e) = objects.put(&key, document.clone().into_bytes()).await {
+            tracing::error!(job_id = lease.job.id, error = %e, "cannot store the result; the job goes back to the queue");
+            let _ = state.store.release_job(&lease.job.id, &lease.token).await;
+            return;
+        }
+        result_key = Some(key);
+    }
     let callback_url = req.ok().and_then(|r| r.callback_url);
     let callback_body = callback_url.as_ref().map(|_| {
         let view = JobView {
@@ -312,16 +368,80 @@ async fn run(state: &Arc<JobsState>, lease: Lease) {
             &lease.token,
             status,
             &document,
+            result_key.as_deref(),
             now,
             expires,
             callback,
         )
         .await
     {
-        Ok(true) => tracing::info!(job_id = lease.job.id, status = status.as_str(), "job done"),
-        Ok(false) => tracing::warn!(job_id = lease.job.id, "lease lost before completion"),
+        Ok(true) => {
+            tracing::info!(job_id = lease.job.id, status = status.as_str(), "job done");
+            if let Some(objects) = &state.objects {
+                if let Err(e) = objects.delete(&audio_key(&lease.job.id)).await {
+                    tracing::warn!(job_id = lease.job.id, error = %e, "cannot delete the audio copy");
+                }
+            }
+        }
+        Ok(false) => {
+            tracing::warn!(job_id = lease.job.id, "lease lost before completion");
+            if let (Some(objects), Some(key)) = (&state.objects, &result_key) {
+                let _ = objects.delete(key).await;
+            }
+        }
         Err(e) => tracing::error!(job_id = lease.job.id, error = %e, "cannot store job result"),
     }
+}
+
+fn audio_key(job_id: &str) -> String {
+    format!("audio/{job_id}")
+}
+
+/// Puts the job's audio at `path`: the copy in object storage when an
+/// earlier lease left one, else a download of data_url (copied to object
+/// storage when there is one, for whoever takes the job over).
+async fn fetch_audio(
+    state: &JobsState,
+    lease: &Lease,
+    req: &TranscriberRequest,
+    path: &std::path::Path,
+) -> Result<(), ApiError> {
+    let id = &lease.job.id;
+    if let (Some(objects), Some(key)) = (&state.objects, &lease.job.audio_key) {
+        match objects.get_to_file(key, path).await {
+            Ok(true) => {
+                tracing::info!(job_id = id, key, "audio taken from object storage");
+                return Ok(());
+            }
+            Ok(false) => tracing::warn!(
+                job_id = id,
+                key,
+                "audio copy missing; fetching data_url again"
+            ),
+            Err(e) => {
+                tracing::warn!(job_id = id, error = %e, "audio copy unreadable; fetching data_url again")
+            }
+        }
+    }
+    if let Err(e) = state.fetcher.download(&req.data_url, path).await {
+        return Err(from_fetch("data_url", &e));
+    }
+    if let Some(objects) = &state.objects {
+        let key = audio_key(id);
+        let kept = match objects.put_file(&key, path).await {
+            Ok(()) => state
+                .store
+                .set_audio_key(id, &lease.token, &key)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = kept {
+            // the job goes on; only a takeover would fetch data_url again
+            tracing::warn!(job_id = id, error = %e, "cannot keep a copy of the audio");
+        }
+    }
+    Ok(())
 }
 
 async fn process(
@@ -332,9 +452,9 @@ async fn process(
 ) -> Outcome {
     let path = state.config.spool.join(format!("{}.audio", lease.job.id));
     let _ = tokio::fs::remove_file(&path).await;
-    if let Err(e) = state.fetcher.download(&req.data_url, &path).await {
+    if let Err(e) = fetch_audio(state, lease, req, &path).await {
         let _ = tokio::fs::remove_file(&path).await;
-        return Outcome::Failed(from_fetch("data_url", &e));
+        return Outcome::Failed(e);
     }
     if lost.load(Ordering::SeqCst) {
         let _ = tokio::fs::remove_file(&path).await;

@@ -68,8 +68,16 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             })?;
         let fetcher = sis_fetch::Fetcher::new(cfg.fetch.clone())
             .map_err(|e| anyhow::anyhow!("cannot start the fetcher: {e}"))?;
+        let objects = match &cfg.jobs.objects_url {
+            Some(u) => Some(
+                sis_store::Objects::open(u)
+                    .with_context(|| format!("cannot open object storage {u}"))?,
+            ),
+            None => None,
+        };
         let jobs = Arc::new(jobs::JobsState {
             store: store.clone(),
+            objects,
             engine: engine.clone(),
             fetcher,
             config: cfg.jobs.clone(),
