@@ -27,8 +27,9 @@ PID = "fedcba9876543210fedcba9876543210"
 class Files(http.server.ThreadingHTTPServer):
     """A file server and callback receiver on loopback."""
 
-    def __init__(self, root, host="127.0.0.1", redirect_to=None):
-        self.root, self.redirect_to, self.posts = root, redirect_to, []
+    def __init__(self, root, host="127.0.0.1", redirect_to=None, once=False):
+        """`once`: each file is served once, then 410 (like an expired pre-signed URL)."""
+        self.root, self.redirect_to, self.posts, self.gets = root, redirect_to, [], []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -36,14 +37,15 @@ class Files(http.server.ThreadingHTTPServer):
                 pass
 
             def do_GET(self):
+                server.gets.append(self.path)
                 if server.redirect_to:
                     self.send_response(302)
                     self.send_header("Location", server.redirect_to)
                     self.end_headers()
                     return
                 p = server.root / self.path.lstrip("/")
-                if not p.is_file():
-                    self.send_error(404)
+                if not p.is_file() or (once and server.gets.count(self.path) > 1):
+                    self.send_error(410 if p.is_file() else 404)
                     return
                 data = p.read_bytes()
                 self.send_response(200)
@@ -94,6 +96,22 @@ def jobs(models_dir, tmp_path_factory, heldout):
                root=root, dir=d, dur_ms=dur_ms)
     fs.shutdown()
     server.stop()
+
+
+def wait_all(bases, ids, texts, timeout):
+    """Polls jobs (spread over the servers `bases`) until none is WAITING;
+    each must be FINISHED with exactly `texts` as its segments."""
+    deadline = time.time() + timeout
+    pending = set(ids)
+    while pending and time.time() < deadline:
+        for n, i in enumerate(list(pending)):
+            r = requests.get(f"{bases[n % len(bases)]}/v1/p/asr/transcriber/jobs/{i}").json()
+            if r["status"] != "WAITING":
+                assert r["status"] == "FINISHED", r
+                assert [s["result"]["text"] for s in r["segments"]] == texts, r
+                pending.discard(i)
+        time.sleep(0.3)
+    assert not pending, f"{len(pending)} of {len(ids)} jobs never finished"
 
 
 def push(j, url, fmt="auto", prop="chinese_16k_general", **extra):

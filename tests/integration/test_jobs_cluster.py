@@ -12,7 +12,7 @@ import time
 import requests
 
 from conftest import Server
-from test_jobs import Files, jobs  # noqa: F401  (jobs is a fixture)
+from test_jobs import Files, jobs, wait_all  # noqa: F401  (jobs is a fixture)
 
 N_JOBS = 100
 
@@ -47,17 +47,7 @@ def test_three_nodes_share_postgres(models_dir, tmp_path, jobs, postgres):  # no
         logs.append(tmp_path / "node0-restarted.log")
         nodes[0] = Server([models_dir], tmp_path / "data0", extra=extra, log=logs[3], env=env)
 
-        deadline = time.time() + 300
-        pending = set(ids)
-        while pending and time.time() < deadline:
-            for i in list(pending):
-                r = requests.get(f"{nodes[len(pending) % 3].base}/v1/p/asr/transcriber/jobs/{i}").json()
-                if r["status"] != "WAITING":
-                    assert r["status"] == "FINISHED", r
-                    assert [s["result"]["text"] for s in r["segments"]] == jobs["texts"], r
-                    pending.discard(i)
-            time.sleep(0.5)
-        assert not pending, f"{len(pending)} of {N_JOBS} jobs never finished"
+        wait_all([n.base for n in nodes], ids, jobs["texts"], timeout=300)
 
         texts = [p.read_text() for p in logs]
         done = [re.findall(r'job done job_id="?(\w+)', t) for t in texts]

@@ -12,7 +12,7 @@ import time
 import requests
 
 from conftest import Server
-from test_jobs import Files, jobs  # noqa: F401  (jobs is a fixture)
+from test_jobs import Files, jobs, wait_all  # noqa: F401  (jobs is a fixture)
 
 
 def test_kill_9_loses_nothing(models_dir, tmp_path, jobs):  # noqa: F811
@@ -42,17 +42,7 @@ def test_kill_9_loses_nothing(models_dir, tmp_path, jobs):  # noqa: F811
     assert 3 <= done_before < 20, done_before
     server = Server([models_dir], data, extra=extra, log=logs[1], env=env)
     try:
-        deadline = time.time() + 120
-        pending = set(ids)
-        while pending and time.time() < deadline:
-            for i in list(pending):
-                r = requests.get(f"{server.base}/v1/p/asr/transcriber/jobs/{i}").json()
-                if r["status"] != "WAITING":
-                    assert r["status"] == "FINISHED", r
-                    assert [s["result"]["text"] for s in r["segments"]] == jobs["texts"] * 4
-                    pending.discard(i)
-            time.sleep(0.3)
-        assert not pending, f"{len(pending)} jobs never finished"
+        wait_all([server.base], ids, jobs["texts"] * 4, timeout=120)
         done = re.findall(r'job done job_id="?(\w+)', logs[0].read_text() + logs[1].read_text())
         assert sorted(done) == sorted(ids), "each job finished exactly once"
         # every callback arrives (the receiver refuses each job's first delivery)

@@ -6,11 +6,9 @@ the bucket while the job runs, so after a `kill -9` the restarted server
 finishes the job from that copy without fetching data_url again; every
 object a finished job no longer needs is deleted."""
 
-import http.server
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 
 import boto3
@@ -19,7 +17,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from conftest import Server, free_port
-from test_jobs import jobs  # noqa: F401  (jobs is a fixture)
+from test_jobs import Files, jobs  # noqa: F401  (jobs is a fixture)
 
 BUCKET = "sis-jobs"
 
@@ -44,34 +42,6 @@ def keys(client, prefix):
     return sorted(o["Key"] for o in r.get("Contents", []))
 
 
-class OnceFiles(http.server.ThreadingHTTPServer):
-    """Serves each file once (a pre-signed URL that has expired afterwards)."""
-
-    def __init__(self, root):
-        self.root, self.gets = root, []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                server.gets.append(self.path)
-                p = server.root / self.path.lstrip("/")
-                if server.gets.count(self.path) > 1 or not p.is_file():
-                    self.send_error(410)
-                    return
-                data = p.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
 def wait_done(base, job_id, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -91,7 +61,7 @@ def create(base, url):
 
 def test_results_live_in_the_bucket(models_dir, tmp_path, jobs, s3):  # noqa: F811
     client, env = s3
-    files = OnceFiles(jobs["files"])
+    files = Files(jobs["files"], once=True)
     server = Server([models_dir], tmp_path / "data", extra=["--no-probe", "--objects", f"s3://{BUCKET}/one"],
                     log=tmp_path / "sisd.log", env={**env, "SIS_FETCH_ALLOW": "127.0.0.1"})
     try:
@@ -118,7 +88,7 @@ def test_takeover_reads_the_audio_copy(models_dir, tmp_path, jobs, s3):  # noqa:
     client, env = s3
     long = jobs["files"] / "ab_x60.wav"
     subprocess.run(["sox", *[jobs["files"] / "ab_pad.wav"] * 60, long], check=True)
-    files = OnceFiles(jobs["files"])
+    files = Files(jobs["files"], once=True)
     extra = ["--no-probe", "--objects", f"s3://{BUCKET}/two", "--job-lease-s", "3", "--job-workers", "1"]
     env = {**env, "SIS_FETCH_ALLOW": "127.0.0.1"}
     logs = [tmp_path / "sisd1.log", tmp_path / "sisd2.log"]
