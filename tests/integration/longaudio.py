@@ -52,7 +52,6 @@ def silero_segments(samples, min_silence_s=0.5, min_speech_s=0.25, max_speech_s=
     cfg.sample_rate = RATE
     vad = sherpa_onnx.VoiceActivityDetector(cfg, buffer_size_in_seconds=max_speech_s + 5)
     out = []
-    f = samples.astype(np.float32) / 32768.0
 
     def drain():
         while not vad.empty():
@@ -62,8 +61,8 @@ def silero_segments(samples, min_silence_s=0.5, min_speech_s=0.25, max_speech_s=
 
     # one window per call: sherpa-onnx's VAD gives other segments when fed
     # larger pieces, and sisd feeds it window by window
-    for i in range(0, len(f) - 511, 512):
-        vad.accept_waveform(f[i:i + 512])
+    for i in range(0, len(samples) - 511, 512):
+        vad.accept_waveform(samples[i:i + 512].astype(np.float32) / 32768.0)
         drain()
     vad.flush()
     drain()

@@ -98,10 +98,7 @@ impl Engine {
         channels: usize,
         options: RecognitionOptions,
     ) -> Result<FileTranscriber, EngineError> {
-        let model = *self
-            .by_property
-            .get(property.name())
-            .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))?;
+        let model = self.model_for(property)?;
         let pack =
             self.shared.vad_pack.as_ref().ok_or_else(|| {
                 EngineError::Failed("file transcription needs the VAD pack".into())

@@ -328,6 +328,14 @@ impl Engine {
         self.hub.active()
     }
 
+    /// The pack that serves `property` for whole audio (short audio, files).
+    fn model_for(&self, property: &Property) -> Result<usize, EngineError> {
+        self.by_property
+            .get(property.name())
+            .copied()
+            .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))
+    }
+
     /// Recognises a whole utterance. `pcm` must be at the property's rate.
     pub async fn recognize(
         &self,
@@ -335,10 +343,7 @@ impl Engine {
         pcm: Pcm,
         options: RecognitionOptions,
     ) -> Result<Transcript, EngineError> {
-        let model = *self
-            .by_property
-            .get(property.name())
-            .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))?;
+        let model = self.model_for(property)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         let tx = self.tx.as_ref().ok_or(EngineError::ShuttingDown)?;
         tx.try_send(Job {
