@@ -57,8 +57,45 @@ pub(crate) fn check_len(samples: usize, rate: u32, limits: DecodeLimits) -> Resu
     Ok(())
 }
 
-/// Decodes `bytes` declared as `format`.
+/// Decodes `bytes` declared as `format`. A panic inside a decoder (a
+/// third-party decoder meeting malformed data) is contained and reported as
+/// corrupt data, so one bad input costs only its own request. Samples that
+/// are not finite (a float decoder on garbage) become silence.
 pub fn decode(format: AudioFormat, bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
+    let mut pcm = contain(format.as_str(), || decode_unguarded(format, bytes, limits))?;
+    sanitize(&mut pcm.samples);
+    Ok(pcm)
+}
+
+/// Runs a decoder, turning a panic into [`AudioError::Corrupt`].
+pub(crate) fn contain<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, AudioError>,
+) -> Result<T, AudioError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(AudioError::Corrupt(format!(
+            "{what}: the decoder failed on malformed data"
+        )))
+    })
+}
+
+/// Replaces NaN and infinite samples with silence and clamps the rest to
+/// [-1, 1], so nothing past this crate sees a value no microphone makes.
+pub fn sanitize(samples: &mut [f32]) {
+    for x in samples {
+        *x = if x.is_finite() {
+            x.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+    }
+}
+
+fn decode_unguarded(
+    format: AudioFormat,
+    bytes: &[u8],
+    limits: DecodeLimits,
+) -> Result<Pcm, AudioError> {
     let format = if format == AudioFormat::Auto {
         detect(bytes)
             .ok_or_else(|| AudioError::Unsupported("cannot detect the audio container".into()))?

@@ -1,5 +1,5 @@
 //! Recorded-file transcription: audio arrives in pieces (a streaming decoder
-//! reads the file), each channel is resampled to the model's rate, split into
+//! reads the file), each channel is resampled to the VAD's rate (16 kHz), split into
 //! sentences by its own Silero VAD, and the sentences are decoded one by one.
 //! Memory is bounded by the VAD's longest sentence and the queued batches,
 //! not by the file's length.
@@ -61,7 +61,7 @@ struct Channel {
 
 struct Pending {
     channel: usize,
-    /// Speech bounds (VAD), in samples at the model rate.
+    /// Speech bounds (VAD), in samples at the VAD's rate.
     start: u64,
     end: u64,
     /// The audio decoded: the speech with its margins.
@@ -103,22 +103,19 @@ impl Engine {
             self.shared.vad_pack.as_ref().ok_or_else(|| {
                 EngineError::Failed("file transcription needs the VAD pack".into())
             })?;
-        let rate = self.shared.models[model].pack.manifest.sample_rate;
+        // Every channel is brought to the VAD's rate (the only one it runs
+        // at); sentences are decoded at that rate, which sherpa-onnx converts
+        // to the model's own when they differ (an 8 kHz pack).
+        let rate = sherpa::VAD_RATE;
         let settings = VadSettings {
             max_speech_s: MAX_SENTENCE_S,
             ..self.shared.config.vad
         };
-        let vad_rate = if rate == 8000 { 8000 } else { 16000 };
-        if vad_rate != rate {
-            return Err(EngineError::Failed(format!(
-                "model rate {rate} Hz is not one the VAD supports"
-            )));
-        }
         let mut chans = Vec::new();
         for _ in 0..channels.max(1) {
             chans.push(Channel {
                 resampler: StreamResampler::new(input_rate, rate),
-                vad: sherpa::load_vad_at(pack, settings, MAX_SENTENCE_S + 5.0, rate)?,
+                vad: sherpa::load_vad(pack, settings, MAX_SENTENCE_S + 5.0)?,
                 window: Vec::new(),
                 history: VecDeque::new(),
                 history_start: 0,
@@ -171,7 +168,7 @@ impl FileTranscriber {
     }
 
     fn feed(&mut self, c: usize, samples: &[f32]) {
-        let w = sherpa::vad_window(self.rate);
+        let w = sherpa::VAD_WINDOW;
         let keep = (HISTORY_S * self.rate as f32) as usize;
         let ch = &mut self.channels[c];
         ch.history.extend(samples.iter().copied());
@@ -248,7 +245,7 @@ impl FileTranscriber {
         for c in 0..self.channels.len() {
             let mut out = Vec::new();
             self.channels[c].resampler.finish(&mut out);
-            let w = sherpa::vad_window(self.rate);
+            let w = sherpa::VAD_WINDOW;
             let rest = self.channels[c].window.len() + out.len();
             if !rest.is_multiple_of(w) {
                 out.resize(out.len() + (w - rest % w), 0.0);

@@ -142,20 +142,37 @@ pub fn probe_pack(pack: &Pack) -> Result<(), EngineError> {
     pack.check()?;
     match pack.manifest.kind {
         PackKind::OfflineAsr | PackKind::StreamingAsr => {
-            let rec = sherpa::load_recognizer(pack, 1)?;
-            // One tiny decode proves the graph runs, not only loads.
-            let silence = vec![0f32; pack.manifest.sample_rate as usize];
-            sherpa::decode_batch(&rec, pack.manifest.sample_rate, &[&silence]);
+            smoke_recognizer(pack, &sherpa::load_recognizer(pack, 1)?);
         }
-        PackKind::Vad => {
-            let vad = sherpa::load_vad(pack, VadSettings::default(), 5.0)?;
-            sherpa::vad_segments(&vad, &vec![0f32; 16000]);
-        }
-        PackKind::Punctuation => {
-            sherpa::load_punctuation(pack)?;
-        }
+        PackKind::Vad => smoke_vad(pack)?,
+        PackKind::Punctuation => smoke_punctuation(pack, &sherpa::load_punctuation(pack)?)?,
     }
     Ok(())
+}
+
+/// One 1 s decode of silence: proves the graph runs, not only loads, before
+/// any client audio reaches it (a bad configuration can end the process on
+/// the first decode rather than at load).
+fn smoke_recognizer(pack: &Pack, rec: &sherpa::Recognizer) {
+    let silence = vec![0f32; pack.manifest.sample_rate as usize];
+    sherpa::decode_batch(rec, pack.manifest.sample_rate, &[&silence]);
+}
+
+fn smoke_vad(pack: &Pack) -> Result<(), EngineError> {
+    let vad = sherpa::load_vad(pack, VadSettings::default(), 5.0)?;
+    sherpa::vad_segments(&vad, &vec![0f32; sherpa::VAD_RATE as usize]);
+    Ok(())
+}
+
+fn smoke_punctuation(pack: &Pack, p: &sherpa_onnx::OfflinePunctuation) -> Result<(), EngineError> {
+    p.add_punctuation("今天天气很好我们去公园 hello world 好吗")
+        .map(|_| ())
+        .ok_or_else(|| {
+            EngineError::Load(format!(
+                "punctuation pack {} returned nothing for a test sentence",
+                pack.name()
+            ))
+        })
 }
 
 fn probe_in_child(exe: &std::path::Path, pack: &Pack) -> Result<(), EngineError> {
@@ -234,10 +251,20 @@ impl Engine {
                         }
                     }
                     let recognizer = sherpa::load_recognizer(&pack, config.threads_per_decode)?;
+                    // in this process too: with --no-probe nothing else runs
+                    // the graph before the first client does
+                    smoke_recognizer(&pack, &recognizer);
                     models.push(AsrModel { pack, recognizer });
                 }
-                PackKind::Vad => vad_pack = Some(pack),
-                PackKind::Punctuation => punctuation = Some(sherpa::load_punctuation(&pack)?),
+                PackKind::Vad => {
+                    smoke_vad(&pack)?;
+                    vad_pack = Some(pack);
+                }
+                PackKind::Punctuation => {
+                    let p = sherpa::load_punctuation(&pack)?;
+                    smoke_punctuation(&pack, &p)?;
+                    punctuation = Some(p);
+                }
             }
         }
         let shared = Arc::new(Shared {

@@ -114,30 +114,20 @@ impl Default for VadSettings {
     }
 }
 
+/// The only rate the VAD runs at. sherpa-onnx 2.0.1 ends the process when a
+/// Silero v5 model is configured with any window but 512 samples
+/// (`silero-vad-model.cc`, `Init`), and a 512-sample window is only right at
+/// 16 kHz: audio at other rates is resampled to 16 kHz before the VAD, and the
+/// VAD's sample indices are 16 kHz indices (ms = index / 16).
+pub const VAD_RATE: u32 = 16000;
+/// Samples per VAD call (one model window at [`VAD_RATE`]).
+pub const VAD_WINDOW: usize = 512;
+
+/// A VAD for audio at [`VAD_RATE`]; nothing else can be built.
 pub fn load_vad(
     pack: &Pack,
     s: VadSettings,
     buffer_s: f32,
-) -> Result<VoiceActivityDetector, EngineError> {
-    load_vad_at(pack, s, buffer_s, 16000)
-}
-
-/// Silero VAD window for a sample rate (the model takes 512 samples at
-/// 16 kHz, 256 at 8 kHz).
-pub fn vad_window(rate: u32) -> usize {
-    if rate == 8000 {
-        256
-    } else {
-        512
-    }
-}
-
-/// A VAD for audio at `rate` (8000 or 16000).
-pub fn load_vad_at(
-    pack: &Pack,
-    s: VadSettings,
-    buffer_s: f32,
-    rate: u32,
 ) -> Result<VoiceActivityDetector, EngineError> {
     let config = VadModelConfig {
         silero_vad: SileroVadModelConfig {
@@ -145,10 +135,10 @@ pub fn load_vad_at(
             threshold: s.threshold,
             min_silence_duration: s.min_silence_s,
             min_speech_duration: s.min_speech_s,
-            window_size: vad_window(rate) as i32,
+            window_size: VAD_WINDOW as i32,
             max_speech_duration: s.max_speech_s,
         },
-        sample_rate: rate as i32,
+        sample_rate: VAD_RATE as i32,
         num_threads: 1,
         provider: Some("cpu".into()),
         debug: false,
@@ -176,7 +166,7 @@ pub fn vad_segments(vad: &VoiceActivityDetector, samples: &[f32]) -> Vec<(usize,
     // Feed one model window at a time: sherpa-onnx 2.0.1 loses the start of
     // speech when a single call carries many windows (measured: a 1 s chunk
     // dropped the first 1.0 s of a 2.6 s utterance; 512-sample calls did not).
-    for chunk in samples.chunks(512) {
+    for chunk in samples.chunks(VAD_WINDOW) {
         vad.accept_waveform(chunk);
         drain(&mut out);
     }
@@ -224,7 +214,28 @@ fn raw(result: Option<(Vec<String>, Option<Vec<f32>>)>) -> RawResult {
     }
 }
 
-/// Decodes several audio segments (at the model's rate) in one batch.
+/// Shortest audio an offline model is given, in seconds. Offline models
+/// subsample their feature frames; fed fewer frames than that needs,
+/// onnxruntime throws from inside the encoder (the committed nemo_ctc pack:
+/// "Expand node ... invalid expand shape" under 560 samples at 16 kHz), and a
+/// C++ exception cannot be caught across the FFI: the process aborts. Shorter
+/// audio is padded with silence to this length (real models subsample by at
+/// most 8 frames of 10 ms; 1 s leaves a wide margin and costs little).
+pub const MIN_OFFLINE_S: f32 = 1.0;
+
+/// `samples`, or a copy padded with silence to [`MIN_OFFLINE_S`] at `rate`.
+fn padded(samples: &[f32], rate: u32) -> std::borrow::Cow<'_, [f32]> {
+    let min = (MIN_OFFLINE_S * rate.max(1) as f32) as usize;
+    if samples.len() >= min {
+        return std::borrow::Cow::Borrowed(samples);
+    }
+    let mut v = samples.to_vec();
+    v.resize(min, 0.0);
+    std::borrow::Cow::Owned(v)
+}
+
+/// Decodes several audio segments (at `rate`, which sherpa-onnx converts to
+/// the model's rate) in one batch. Any length is safe, zero included.
 pub fn decode_batch(rec: &Recognizer, rate: u32, segments: &[&[f32]]) -> Vec<RawResult> {
     match rec {
         Recognizer::Offline(r) => {
@@ -232,7 +243,7 @@ pub fn decode_batch(rec: &Recognizer, rate: u32, segments: &[&[f32]]) -> Vec<Raw
                 .iter()
                 .map(|s| {
                     let st = r.create_stream();
-                    st.accept_waveform(rate as i32, s);
+                    st.accept_waveform(rate as i32, &padded(s, rate));
                     st
                 })
                 .collect();

@@ -15,6 +15,8 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use sherpa_onnx::{OnlineRecognizer, OnlineStream, VoiceActivityDetector};
 use sis_core::{RecognitionOptions, Transcript};
 
+use sis_audio::StreamResampler;
+
 use crate::sherpa::{self, RawResult, Recognizer, VadSettings};
 use crate::{postprocess, EngineError, Shared};
 
@@ -217,6 +219,9 @@ const LEAD_S: f32 = 0.6;
 /// Silence appended before the last decode of a stream, so the model's
 /// look-ahead window is filled.
 const TAIL_S: f32 = 0.8;
+/// A sentence is cut this long past the session's `max_seconds` if the VAD
+/// has not ended it.
+const SENTENCE_SLACK_S: u64 = 1;
 /// Offline packs: new audio in the open sentence between two interim re-decodes.
 pub const INTERIM_STEP_S: f32 = 0.6;
 /// Idle VADs a worker keeps for reuse, per settings (a Silero VAD is an
@@ -243,8 +248,9 @@ impl Decoding {
     }
 }
 
-/// VADs are pooled by the settings they were created with.
-type VadKey = (u32, u32, u32);
+/// VADs are pooled by the settings they were created with (all run at
+/// [`sherpa::VAD_RATE`]).
+type VadKey = (u32, u32);
 
 struct Session {
     model: usize,
@@ -256,6 +262,10 @@ struct Session {
     /// Session sample index where `stream` starts.
     stream_start: u64,
     vad: Option<(VadKey, VoiceActivityDetector)>,
+    /// VAD sessions whose audio is not at the VAD's rate: converts it on
+    /// arrival, and the session runs at [`sherpa::VAD_RATE`] from there on
+    /// (times in ms are the client's whatever the rate).
+    resampler: Option<StreamResampler>,
     window: usize,
     pending: Vec<f32>,
     lead: VecDeque<f32>,
@@ -314,13 +324,13 @@ impl StreamWorker {
             .vad_pack
             .as_ref()
             .ok_or_else(|| EngineError::Failed("no VAD pack installed".into()))?;
-        let (rate, tail_ms, max_s) = key;
+        let (tail_ms, max_s) = key;
         let settings = VadSettings {
             min_silence_s: tail_ms as f32 / 1000.0,
             max_speech_s: max_s as f32,
             ..self.shared.config.vad
         };
-        sherpa::load_vad_at(pack, settings, max_s as f32 + 5.0, rate)
+        sherpa::load_vad(pack, settings, max_s as f32 + 5.0)
     }
 
     /// Frees a session; its VAD goes back to the pool, reset.
@@ -408,16 +418,21 @@ impl StreamWorker {
         if self.shared.models.get(model).is_none() {
             return Err(EngineError::Failed("no such model".into()));
         }
-        let (stream, vad) = match p.segmentation {
-            Segmentation::Whole => (self.new_decoding(model), None),
+        let mut p = p;
+        let (stream, vad, resampler) = match p.segmentation {
+            Segmentation::Whole => (self.new_decoding(model), None, None),
             _ => {
-                let key = (p.sample_rate, p.vad_tail_ms.max(100), p.max_seconds);
-                (None, Some((key, self.take_vad(key)?)))
+                let key = (p.vad_tail_ms.max(100), p.max_seconds);
+                let resampler = (p.sample_rate != sherpa::VAD_RATE)
+                    .then(|| StreamResampler::new(p.sample_rate, sherpa::VAD_RATE));
+                p.sample_rate = sherpa::VAD_RATE;
+                (None, Some((key, self.take_vad(key)?)), resampler)
             }
         };
         Ok(Session {
             model,
-            window: sherpa::vad_window(p.sample_rate),
+            resampler,
+            window: sherpa::VAD_WINDOW,
             p,
             events,
             received: 0,
@@ -447,7 +462,10 @@ impl StreamWorker {
             }
             return;
         }
-        s.pending.extend_from_slice(samples);
+        match s.resampler.as_mut() {
+            Some(r) => r.push(samples, &mut s.pending),
+            None => s.pending.extend_from_slice(samples),
+        }
         let w = s.window;
         let full = s.pending.len() / w * w;
         let chunk: Vec<f32> = s.pending.drain(..full).collect();
@@ -513,11 +531,25 @@ impl StreamWorker {
                 return;
             }
         }
+        // A sentence the VAD never ends (babble, music) is cut past
+        // max_seconds: sherpa-onnx's VAD only raises its threshold there, and
+        // an open sentence's audio (and the VAD's own buffer) would otherwise
+        // grow for as long as the session lasts.
+        let cap = (s.p.max_seconds as u64 + SENTENCE_SLACK_S) * rate as u64;
+        let too_long = s.in_speech && s.received.saturating_sub(s.stream_start) > cap;
+        if too_long {
+            // emits the open segment and frees the VAD's buffer; its sample
+            // count goes on, so later segment times stay in the session's clock
+            vad.flush();
+        }
         // completed sentences
         let mut segs = Vec::new();
         while let Some(seg) = vad.front() {
             segs.push((seg.start().max(0) as u64, seg.n().max(0) as u64));
             vad.pop();
+        }
+        if too_long && segs.is_empty() {
+            segs.push((s.stream_start, s.received - s.stream_start));
         }
         for (start, n) in segs {
             self.sentence_end(s, start, start + n);
@@ -613,7 +645,12 @@ impl StreamWorker {
         if s.stopped {
             return;
         }
-        // the last partial window, then whatever the VAD still holds
+        // the resampler's tail, the last partial window, then whatever the
+        // VAD still holds
+        if let Some(r) = s.resampler.as_mut() {
+            r.finish(&mut s.pending);
+        }
+        self.feed(s, &[]);
         if !s.pending.is_empty() {
             let mut last = std::mem::take(&mut s.pending);
             s.received += last.len() as u64;

@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use symphonia::core::audio::{AudioBuffer, AudioBufferRef, Signal};
 use symphonia::core::codecs::{
@@ -36,8 +35,7 @@ const OPUS_MAX_FRAMES: usize = 5760;
 /// Runs third-party decoding code; a panic inside it (a bug that malformed
 /// input can trigger) becomes an error instead of taking the server down.
 fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, AudioError> {
-    catch_unwind(AssertUnwindSafe(f))
-        .map_err(|_| AudioError::Corrupt(format!("{what}: the decoder failed on malformed data")))
+    crate::contain(what, || Ok(f()))
 }
 
 fn sym_error(what: &str, e: SymError) -> AudioError {

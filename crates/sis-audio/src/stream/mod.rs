@@ -341,7 +341,9 @@ impl PcmStream for Stream {
             .iter_mut()
             .map(|c| {
                 let rest = c.split_off(n);
-                std::mem::replace(c, rest)
+                let mut out = std::mem::replace(c, rest);
+                crate::sanitize(&mut out);
+                out
             })
             .collect();
         let chunk = Chunk {
