@@ -48,6 +48,12 @@ def tokens_without_blank(d):
     (d / "tokens.txt").write_text(t.replace("<blk> 0", "<nope> 0"), encoding="utf-8")
 
 
+def extra_token(d):
+    t = (d / "tokens.txt").read_text(encoding="utf-8")
+    n = len([line for line in t.splitlines() if line.strip()])
+    (d / "tokens.txt").write_text(t + f"extra {n}\n", encoding="utf-8")
+
+
 def flip_byte(d):
     b = bytearray((d / "tokens.txt").read_bytes())
     b[10] ^= 1
@@ -59,8 +65,9 @@ CASES = [
     ("streaming model without cache dims", "zh-tiny-ctc-streaming", drop_metadata(b"cache_last_time_dim2"), True, "cache_last_time_dim2"),
     ("offline model without vocab_size", "zh-tiny-ctc-offline", drop_metadata(b"vocab_size"), True, "vocab_size"),
     ("tokens without blank", "zh-tiny-ctc-offline", tokens_without_blank, True, "blank"),
-    ("tokens count differs from model", "zh-tiny-ctc-offline",
-     lambda d: (d / "tokens.txt").write_text((d / "tokens.txt").read_text(encoding="utf-8") + "extra 9999\n", encoding="utf-8"), True, "vocab_size"),
+    ("tokens count differs from model", "zh-tiny-ctc-offline", extra_token, True, "vocab_size"),
+    ("token ids with a gap", "zh-tiny-ctc-offline",
+     lambda d: (d / "tokens.txt").write_text((d / "tokens.txt").read_text(encoding="utf-8") + "extra 9999\n", encoding="utf-8"), True, "without gaps"),
     ("sha256 mismatch", "zh-tiny-ctc-offline", flip_byte, False, "sha256"),
     ("missing file", "zh-tiny-ctc-offline", lambda d: (d / "model.onnx").unlink(), False, "model.onnx"),
     ("garbage onnx", "zh-tiny-ctc-offline", lambda d: (d / "model.onnx").write_bytes(b"\x0a\xff\xff" * 1000), True, "not a valid ONNX"),

@@ -376,6 +376,14 @@ pub fn read_tokens(path: &Path) -> Result<BTreeMap<String, i64>, String> {
     if map.is_empty() {
         return Err("tokens.txt is empty".into());
     }
+    // sherpa-onnx looks each emitted id up with a throwing accessor: a gap
+    // would end the process on the first result that hits it (docs/NATIVE.md)
+    if ids.first() != Some(&0) || ids.last() != Some(&(ids.len() as i64 - 1)) {
+        return Err(format!(
+            "tokens.txt ids must be 0..{} without gaps",
+            ids.len() - 1
+        ));
+    }
     Ok(map)
 }
 

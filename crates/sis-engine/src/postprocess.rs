@@ -117,7 +117,7 @@ pub fn transcript(
         latin_open = is_latin;
     }
     let mut text: String = pieces.iter().map(|p| p.text.as_str()).collect();
-    if options.add_punc && !text.is_empty() {
+    if options.add_punc && !text.trim().is_empty() {
         text = match punctuation {
             Some(p) => p.add_punctuation(&text).unwrap_or(text),
             None => sis_text::punct::end_of_sentence(&text),
