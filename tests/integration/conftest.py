@@ -41,6 +41,17 @@ def cli(env, *args, stdin=None):
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
+def sis_store(d: Path, project_id: str, domain="acme", name="cn-north-4"):
+    """A master key in `d` and a store in `d/data` holding one project and one
+    AK/SK credential for it; returns (env for sisd, the credential)."""
+    key = subprocess.run([SISD, "keygen"], capture_output=True, text=True, check=True).stdout.strip()
+    (d / "mk").write_text(key)
+    env = {"SIS_DATA_DIR": str(d / "data"), "SIS_MASTER_KEY_FILE": str(d / "mk")}
+    cli(env, "projects", "create", "--domain", domain, "--name", name, "--id", project_id)
+    cred = cli(env, "credentials", "create", "--project", project_id)[0]
+    return env, cred
+
+
 class Server:
     def __init__(self, models, data_dir, extra=(), log=None, env=None):
         self.port = free_port()

@@ -7,15 +7,13 @@ sentence boundaries in the client's timeline: the same utterances at 8 and
 import array
 import json
 import math
-import subprocess
 import sys
 import threading
 import wave
 
 import pytest
-import websocket
 
-from conftest import SHARED, SISD, Server, cli
+from conftest import SHARED, Server, sis_store
 
 sys.path.insert(0, str(SHARED / "clients"))
 from huaweicloud_sis.bean.callback import RasrCallBack  # noqa: E402
@@ -29,11 +27,7 @@ PID = "5c3d7f0e9a8b4c6d8e1f2a3b4c5d6e7f"
 @pytest.fixture(scope="module")
 def sdk(models_dir, tmp_path_factory, heldout):
     d = tmp_path_factory.mktemp("rasr-sdk")
-    key = subprocess.run([SISD, "keygen"], capture_output=True, text=True, check=True).stdout.strip()
-    (d / "mk").write_text(key)
-    env = {"SIS_DATA_DIR": str(d / "data"), "SIS_MASTER_KEY_FILE": str(d / "mk")}
-    cli(env, "projects", "create", "--domain", "acme", "--name", "cn-north-4", "--id", PID)
-    cred = cli(env, "credentials", "create", "--project", PID)[0]
+    env, cred = sis_store(d, PID)
     server = Server([models_dir], d / "data", extra=["--auth", "sis", "--no-probe"], log=d / "sisd.log", env=env)
     root, rows = heldout
     yield dict(server=server, cred=cred, root=root, rows=rows)

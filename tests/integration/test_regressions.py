@@ -3,7 +3,6 @@
 a 4xx SIS error and stay alive; plus the tiny-audio cases of finding 1 (the
 shortest inputs of every format, on the offline and the streaming path)."""
 
-import base64
 import json
 import re
 
