@@ -62,6 +62,27 @@ pub enum FetchError {
         /// The time limit that ran out.
         after: Duration,
     },
+    /// A download received no byte for the stall limit
+    /// ([`FetchPolicy::stall_timeout`](crate::FetchPolicy::stall_timeout)).
+    #[error("the download stalled: no data for {}", human(*.after))]
+    Stalled {
+        /// The stall limit.
+        after: Duration,
+    },
+    /// A download was slower than its deadline allows: `total_timeout` plus
+    /// the time its bytes take at `min_rate`.
+    #[error(
+        "the download is too slow: {bytes} bytes in {}, under the minimum of {min_rate} bytes/s",
+        human(*.after)
+    )]
+    TooSlow {
+        /// The bytes of the body received by then.
+        bytes: u64,
+        /// The deadline that ran out, from the start of the download.
+        after: Duration,
+        /// The minimum average rate, in bytes per second.
+        min_rate: u64,
+    },
     /// The final response of a download is not a success (2xx).
     #[error("the server answered HTTP {status}")]
     HttpStatus {
@@ -99,7 +120,8 @@ pub enum FetchErrorKind {
     Forbidden,
     /// [`FetchError::TooLarge`].
     TooLarge,
-    /// [`FetchError::Timeout`].
+    /// [`FetchError::Timeout`], [`FetchError::Stalled`],
+    /// [`FetchError::TooSlow`].
     Timeout,
     /// [`FetchError::HttpStatus`].
     HttpStatus,
@@ -147,7 +169,9 @@ impl FetchError {
             FetchError::BadUrl(_) => FetchErrorKind::BadUrl,
             FetchError::Forbidden { .. } => FetchErrorKind::Forbidden,
             FetchError::TooLarge { .. } => FetchErrorKind::TooLarge,
-            FetchError::Timeout { .. } => FetchErrorKind::Timeout,
+            FetchError::Timeout { .. }
+            | FetchError::Stalled { .. }
+            | FetchError::TooSlow { .. } => FetchErrorKind::Timeout,
             FetchError::HttpStatus { .. } => FetchErrorKind::HttpStatus,
             FetchError::TooManyRedirects { .. } => FetchErrorKind::Redirects,
             FetchError::Resolve { .. } | FetchError::Network(_) => FetchErrorKind::Network,

@@ -4,10 +4,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::time::Instant;
 use url::{Host, Url};
 
 use crate::address::blocked_range;
@@ -85,17 +87,18 @@ impl Fetcher {
     /// requested. The final response must be a success (2xx). A
     /// `Content-Length` over `max_bytes` is refused before the body is read,
     /// and the body is counted while it streams and cut at the first byte past
-    /// the limit. The whole operation is bounded by `total_timeout`. On any
-    /// error the partial file is removed.
+    /// the limit. The whole operation must end by `total_timeout` plus the
+    /// time the bytes received so far take at `min_rate` (a deadline that
+    /// grows with the body, so a trickle is cut off and a large file at a
+    /// reasonable rate finishes: [`FetchError::TooSlow`]), and it fails as
+    /// soon as no byte arrives for `stall_timeout` ([`FetchError::Stalled`]).
+    /// On any error the partial file is removed.
     pub async fn download(&self, url: &str, dest: &Path) -> Result<Download, FetchError> {
-        let limit = self.policy.total_timeout;
-        match tokio::time::timeout(limit, self.download_inner(url, dest)).await {
-            Ok(result) => result,
-            Err(_) => Err(FetchError::Timeout {
-                what: "the download",
-                after: limit,
-            }),
-        }
+        let clock = Clock {
+            start: Instant::now(),
+            policy: &self.policy,
+        };
+        self.download_inner(url, dest, &clock).await
     }
 
     /// POSTs `body` to `url` with `Content-Type: application/json` (unless
@@ -139,15 +142,18 @@ impl Fetcher {
         }
     }
 
-    async fn download_inner(&self, url: &str, dest: &Path) -> Result<Download, FetchError> {
+    async fn download_inner(
+        &self,
+        url: &str,
+        dest: &Path,
+        clock: &Clock<'_>,
+    ) -> Result<Download, FetchError> {
         let mut current = self.parse_checked(url)?;
         let mut redirects = 0;
         let mut response = loop {
-            let response = self
-                .client
-                .get(current.clone())
-                .send()
-                .await
+            let response = clock
+                .wait(self.client.get(current.clone()).send(), 0)
+                .await?
                 .map_err(|e| FetchError::from_client(e, self.policy.connect_timeout))?;
             let Some(next) = redirect_target(&current, &response)? else {
                 break response;
@@ -185,9 +191,9 @@ impl Fetcher {
         let partial = PartialFile::new(dest);
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut written: u64 = 0;
-        while let Some(chunk) = response
-            .chunk()
-            .await
+        while let Some(chunk) = clock
+            .wait(response.chunk(), written)
+            .await?
             .map_err(|e| FetchError::from_client(e, self.policy.connect_timeout))?
         {
             let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
@@ -241,6 +247,63 @@ impl Fetcher {
             Some(Host::Domain(_)) => Ok(()),
             Some(Host::Ipv4(addr)) => check_addr(&self.policy.allow, host, addr.into()),
             Some(Host::Ipv6(addr)) => check_addr(&self.policy.allow, host, addr.into()),
+        }
+    }
+}
+
+/// The time limits of one download: its deadline (`total_timeout` plus the
+/// bytes received so far at `min_rate`) and the stall limit.
+struct Clock<'a> {
+    start: Instant,
+    policy: &'a FetchPolicy,
+}
+
+impl Clock<'_> {
+    /// The deadline after `received` bytes, as an offset from the start.
+    fn allowed(&self, received: u64) -> Duration {
+        let p = self.policy;
+        if p.min_rate == 0 {
+            return p.total_timeout;
+        }
+        let micros = u128::from(received) * 1_000_000 / u128::from(p.min_rate);
+        let extra = Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX));
+        p.total_timeout.saturating_add(extra)
+    }
+
+    /// Runs one network wait (a response's headers, or the next piece of a
+    /// body after `received` bytes): whichever comes first of the stall limit
+    /// (counted from now) and the deadline ends it with an error.
+    async fn wait<F: std::future::Future>(
+        &self,
+        fut: F,
+        received: u64,
+    ) -> Result<F::Output, FetchError> {
+        let allowed = self.allowed(received);
+        let deadline = self.start.checked_add(allowed);
+        let stall_at = Instant::now().checked_add(self.policy.stall_timeout);
+        let stalled = match (stall_at, deadline) {
+            (Some(s), Some(d)) => s < d,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let at = if stalled { stall_at } else { deadline };
+        let Some(at) = at else {
+            return Ok(fut.await);
+        };
+        match tokio::time::timeout_at(at, fut).await {
+            Ok(out) => Ok(out),
+            Err(_) if stalled => Err(FetchError::Stalled {
+                after: self.policy.stall_timeout,
+            }),
+            Err(_) if self.policy.min_rate == 0 => Err(FetchError::Timeout {
+                what: "the download",
+                after: allowed,
+            }),
+            Err(_) => Err(FetchError::TooSlow {
+                bytes: received,
+                after: allowed,
+                min_rate: self.policy.min_rate,
+            }),
         }
     }
 }

@@ -33,7 +33,11 @@
 //!   refusal is the same typed error at every hop.
 //! - Downloads stream to a file, stop as soon as [`FetchPolicy::max_bytes`] is
 //!   exceeded (by `Content-Length` before reading, or counted while
-//!   streaming), and are bounded by [`FetchPolicy::total_timeout`] in all.
+//!   streaming). A download's deadline is [`FetchPolicy::total_timeout`] plus
+//!   the time the bytes received so far take at [`FetchPolicy::min_rate`]
+//!   (so a body that trickles in is cut off, and a large file at a
+//!   reasonable rate finishes), and it fails when no byte arrives for
+//!   [`FetchPolicy::stall_timeout`].
 //! - Callbacks ([`Fetcher::post_json`]) obey the same address rules, follow no
 //!   redirect, and are bounded by [`FetchPolicy::callback_timeout`].
 //!

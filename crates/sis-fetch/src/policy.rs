@@ -23,8 +23,20 @@ pub struct FetchPolicy {
     pub max_bytes: u64,
     /// The limit on establishing one connection (DNS and TCP and TLS).
     pub connect_timeout: Duration,
-    /// The limit on a whole download: every redirect hop and the body.
+    /// The base of a download's deadline: a download (every redirect hop
+    /// and the body) must be done within `total_timeout` plus the time its
+    /// size takes at [`min_rate`](FetchPolicy::min_rate). The deadline grows
+    /// with the bytes received, so a body that arrives slower than
+    /// `min_rate` on average (after this grace) is cut off, while a large
+    /// file at a reasonable rate always finishes.
     pub total_timeout: Duration,
+    /// The average rate, in bytes per second, a download must keep beyond
+    /// `total_timeout`; 0: no rate is required (the deadline is
+    /// `total_timeout` itself).
+    pub min_rate: u64,
+    /// The longest a download may go without receiving a byte (waiting for
+    /// each response's headers, or between pieces of the body).
+    pub stall_timeout: Duration,
     /// The most redirects a download follows (0 to
     /// [`MAX_REDIRECTS_LIMIT`]).
     pub max_redirects: usize,
@@ -33,14 +45,17 @@ pub struct FetchPolicy {
 }
 
 impl Default for FetchPolicy {
-    /// Nothing allow-listed, 300 MiB, 10 s to connect, 10 min per download,
+    /// Nothing allow-listed, 300 MiB, 10 s to connect, a download deadline
+    /// of 60 s plus 1 s per 100 kB received, 15 s without data at most,
     /// 5 redirects, 10 s per callback.
     fn default() -> FetchPolicy {
         FetchPolicy {
             allow: AllowList::none(),
             max_bytes: DEFAULT_MAX_BYTES,
             connect_timeout: Duration::from_secs(10),
-            total_timeout: Duration::from_secs(600),
+            total_timeout: Duration::from_secs(60),
+            min_rate: 100_000,
+            stall_timeout: Duration::from_secs(15),
             max_redirects: 5,
             callback_timeout: Duration::from_secs(10),
         }
@@ -59,6 +74,9 @@ impl FetchPolicy {
         }
         if self.total_timeout.is_zero() {
             return bad("total_timeout must be positive");
+        }
+        if self.stall_timeout.is_zero() {
+            return bad("stall_timeout must be positive");
         }
         if self.callback_timeout.is_zero() {
             return bad("callback_timeout must be positive");

@@ -410,6 +410,113 @@ async fn total_timeout() {
 }
 
 #[tokio::test]
+async fn stall_timeout() {
+    let srv = server("127.0.0.1").await;
+    let f = Fetcher::new(FetchPolicy {
+        stall_timeout: Duration::from_millis(400),
+        ..policy("127.0.0.1")
+    })
+    .expect("valid");
+    // no headers at all, and headers then silence: both stall
+    for path in ["/stall", "/stall-body"] {
+        let d = dest();
+        let started = Instant::now();
+        let err = f
+            .download(&srv.url("127.0.0.1", path), &d.path)
+            .await
+            .expect_err(path);
+        assert_eq!(
+            err,
+            FetchError::Stalled {
+                after: Duration::from_millis(400)
+            },
+            "{path}"
+        );
+        assert_eq!(err.kind(), FetchErrorKind::Timeout);
+        assert_eq!(err.to_string(), "the download stalled: no data for 400 ms");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+            "{path}: {took:?}"
+        );
+        assert!(!d.path.exists(), "{path}: the partial file is removed");
+    }
+}
+
+#[tokio::test]
+async fn a_trickle_misses_its_deadline() {
+    let srv = server("127.0.0.1").await;
+    // 10 bytes a second, never stalling, against 1000 bytes/s after 500 ms
+    let f = Fetcher::new(FetchPolicy {
+        total_timeout: Duration::from_millis(500),
+        min_rate: 1000,
+        stall_timeout: Duration::from_secs(5),
+        ..policy("127.0.0.1")
+    })
+    .expect("valid");
+    let d = dest();
+    let started = Instant::now();
+    let err = f
+        .download(&srv.url("127.0.0.1", "/drip"), &d.path)
+        .await
+        .expect_err("drip");
+    let took = started.elapsed();
+    match &err {
+        FetchError::TooSlow {
+            bytes,
+            after,
+            min_rate,
+        } => {
+            assert!((1..=10).contains(bytes), "{err}");
+            assert_eq!(*min_rate, 1000);
+            assert!(*after >= Duration::from_millis(500) && *after < Duration::from_millis(520));
+        }
+        other => panic!("expected TooSlow, got {other:?}"),
+    }
+    assert_eq!(err.kind(), FetchErrorKind::Timeout);
+    assert!(
+        err.to_string()
+            .contains("under the minimum of 1000 bytes/s"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(!d.path.exists(), "the partial file is removed");
+}
+
+#[tokio::test]
+async fn a_steady_download_outlives_the_base_timeout() {
+    let srv = server("127.0.0.1").await;
+    // 20 KiB over about a second (20 KiB/s) against a 300 ms base and
+    // 10 kB/s: the deadline grows with the body, so it finishes
+    let f = Fetcher::new(FetchPolicy {
+        total_timeout: Duration::from_millis(300),
+        min_rate: 10_000,
+        stall_timeout: Duration::from_secs(1),
+        ..policy("127.0.0.1")
+    })
+    .expect("valid");
+    let d = dest();
+    let started = Instant::now();
+    let got = f
+        .download(&srv.url("127.0.0.1", "/paced/20/50"), &d.path)
+        .await
+        .expect("a steady download finishes");
+    assert_eq!(got.bytes, 20 * 1024);
+    assert!(started.elapsed() > Duration::from_millis(900));
+    assert_eq!(std::fs::metadata(&d.path).expect("file").len(), 20 * 1024);
+    // the same body at under the minimum rate does not
+    let err = Fetcher::new(FetchPolicy {
+        min_rate: 40_000,
+        ..f.policy().clone()
+    })
+    .expect("valid")
+    .download(&srv.url("127.0.0.1", "/paced/20/50"), &dest().path)
+    .await
+    .expect_err("too slow");
+    assert!(matches!(err, FetchError::TooSlow { .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn http_error_status() {
     let srv = server("127.0.0.1").await;
     let err = fetcher("127.0.0.1")
@@ -587,6 +694,10 @@ fn invalid_policies_rejected() {
         },
         FetchPolicy {
             callback_timeout: Duration::ZERO,
+            ..FetchPolicy::default()
+        },
+        FetchPolicy {
+            stall_timeout: Duration::ZERO,
             ..FetchPolicy::default()
         },
         FetchPolicy {

@@ -145,16 +145,40 @@ impl Store {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Lease>> {
+        self.lease_job_except(token, now_ms, lease_ms, &[]).await
+    }
+
+    /// Like [`Store::lease_job`], but skips the jobs of `busy_projects` (the
+    /// projects that already run as many jobs as they may on the caller's
+    /// node), so one project cannot hold every worker.
+    pub async fn lease_job_except(
+        &self,
+        token: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        busy_projects: &[String],
+    ) -> Result<Option<Lease>> {
+        let mut select = String::from(
+            "SELECT id FROM jobs WHERE (status = 'WAITING' \
+             OR (status = 'RUNNING' AND lease_until < $1))",
+        );
+        if !busy_projects.is_empty() {
+            let params: Vec<String> = (0..busy_projects.len())
+                .map(|i| format!("${}", i + 2))
+                .collect();
+            select.push_str(&format!(" AND project_id NOT IN ({})", params.join(", ")));
+        }
+        select.push_str(" ORDER BY created_ms LIMIT 1");
         for _ in 0..5 {
-            let candidate: Option<String> = sqlx::query(
-                "SELECT id FROM jobs WHERE status = 'WAITING' \
-                 OR (status = 'RUNNING' AND lease_until < $1) ORDER BY created_ms LIMIT 1",
-            )
-            .bind(now_ms)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get("id"))
-            .transpose()?;
+            let mut q = sqlx::query(&select).bind(now_ms);
+            for p in busy_projects {
+                q = q.bind(p);
+            }
+            let candidate: Option<String> = q
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get("id"))
+                .transpose()?;
             let Some(id) = candidate else {
                 return Ok(None);
             };
@@ -562,5 +586,53 @@ mod tests {
         let mut keys = s.purge_jobs(9500).await.expect("purge");
         keys.sort();
         assert_eq!(keys, ["audio/j2", "results/j2/td.json"]);
+    }
+
+    #[tokio::test]
+    async fn busy_projects_are_skipped() {
+        let (_d, s) = store().await;
+        s.create_job("a1", "pa", "{}", 100).await.expect("create");
+        s.create_job("a2", "pa", "{}", 200).await.expect("create");
+        s.create_job("c1", "pc", "{}", 250).await.expect("create");
+        s.create_job("b1", "pb", "{}", 300).await.expect("create");
+        let busy = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let l = s
+            .lease_job_except("t1", 1000, 500, &busy(&["pa"]))
+            .await
+            .expect("lease")
+            .expect("job");
+        assert_eq!(
+            l.job.id, "c1",
+            "the oldest job of a project that is not busy"
+        );
+        let l = s
+            .lease_job_except("t2", 1000, 500, &busy(&["pa", "pc"]))
+            .await
+            .expect("lease")
+            .expect("job");
+        assert_eq!(l.job.id, "b1");
+        assert!(s
+            .lease_job_except("t3", 1000, 500, &busy(&["pa", "pb"]))
+            .await
+            .expect("lease")
+            .is_none());
+        let l = s
+            .lease_job("t4", 1000, 500)
+            .await
+            .expect("lease")
+            .expect("job");
+        assert_eq!(l.job.id, "a1");
+        // a takeover (lease ran out) is skipped the same way
+        assert!(s
+            .lease_job_except("t5", 2000, 500, &busy(&["pa", "pb", "pc"]))
+            .await
+            .expect("lease")
+            .is_none());
+        let l = s
+            .lease_job_except("t6", 2000, 500, &busy(&["pb", "pc"]))
+            .await
+            .expect("lease")
+            .expect("job");
+        assert_eq!((l.job.id.as_str(), l.job.attempts), ("a1", 2));
     }
 }

@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage model packs.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -267,6 +267,28 @@ pub struct ServeArgs {
     /// Largest audio file a job downloads, in MB.
     #[arg(long, env = "SIS_FETCH_MAX_MB", default_value_t = 300)]
     pub fetch_max_mb: u64,
+    /// Seconds a job's download may take beyond what its size needs at
+    /// --fetch-min-rate-kb (the deadline grows with the bytes received).
+    #[arg(long, env = "SIS_FETCH_TIMEOUT_S", default_value_t = 60.0)]
+    pub fetch_timeout_s: f64,
+    /// Average rate, in kB/s, a download must keep beyond --fetch-timeout-s;
+    /// a slower one ends its job in ERROR (0: no rate, the deadline is
+    /// --fetch-timeout-s).
+    #[arg(long, env = "SIS_FETCH_MIN_RATE_KB", default_value_t = 100)]
+    pub fetch_min_rate_kb: u64,
+    /// Seconds a download may receive nothing before its job ends in ERROR.
+    #[arg(long, env = "SIS_FETCH_STALL_S", default_value_t = 15.0)]
+    pub fetch_stall_s: f64,
+    /// Jobs of one project this process runs at once (default: half of
+    /// --job-workers, at least 1), so one project cannot hold every worker.
+    #[arg(long, env = "SIS_JOB_PROJECT_MAX")]
+    pub job_project_max: Option<usize>,
+    /// Seconds one callback POST may take, until its response status.
+    #[arg(long, env = "SIS_CALLBACK_TIMEOUT_S", default_value_t = 10.0)]
+    pub callback_timeout_s: f64,
+    /// Callbacks delivered at once.
+    #[arg(long, env = "SIS_CALLBACK_CONCURRENCY", default_value_t = 16)]
+    pub callback_concurrency: usize,
     /// Key that signs result callbacks (X-Sis-Signature). Default: a random
     /// key kept in DATA_DIR/callback.key (give every node the same key).
     #[arg(long, env = "SIS_CALLBACK_KEY", hide_env_values = true)]
@@ -370,11 +392,31 @@ impl ServeArgs {
         }
         let allow = sis_fetch::AllowList::parse(&self.fetch_allow)
             .map_err(|e| anyhow::anyhow!("--fetch-allow / SIS_FETCH_ALLOW: {e}"))?;
+        let job_secs = |name: &str, v: f64, hi: f64| {
+            if !(0.1..=hi).contains(&v) {
+                bail!("--{name} must be between 0.1 and {hi} seconds");
+            }
+            Ok(std::time::Duration::from_secs_f64(v))
+        };
+        if self.fetch_min_rate_kb > 10_000_000 {
+            bail!("--fetch-min-rate-kb must be at most 10000000 (10 GB/s)");
+        }
         let fetch = sis_fetch::FetchPolicy {
             allow,
             max_bytes: self.fetch_max_mb * 1_000_000,
+            total_timeout: job_secs("fetch-timeout-s", self.fetch_timeout_s, 86_400.0)?,
+            min_rate: self.fetch_min_rate_kb * 1000,
+            stall_timeout: job_secs("fetch-stall-s", self.fetch_stall_s, 3600.0)?,
+            callback_timeout: job_secs("callback-timeout-s", self.callback_timeout_s, 600.0)?,
             ..Default::default()
         };
+        let job_project_max = self.job_project_max.unwrap_or((job_workers / 2).max(1));
+        if job_project_max == 0 || job_project_max > job_workers {
+            bail!("--job-project-max {job_project_max}: must be between 1 and --job-workers ({job_workers})");
+        }
+        if !(1..=1024).contains(&self.callback_concurrency) {
+            bail!("--callback-concurrency must be between 1 and 1024");
+        }
         let spool = data_dir.join("jobs");
         std::fs::create_dir_all(&spool)
             .with_context(|| format!("cannot create {}", spool.display()))?;
@@ -428,6 +470,8 @@ impl ServeArgs {
                 spool,
                 callback_key,
                 objects_url: self.objects.clone(),
+                project_max: job_project_max,
+                callback_concurrency: self.callback_concurrency,
             },
             fetch,
         })

@@ -3,6 +3,7 @@
 //! deliverer. Everything durable is in the store (`sis_store::jobs`), so any
 //! number of `sisd` processes sharing one store share one queue.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,12 @@ pub struct JobsConfig {
     pub callback_key: Vec<u8>,
     /// Object storage for audio and results (`sis_store::Objects::open`).
     pub objects_url: Option<String>,
+    /// Jobs of one project that this node runs at once (at most `workers`),
+    /// so one project cannot hold every worker.
+    pub project_max: usize,
+    /// Callbacks delivered at once (each bounded by the fetch policy's
+    /// `callback_timeout`).
+    pub callback_concurrency: usize,
 }
 
 pub struct JobsState {
@@ -224,9 +231,10 @@ async fn stored_document(jobs: &JobsState, j: &sis_store::Job) -> Result<Option<
 
 /// Starts the job workers, the callback deliverer and the retention purge.
 pub fn spawn(state: Arc<JobsState>) {
+    let fair = Arc::new(Fairness::new(state.config.project_max));
     for i in 0..state.config.workers.max(1) {
-        let s = state.clone();
-        tokio::spawn(async move { worker(s, i).await });
+        let (s, f) = (state.clone(), fair.clone());
+        tokio::spawn(async move { worker(s, f, i).await });
     }
     let s = state.clone();
     tokio::spawn(async move { deliverer(s).await });
@@ -250,15 +258,81 @@ pub fn spawn(state: Arc<JobsState>) {
     });
 }
 
-async fn worker(state: Arc<JobsState>, i: usize) {
+/// The jobs each project runs on this node, so that one project cannot hold
+/// every job worker (`JobsConfig::project_max`): the jobs of a project at its
+/// limit are left in the queue for other nodes, or until one of its jobs ends.
+struct Fairness {
+    max: usize,
+    running: std::sync::Mutex<HashMap<String, usize>>,
+    /// Leases are taken one at a time, so that two workers cannot both take
+    /// a project's last free place.
+    leasing: tokio::sync::Mutex<()>,
+}
+
+/// A running job's place in its project's count; given back when dropped.
+struct ProjectSlot {
+    fair: Arc<Fairness>,
+    project: String,
+}
+
+impl Fairness {
+    fn new(max: usize) -> Fairness {
+        Fairness {
+            max: max.max(1),
+            running: std::sync::Mutex::new(HashMap::new()),
+            leasing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // the counts stay consistent even if a holder panicked
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The projects that run as many jobs here as they may.
+    fn busy(&self) -> Vec<String> {
+        self.counts()
+            .iter()
+            .filter(|(_, n)| **n >= self.max)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    fn take(self: &Arc<Self>, project: &str) -> ProjectSlot {
+        *self.counts().entry(project.to_string()).or_insert(0) += 1;
+        ProjectSlot {
+            fair: self.clone(),
+            project: project.to_string(),
+        }
+    }
+}
+
+impl Drop for ProjectSlot {
+    fn drop(&mut self) {
+        let mut counts = self.fair.counts();
+        if let Some(n) = counts.get_mut(&self.project) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.project);
+            }
+        }
+    }
+}
+
+async fn worker(state: Arc<JobsState>, fair: Arc<Fairness>, i: usize) {
     loop {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        match state
-            .store
-            .lease_job(&token, now_ms(), state.config.lease_ms)
-            .await
-        {
-            Ok(Some(lease)) => {
+        let leased = {
+            let _one_at_a_time = fair.leasing.lock().await;
+            let busy = fair.busy();
+            state
+                .store
+                .lease_job_except(&token, now_ms(), state.config.lease_ms, &busy)
+                .await
+                .map(|l| l.map(|lease| (fair.take(&lease.job.project_id), lease)))
+        };
+        match leased {
+            Ok(Some((_slot, lease))) => {
                 let id = lease.job.id.clone();
                 tracing::info!(
                     job_id = id,
@@ -587,43 +661,87 @@ fn transcribe(
     ))
 }
 
+/// Delivers due callbacks, up to `callback_concurrency` at once, each
+/// bounded by the fetch policy's callback timeout: a slow receiver holds one
+/// place, not everyone's callbacks.
 async fn deliverer(state: Arc<JobsState>) {
+    let places = Arc::new(tokio::sync::Semaphore::new(
+        state.config.callback_concurrency.max(1),
+    ));
+    // the lease outlives the attempt, so no other deliverer takes it meanwhile
+    let timeout_ms =
+        i64::try_from(state.fetcher.policy().callback_timeout.as_millis()).unwrap_or(i64::MAX / 4);
+    let lease_ms = timeout_ms.saturating_add(30_000);
     loop {
+        let Ok(place) = places.clone().acquire_owned().await else {
+            return;
+        };
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let lease = match state.store.lease_callback(&token, now_ms(), 60_000).await {
+        let lease = match state.store.lease_callback(&token, now_ms(), lease_ms).await {
             Ok(Some(l)) => l,
             Ok(None) => {
+                drop(place);
                 tokio::time::sleep(POLL).await;
                 continue;
             }
             Err(e) => {
+                drop(place);
                 tracing::warn!(error = %e, "leasing a callback failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        let now = now_ms();
-        let signature =
-            sis_auth::callback::sign(&state.config.callback_key, now, lease.body.as_bytes());
-        let headers = vec![(sis_auth::callback::HEADER.to_string(), signature)];
-        let sent = state
-            .fetcher
-            .post_json(&lease.url, lease.body.as_bytes(), &headers)
-            .await;
-        let (ok, error) = match sent {
-            Ok(s) if (200..300).contains(&s) => (true, None),
-            Ok(s) => (false, Some(format!("HTTP {s}"))),
-            Err(e) => (false, Some(e.to_string())),
-        };
-        let next = (!ok && lease.attempts < CALLBACK_TRIES)
-            .then(|| now_ms() + (1000i64 << lease.attempts.clamp(0, 20)).min(600_000));
-        tracing::info!(job_id = lease.job_id, attempt = lease.attempts, delivered = ok, error = ?error, "callback");
-        if let Err(e) = state
-            .store
-            .callback_attempted(&lease, ok, next, error.as_deref(), now_ms())
-            .await
-        {
-            tracing::warn!(error = %e, "recording a callback attempt failed");
+        let s = state.clone();
+        tokio::spawn(async move {
+            deliver(&s, lease).await;
+            drop(place);
+        });
+    }
+}
+
+/// One delivery attempt, and its record: delivered, retried later with
+/// exponential backoff, or given up. A URL the address policy refuses (or
+/// that is not valid) is given up at once: retrying cannot change the answer.
+async fn deliver(state: &JobsState, lease: sis_store::CallbackLease) {
+    let now = now_ms();
+    let signature =
+        sis_auth::callback::sign(&state.config.callback_key, now, lease.body.as_bytes());
+    let headers = vec![(sis_auth::callback::HEADER.to_string(), signature)];
+    let sent = state
+        .fetcher
+        .post_json(&lease.url, lease.body.as_bytes(), &headers)
+        .await;
+    let (ok, permanent, error) = match sent {
+        Ok(s) if (200..300).contains(&s) => (true, false, None),
+        Ok(s) => (false, false, Some(format!("HTTP {s}"))),
+        Err(e) => {
+            let permanent = matches!(
+                e.kind(),
+                FetchErrorKind::Forbidden
+                    | FetchErrorKind::BadUrl
+                    | FetchErrorKind::InvalidHeader
+                    | FetchErrorKind::Config
+            );
+            let msg = if permanent {
+                format!("not retried: {e}")
+            } else {
+                e.to_string()
+            };
+            (false, permanent, Some(msg))
         }
+    };
+    let next = (!ok && !permanent && lease.attempts < CALLBACK_TRIES)
+        .then(|| now_ms() + (1000i64 << lease.attempts.clamp(0, 20)).min(600_000));
+    if permanent {
+        tracing::warn!(job_id = lease.job_id, attempt = lease.attempts, delivered = false, retry = false, error = ?error, "callback not retried: the URL is refused");
+    } else {
+        tracing::info!(job_id = lease.job_id, attempt = lease.attempts, delivered = ok, retry = next.is_some(), error = ?error, "callback");
+    }
+    if let Err(e) = state
+        .store
+        .callback_attempted(&lease, ok, next, error.as_deref(), now_ms())
+        .await
+    {
+        tracing::warn!(error = %e, "recording a callback attempt failed");
     }
 }

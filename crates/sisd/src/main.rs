@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Models(cmd) => models(cmd),
         Command::Projects(cmd) => admin::projects(cmd),
         Command::Users(cmd) => admin::users(cmd),

@@ -13,6 +13,10 @@
 //! - `/stall` (any method): reads the request and never answers.
 //! - `GET /stall-body`: headers and part of the body, then silence.
 //! - `GET /status/N`: status N, empty body.
+//! - `GET /drip`: 200 with `Content-Length: 1000000`, then one byte every
+//!   100 ms.
+//! - `GET /paced/N/MS`: 200, N pieces of 1024 bytes (with their length),
+//!   one every MS milliseconds.
 //! - `POST /callback`: 200; `POST /callback-redirect`: 302 to `/callback`.
 
 #![allow(dead_code)] // each test binary uses part of it
@@ -178,6 +182,21 @@ async fn respond(stream: &mut TcpStream, seen: &Seen) -> std::io::Result<()> {
         }
         return stream.write_all(b"0\r\n\r\n").await;
     }
+    if let Some(rest) = target.strip_prefix("/paced/") {
+        let (n, ms) = rest.split_once('/').unwrap_or((rest, "0"));
+        let (n, ms): (usize, u64) = (n.parse().unwrap_or(0), ms.parse().unwrap_or(0));
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            n * 1024
+        );
+        stream.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'p'; 1024];
+        for _ in 0..n {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            stream.write_all(&chunk).await?;
+        }
+        return Ok(());
+    }
     if let Some(code) = target.strip_prefix("/status/") {
         let head =
             format!("HTTP/1.1 {code} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -190,6 +209,18 @@ async fn respond(stream: &mut TcpStream, seen: &Seen) -> std::io::Result<()> {
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\nConnection: close\r\n\r\nabc")
                 .await?;
             tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        }
+        ("GET", "/drip") => {
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n",
+                )
+                .await?;
+            for _ in 0..600 {
+                stream.write_all(b"d").await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Ok(())
         }
         (_, "/stall") => {
