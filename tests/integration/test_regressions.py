@@ -10,16 +10,17 @@ import pytest
 import requests
 import websocket
 
-from conftest import SHARED, Server
+from conftest import ROOT, SHARED, Server
 
-REGRESSIONS = SHARED / "regressions"
+# one folder per finding in ../shared/regressions; the project's own fuzz finds
+REGRESSION_DIRS = sorted(p for p in (SHARED / "regressions").iterdir() if p.is_dir()) + [ROOT / "testdata/regressions"]
 # name prefix → the audio_format it was sent as (README of each folder)
-FORMATS = {"aac_adts": "aac", "aac_m4a_frag": "aac"}
+FORMATS = {"aac_adts": "aac", "aac_m4a_frag": "aac", "aac_m4a": "aac"}
 
 
 def regression_files():
     out = []
-    for folder in sorted(p for p in REGRESSIONS.iterdir() if p.is_dir()):
+    for folder in REGRESSION_DIRS:
         for f in sorted(folder.glob("*.bin")):
             prefix = re.sub(r"-\d+$", "", f.stem)
             out.append(pytest.param(f, FORMATS.get(prefix, prefix), id=f"{folder.name}/{f.name}"))

@@ -24,6 +24,7 @@ pub fn decode(bytes: &[u8], kind: &str, limits: DecodeLimits) -> Result<Pcm, Aud
         hint.with_extension("mp3");
     } else if bytes.len() >= 8 && &bytes[4..8] == b"ftyp" {
         hint.with_extension("m4a");
+        crate::mp4::check(&mut Cursor::new(bytes), 0, bytes.len() as u64)?;
     } else {
         hint.with_extension("aac");
     }

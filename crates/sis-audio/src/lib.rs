@@ -11,6 +11,7 @@
 
 mod amr;
 mod compressed;
+mod mp4;
 pub mod g711;
 mod resample;
 pub mod stream;

@@ -255,6 +255,9 @@ pub(crate) fn open_symphonia(
     limits: &StreamLimits,
 ) -> Result<Box<dyn Source>, AudioError> {
     let name = container.name();
+    if container == Container::Mp4 {
+        crate::mp4::check(&mut file, start, len.saturating_sub(start))?;
+    }
     file.seek(SeekFrom::Start(start)).map_err(io_error)?;
     let window = FileWindow {
         file,
