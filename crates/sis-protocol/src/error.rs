@@ -38,6 +38,9 @@ pub enum SisCode {
     GatewayForbidden,
     /// Token verification failed: wrong project, not project-scoped (HTTP 401).
     TokenRejected,
+    /// Gateway: the request was throttled (HTTP 429), e.g. too many password
+    /// sign-ins being checked at once.
+    GatewayThrottled,
     /// A dependency (the audio's server, storage) could not be reached.
     DependencyFailed,
     /// Transcriber job: the audio could not be decoded.
@@ -62,6 +65,7 @@ impl SisCode {
             SisCode::GatewayAuth => "APIG.0301",
             SisCode::GatewayForbidden => "APIG.0302",
             SisCode::TokenRejected => "SIS.0101",
+            SisCode::GatewayThrottled => "APIG.0308",
             SisCode::DependencyFailed => "SIS.0001",
             SisCode::AudioFormatInvalid => "SIS.0535",
         }
@@ -72,7 +76,7 @@ impl SisCode {
         match self {
             SisCode::Internal | SisCode::RecognitionFailed => 500,
             SisCode::EngineTimeout => 504,
-            SisCode::MaxConcurrency => 429,
+            SisCode::MaxConcurrency | SisCode::GatewayThrottled => 429,
             SisCode::ApiNotFound => 404,
             SisCode::GatewayAuth | SisCode::TokenRejected => 401,
             SisCode::GatewayForbidden => 403,

@@ -34,7 +34,26 @@ pub struct AuthState {
     pub ak_failures: FailureLimiter,
     /// 5 wrong passwords of one user lock its sign-in for 5 minutes.
     pub user_failures: FailureLimiter,
+    /// Password checks (argon2id, 19 MiB each) running at once; a sign-in
+    /// that finds none free is refused at once (429 APIG.0308).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
+
+/// Gives the argon2id block of a finished password check back to the
+/// system. glibc's threshold for mapping a block on its own rises to the
+/// size of the last one freed, so from the second check on the 19 MiB block
+/// comes from the arena of the thread that runs it and stays there when
+/// freed: a flood of sign-ins kept ~19 MiB per arena (1 GB measured).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// How long a sign-in waits for a free password check before 429.
+const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Who is calling, once authenticated; handlers read it from the extensions.
 #[derive(Clone, Debug)]
@@ -178,9 +197,7 @@ async fn check_signature(
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| {
-            ApiError::new(SisCode::GatewayRequest, "Request entity too large.").with_status(413)
-        })?;
+        .map_err(crate::server::body_error)?;
     let body_hash = match header(&parts.headers, "x-sdk-content-sha256") {
         Some(v) if v == sign::UNSIGNED_PAYLOAD => v.to_string(),
         _ => sign::body_sha256(&bytes),
@@ -285,8 +302,19 @@ fn domain_json(d: &sis_store::Domain) -> serde_json::Value {
     serde_json::json!({"id": d.id, "name": d.name})
 }
 
+/// Largest `POST /v3/auth/tokens` body.
+const MAX_TOKEN_BODY_BYTES: usize = 64 * 1024;
+
 /// `POST /v3/auth/tokens`: password method, project- or domain-scoped.
-pub async fn issue_token(State(st): State<Arc<AuthState>>, body: axum::body::Bytes) -> Response {
+pub async fn issue_token(
+    State(st): State<Arc<AuthState>>,
+    Extension(rid): Extension<RequestId>,
+    body: Body,
+) -> Response {
+    let body = match axum::body::to_bytes(body, MAX_TOKEN_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return deny(&rid, crate::server::body_error(e)),
+    };
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return iam_error(
             StatusCode::BAD_REQUEST,
@@ -327,6 +355,30 @@ pub async fn issue_token(State(st): State<Arc<AuthState>>, body: axum::body::Byt
             "The account is locked after repeated sign-in failures; retry later.",
         );
     }
+    // argon2id needs 19 MiB and a core for a while: only a few at once,
+    // and nothing queues behind them
+    let permit = match tokio::time::timeout(
+        PASSWORD_CHECK_WAIT,
+        st.password_checks.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            // not logged one by one: a flood would flood the log too
+            let mut r = ErrorResponse {
+                error: ApiError::new(
+                    SisCode::GatewayThrottled,
+                    "The throttling threshold has been reached: too many sign-ins at once, retry later.",
+                ),
+                request_id: rid.0.clone(),
+            }
+            .into_response();
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            return r;
+        }
+    };
     let user = match st.store.user_named(domain, name).await {
         Ok(u) => u,
         Err(e) => {
@@ -336,12 +388,18 @@ pub async fn issue_token(State(st): State<Arc<AuthState>>, body: axum::body::Byt
     };
     let password = password.to_string();
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => secrets::verify_password(&password, &h),
-        None => {
-            secrets::burn_password_time(&password);
-            false
-        }
+    let ok = tokio::task::spawn_blocking(move || {
+        // held until the hash is done, even if the client has gone
+        let _permit = permit;
+        let ok = match hash {
+            Some(h) => secrets::verify_password(&password, &h),
+            None => {
+                secrets::burn_password_time(&password);
+                false
+            }
+        };
+        release_freed_memory();
+        ok
     })
     .await
     .unwrap_or(false);

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -298,6 +299,34 @@ pub struct ServeArgs {
     /// Default: none (results in the store, audio spooled in DATA_DIR/jobs).
     #[arg(long, env = "SIS_OBJECTS_URL")]
     pub objects: Option<String>,
+    /// HTTP and WebSocket connections open at once; more are closed at once.
+    #[arg(long, env = "SIS_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers (from its
+    /// accept, or from the first byte of a later request), WebSocket
+    /// upgrades included; then it is closed.
+    #[arg(long, env = "SIS_HEADER_TIMEOUT_S", default_value_t = 10.0)]
+    pub header_timeout_s: f64,
+    /// Seconds a keep-alive connection may wait for its next request (or a
+    /// client may leave a response unread); then it is closed.
+    #[arg(long, env = "SIS_IDLE_TIMEOUT_S", default_value_t = 60.0)]
+    pub idle_timeout_s: f64,
+    /// Seconds a request body may send nothing; then the request is answered
+    /// 408 and the connection closed.
+    #[arg(long, env = "SIS_BODY_STALL_S", default_value_t = 15.0)]
+    pub body_stall_s: f64,
+    /// Seconds a whole request body may take after its headers.
+    #[arg(long, env = "SIS_BODY_TIMEOUT_S", default_value_t = 120.0)]
+    pub body_timeout_s: f64,
+    /// On SIGTERM/SIGINT, seconds real-time sessions may take to finish
+    /// before they get FATAL_ERROR.
+    #[arg(long, env = "SIS_SHUTDOWN_GRACE_S", default_value_t = 30.0)]
+    pub shutdown_grace_s: f64,
+    /// Password checks (argon2id, 19 MiB each) of POST /v3/auth/tokens run at
+    /// once; more sign-ins get 429 APIG.0308 (default: twice the cores, at
+    /// most 4).
+    #[arg(long, env = "SIS_PASSWORD_CHECKS")]
+    pub password_checks: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,6 +348,47 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     pub jobs: crate::jobs::JobsConfig,
     pub fetch: sis_fetch::FetchPolicy,
+    pub http: crate::http::Limits,
+    /// Real-time sessions' time to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// Password checks that may run at once.
+    pub password_checks: usize,
+}
+
+/// `--NAME` seconds between `lo` and `hi`, as a duration.
+fn seconds(name: &str, v: f64, lo: f64, hi: f64) -> anyhow::Result<Duration> {
+    if !(lo..=hi).contains(&v) {
+        bail!("--{name} must be between {lo} and {hi} seconds");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Creates a directory (and missing parents) readable by the owner only.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+/// Takes group and other permissions off a file or directory the server
+/// created (an older version made them world-readable).
+pub fn make_private(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "permissions tightened to {mode:o}")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "readable by others and cannot be made private")
+                }
+            }
+        }
+    }
 }
 
 impl ServeArgs {
@@ -343,8 +413,7 @@ impl ServeArgs {
             bail!("--token-ttl-s must be between 1 and 31622400 (366 days)");
         }
         let data_dir = &self.store.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        private_dir(data_dir)?;
         let model_dirs = ModelDirs {
             models: self.models.clone(),
             data_dir: data_dir.clone(),
@@ -360,11 +429,7 @@ impl ServeArgs {
             }
             packs.extend(found);
         }
-        let workers = self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        });
+        let workers = self.workers.unwrap_or_else(workers_default);
         if workers == 0 || workers > 512 {
             bail!("--workers {workers}: must be between 1 and 512");
         }
@@ -418,8 +483,27 @@ impl ServeArgs {
             bail!("--callback-concurrency must be between 1 and 1024");
         }
         let spool = data_dir.join("jobs");
-        std::fs::create_dir_all(&spool)
-            .with_context(|| format!("cannot create {}", spool.display()))?;
+        private_dir(&spool)?;
+        make_private(&spool, 0o700);
+        if self.max_connections < 16 || self.max_connections > 1_000_000 {
+            bail!("--max-connections must be between 16 and 1000000");
+        }
+        let http = crate::http::Limits {
+            max_connections: self.max_connections,
+            header_timeout: seconds("header-timeout-s", self.header_timeout_s, 0.1, 3600.0)?,
+            idle_timeout: seconds("idle-timeout-s", self.idle_timeout_s, 0.1, 86_400.0)?,
+            body_stall: seconds("body-stall-s", self.body_stall_s, 0.1, 3600.0)?,
+            body_timeout: seconds("body-timeout-s", self.body_timeout_s, 0.1, 86_400.0)?,
+        };
+        let shutdown_grace = seconds("shutdown-grace-s", self.shutdown_grace_s, 0.0, 86_400.0)?;
+        // each check holds 19 MiB while it runs: a few are plenty for
+        // sign-ins (tokens last a day) and bound the memory
+        let password_checks = self
+            .password_checks
+            .unwrap_or_else(|| (2 * workers_default()).min(4));
+        if !(1..=1024).contains(&password_checks) {
+            bail!("--password-checks must be between 1 and 1024");
+        }
         let callback_key = match &self.callback_key {
             Some(k) if k.len() < 16 => bail!("--callback-key must be at least 16 characters"),
             Some(k) => k.as_bytes().to_vec(),
@@ -474,21 +558,41 @@ impl ServeArgs {
                 callback_concurrency: self.callback_concurrency,
             },
             fetch,
+            http,
+            shutdown_grace,
+            password_checks,
         })
     }
 }
 
+/// The number of cores.
+fn workers_default() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
 /// The callback signing key kept in the data directory, created on first use.
 fn local_callback_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join("callback.key");
     if let Ok(k) = std::fs::read_to_string(&path) {
         let k = k.trim();
         if k.len() >= 16 {
+            make_private(&path, 0o600);
             return Ok(k.as_bytes().to_vec());
         }
     }
     let key = sis_auth::MasterKey::generate_hex();
-    std::fs::write(&path, format!("{key}\n"))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{key}\n").as_bytes()))
         .with_context(|| format!("cannot write {}", path.display()))?;
+    make_private(&path, 0o600);
     Ok(key.into_bytes())
 }

@@ -63,6 +63,9 @@ pub struct JobsState {
     pub engine: Arc<Engine>,
     pub fetcher: Fetcher,
     pub config: JobsConfig,
+    /// On SIGTERM/SIGINT workers lease nothing more and give running jobs
+    /// back to the queue.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 fn now_ms() -> i64 {
@@ -229,13 +232,17 @@ async fn stored_document(jobs: &JobsState, j: &sis_store::Job) -> Result<Option<
     }
 }
 
-/// Starts the job workers, the callback deliverer and the retention purge.
-pub fn spawn(state: Arc<JobsState>) {
+/// Starts the job workers, the callback deliverer and the retention purge;
+/// returns the workers, which end once the stop has begun and their jobs
+/// are released.
+pub fn spawn(state: Arc<JobsState>) -> Vec<tokio::task::JoinHandle<()>> {
     let fair = Arc::new(Fairness::new(state.config.project_max));
-    for i in 0..state.config.workers.max(1) {
-        let (s, f) = (state.clone(), fair.clone());
-        tokio::spawn(async move { worker(s, f, i).await });
-    }
+    let workers = (0..state.config.workers.max(1))
+        .map(|i| {
+            let (s, f) = (state.clone(), fair.clone());
+            tokio::spawn(async move { worker(s, f, i).await })
+        })
+        .collect();
     let s = state.clone();
     tokio::spawn(async move { deliverer(s).await });
     let s = state;
@@ -256,6 +263,7 @@ pub fn spawn(state: Arc<JobsState>) {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
+    workers
 }
 
 /// The jobs each project runs on this node, so that one project cannot hold
@@ -321,6 +329,9 @@ impl Drop for ProjectSlot {
 
 async fn worker(state: Arc<JobsState>, fair: Arc<Fairness>, i: usize) {
     loop {
+        if state.shutdown.is_started() {
+            return;
+        }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let leased = {
             let _one_at_a_time = fair.leasing.lock().await;
@@ -342,7 +353,10 @@ async fn worker(state: Arc<JobsState>, fair: Arc<Fairness>, i: usize) {
                 );
                 run(&state, lease).await;
             }
-            Ok(None) => tokio::time::sleep(POLL).await,
+            Ok(None) => tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = state.shutdown.started() => {}
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "leasing a job failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -356,6 +370,8 @@ enum Outcome {
     Failed(ApiError),
     /// The lease went to another worker: write nothing.
     Lost,
+    /// The server is stopping: the job goes back to the queue.
+    Released,
 }
 
 async fn run(state: &Arc<JobsState>, lease: Lease) {
@@ -389,12 +405,32 @@ async fn run(state: &Arc<JobsState>, lease: Lease) {
             format!("processing was interrupted {MAX_ATTEMPTS} times"),
         )),
         Err(e) => Outcome::Failed(e.clone()),
-        Ok(req) => process(state, &lease, req, &lost).await,
+        Ok(req) => tokio::select! {
+            o = process(state, &lease, req, &lost) => o,
+            _ = state.shutdown.started() => Outcome::Released,
+        },
     };
     heartbeat.abort();
     let now = now_ms();
     let expires = now + state.config.retention_ms;
     let (status, document) = match outcome {
+        Outcome::Released => {
+            // the decoder, if running, stops at its next chunk
+            lost.store(true, Ordering::SeqCst);
+            let released = state.store.release_job(&lease.job.id, &lease.token).await;
+            let spooled = state.config.spool.join(format!("{}.audio", lease.job.id));
+            let _ = tokio::fs::remove_file(&spooled).await;
+            match released {
+                Ok(_) => tracing::info!(
+                    job_id = lease.job.id,
+                    "stopping: job given back to the queue"
+                ),
+                Err(e) => {
+                    tracing::warn!(job_id = lease.job.id, error = %e, "stopping: cannot release the job; another worker takes it when its lease runs out")
+                }
+            }
+            return;
+        }
         Outcome::Lost => {
             tracing::warn!(
                 job_id = lease.job.id,

@@ -4,12 +4,15 @@ mod admin;
 mod auth;
 mod config;
 mod errors;
+mod http;
 mod jobs;
 mod rasr;
 mod server;
+mod shutdown;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -26,6 +29,17 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Projects(_) | Command::Users(_) | Command::Credentials(_)
+    ) {
+        // the store, keys, spooled audio: files this process creates are
+        // its owner's only (0600, directories 0700)
+        // SAFETY: umask only swaps the process's file mode mask; no memory is involved.
+        unsafe {
+            libc::umask(0o077);
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Models(cmd) => models(cmd),
@@ -47,7 +61,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
-    let cfg = args.validate()?;
+    let mut cfg = args.validate()?;
+    cfg.http.max_connections = fit_descriptors(cfg.http.max_connections);
     tracing::info!(packs = cfg.engine.packs.len(), data_dir = %cfg.data_dir.display(), auth = ?cfg.auth, "loading model packs");
     let engine = Arc::new(Engine::load(cfg.engine.clone()).context("cannot start")?);
     for p in engine.packs() {
@@ -57,7 +72,13 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
+        if let Some(path) = cfg.store_url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            for suffix in ["", "-wal", "-shm"] {
+                config::make_private(std::path::Path::new(&format!("{path}{suffix}")), 0o600);
+            }
+        }
         let store = sis_store::Store::open(&cfg.store_url)
             .await
             .with_context(|| {
@@ -75,14 +96,16 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             ),
             None => None,
         };
+        let shutdown = shutdown::Shutdown::default();
         let jobs = Arc::new(jobs::JobsState {
             store: store.clone(),
             objects,
             engine: engine.clone(),
             fetcher,
             config: cfg.jobs.clone(),
+            shutdown: shutdown.clone(),
         });
-        jobs::spawn(jobs.clone());
+        let job_workers = jobs::spawn(jobs.clone());
         let auth = Arc::new(auth::AuthState {
             mode: cfg.auth,
             store,
@@ -90,25 +113,105 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             token_ttl_s: cfg.token_ttl_s,
             ak_failures: sis_auth::FailureLimiter::default(),
             user_failures: sis_auth::FailureLimiter::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(cfg.password_checks)),
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        tracing::info!(listen = %cfg.listen, "sisd ready");
         let app = server::router(server::AppState {
             engine,
             auth,
             rasr_connections: Default::default(),
             jobs,
+            shutdown: shutdown.clone(),
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("server error")
-    })?;
+        let connections = Arc::new(http::Connections::new(cfg.http.max_connections));
+        let accept = tokio::spawn(http::accept_loop(
+            listener,
+            app,
+            cfg.http,
+            connections.clone(),
+            shutdown.clone(),
+        ));
+        tracing::info!(listen = %cfg.listen, max_connections = cfg.http.max_connections, "sisd ready");
+
+        let signal = shutdown::signal().await;
+        tracing::info!(
+            signal,
+            open_connections = connections.open(),
+            grace_s = cfg.shutdown_grace.as_secs_f64(),
+            "stopping: no new connections or jobs; requests in flight and real-time sessions may finish"
+        );
+        shutdown.begin(cfg.shutdown_grace);
+        let _ = accept.await;
+        // a second signal stops waiting
+        let drained = async {
+            // job workers give their leases back at once
+            for w in job_workers {
+                let _ = w.await;
+            }
+            tracing::info!("job workers stopped; their leases are released");
+            connections.all_closed().await;
+        };
+        let limit = cfg.shutdown_grace + Duration::from_secs(5) + SEND_SLACK;
+        tokio::select! {
+            r = tokio::time::timeout(limit, drained) => match r {
+                Ok(()) => tracing::info!("all connections closed"),
+                Err(_) => tracing::warn!(open_connections = connections.open(), "connections still open after the grace period; closing them"),
+            },
+            s = shutdown::signal() => tracing::warn!(signal = s, open_connections = connections.open(), "second signal; not waiting any longer"),
+        }
+        anyhow::Ok(())
+    });
+    // blocking work still running (a job's decoder noticing its lease is
+    // gone) is not waited for
+    rt.shutdown_timeout(Duration::from_secs(2));
+    result?;
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Room for the WebSocket send limit of a FATAL_ERROR and close frame.
+const SEND_SLACK: Duration = Duration::from_secs(20);
+
+/// Descriptors kept free of connections: the store, packs, job files, the
+/// probe's pipes.
+const RESERVED_FDS: u64 = 256;
+
+/// Raises the soft limit on open files to the hard limit, and lowers the
+/// connection cap to fit under it, so clients cannot exhaust descriptors.
+fn fit_descriptors(max_connections: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return max_connections;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    };
+    let room = soft.saturating_sub(RESERVED_FDS).max(16);
+    if (max_connections as u64) > room {
+        tracing::warn!(
+            open_files_limit = soft,
+            max_connections = room,
+            "--max-connections lowered to fit the open-files limit (raise it with ulimit -n)"
+        );
+        room as usize
+    } else {
+        max_connections
+    }
 }
 
 fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {

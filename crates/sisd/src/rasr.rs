@@ -27,6 +27,12 @@ const SEND_LIMIT: Duration = Duration::from_secs(20);
 const MAX_BACKLOG: Duration = Duration::from_secs(2);
 /// Longest connection.
 const CONNECTION_LIMIT: Duration = Duration::from_secs(5 * 3600);
+/// Outgoing bytes a connection may have waiting for the client (pongs
+/// included); the client has SEND_LIMIT to take them, or it is dropped.
+const WRITE_BUFFER: usize = 16 * 1024;
+const MAX_WRITE_BUFFER: usize = 128 * 1024;
+/// After a close frame, how long the client has to answer with its own.
+const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Counts an open connection for as long as it lives.
 struct OpenConnection(Arc<AtomicUsize>);
@@ -63,6 +69,8 @@ pub async fn upgrade(
     match ws {
         Ok(ws) => ws
             .max_message_size(1 << 20)
+            .write_buffer_size(WRITE_BUFFER)
+            .max_write_buffer_size(MAX_WRITE_BUFFER)
             .on_upgrade(move |socket| async move {
                 let _open = OpenConnection::count(&state.rasr_connections);
                 Connection::new(state, mode, socket).run().await
@@ -121,7 +129,15 @@ impl Connection {
 
     async fn run(mut self) {
         let deadline = tokio::time::Instant::now() + CONNECTION_LIMIT;
+        let mut stop = self.state.shutdown.subscribe();
+        // set when the server is stopping: the open session may finish until then
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
         loop {
+            if stop_deadline.is_some() && self.session.is_none() {
+                // stopping, and no session open: say goodbye
+                self.close(1001, "the server is shutting down").await;
+                break;
+            }
             let backlogged = self.backlogged();
             let flow = tokio::select! {
                 // backpressure: while the worker is behind, stop reading
@@ -137,6 +153,14 @@ impl Connection {
                 ev = next_event(&mut self.session) => self.on_event(ev).await,
                 _ = tokio::time::sleep_until(deadline) => {
                     self.fatal(ApiError::new(SisCode::AudioTooLong, "the connection reached its 5-hour limit")).await;
+                    Flow::Close
+                }
+                d = crate::shutdown::wait(&mut stop), if stop_deadline.is_none() => {
+                    stop_deadline = Some(d);
+                    Flow::Continue
+                }
+                _ = tokio::time::sleep_until(stop_deadline.unwrap_or(deadline)), if stop_deadline.is_some() => {
+                    self.fatal(ApiError::new(SisCode::Internal, "service is shutting down")).await;
                     Flow::Close
                 }
             };
@@ -160,6 +184,33 @@ impl Connection {
             reason: "".into(),
         })));
         let _ = tokio::time::timeout(SEND_LIMIT, close).await;
+    }
+
+    /// A close frame, then the client's answer (briefly).
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let close = self.socket.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })));
+        if !matches!(tokio::time::timeout(SEND_LIMIT, close).await, Ok(Ok(()))) {
+            return;
+        }
+        let _ = tokio::time::timeout(CLOSE_LIMIT, async {
+            while let Some(Ok(m)) = self.socket.recv().await {
+                if let Message::Close(_) = m {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Sends what is waiting (the pong to a ping); false when the client
+    /// does not take it within SEND_LIMIT.
+    async fn flush(&mut self) -> bool {
+        let flushed =
+            tokio::time::timeout(SEND_LIMIT, futures_util::SinkExt::flush(&mut self.socket));
+        matches!(flushed.await, Ok(Ok(())))
     }
 
     /// ERROR; if a session is open it ends with END(ERROR).
@@ -199,8 +250,16 @@ impl Connection {
             },
             Message::Binary(b) => self.audio(&b).await,
             Message::Close(_) => Flow::Close,
-            // pings are answered by the WebSocket layer
-            Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+            // the WebSocket layer queues the pong (one at most, in a bounded
+            // buffer); a client that pings but does not read is dropped
+            Message::Ping(_) => {
+                if self.flush().await {
+                    Flow::Continue
+                } else {
+                    Flow::Close
+                }
+            }
+            Message::Pong(_) => Flow::Continue,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct AppState {
     /// Open RASR WebSocket connections.
     pub rasr_connections: Arc<std::sync::atomic::AtomicUsize>,
     pub jobs: Arc<crate::jobs::JobsState>,
+    /// Set on SIGTERM/SIGINT; real-time connections watch it.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 #[derive(Clone)]
@@ -143,12 +145,24 @@ async fn short_audio_handler(
     }
 }
 
+/// Why a request body could not be read: too slow (408, `--body-stall-s`,
+/// `--body-timeout-s`) or too large (413).
+pub fn body_error(e: axum::Error) -> ApiError {
+    if crate::http::is_body_timeout(&e) {
+        ApiError::new(
+            SisCode::GatewayRequest,
+            "Request timeout: the body did not arrive in time.",
+        )
+        .with_status(408)
+    } else {
+        ApiError::new(SisCode::GatewayRequest, "Request entity too large.").with_status(413)
+    }
+}
+
 async fn short_audio(state: AppState, _project_id: String, body: Body) -> Result<String, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| {
-            ApiError::new(SisCode::GatewayRequest, "Request entity too large.").with_status(413)
-        })?;
+        .map_err(body_error)?;
     let req = short_audio::parse_request(&bytes)?;
     drop(bytes);
     if !state.engine.serves(&req.property) {
