@@ -11,10 +11,11 @@
 
 mod amr;
 mod compressed;
-mod mp4;
 pub mod g711;
+mod mp4;
 mod resample;
 pub mod stream;
+mod vorbis;
 mod wav;
 
 pub use resample::{resample, StreamResampler};

@@ -617,3 +617,89 @@ fn damaged_mp3_keeps_its_timeline() {
     eprintln!("damaged mp3: {:.1} ms", d.ms());
     assert!((d.ms() - 3000.0).abs() < 200.0, "{} ms", d.ms());
 }
+
+/// CRC-32 of Ogg pages (polynomial 0x04c11db7, no reflection, initial 0).
+fn ogg_crc(data: &[u8]) -> u32 {
+    let mut crc = 0u32;
+    for &b in data {
+        crc ^= (b as u32) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// A real Vorbis file whose first codebook is rewritten to declare 2^24 - 1
+/// entries of 31 dimensions with a lookup table: a few bits in the file, 2 GB
+/// of floats for the decoder to allocate and fill (larger declarations make
+/// the allocation fail, which aborts the process). The page CRC is fixed so
+/// the demuxer takes it: the stream is refused before the decoder sees it.
+#[test]
+fn vorbis_codebook_bomb_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = common::tone(false, 16000, 1.0);
+    let path = common::ffmpeg(
+        dir.path(),
+        "v.ogg",
+        &source,
+        &["-c:a", "libvorbis", "-f", "ogg"],
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    let setup = bytes
+        .windows(7)
+        .position(|w| w == b"\x05vorbis")
+        .expect("setup header");
+    // bits after the codebook count byte, least significant first
+    let fields: &[(u64, u32)] = &[
+        (0x564342, 24),      // sync
+        (31, 16),            // dimensions
+        ((1 << 24) - 1, 24), // entries
+        (1, 1),              // length-ordered
+        (0, 5),              // first length
+        ((1 << 24) - 1, 24), // every entry that length
+        (1, 4),              // lookup type 1
+        (0, 32),
+        (0, 32),
+        (0, 4),
+        (0, 1),
+    ];
+    // one codebook: the rest of the packet is not parsed as codebooks
+    bytes[setup + 7] = 0;
+    let mut pos = (setup + 8) * 8;
+    for &(v, n) in fields {
+        for i in 0..n {
+            let byte = &mut bytes[pos / 8];
+            let bit = 1u8 << (pos % 8);
+            if (v >> i) & 1 == 1 {
+                *byte |= bit;
+            } else {
+                *byte &= !bit;
+            }
+            pos += 1;
+        }
+    }
+    let page = bytes[..setup]
+        .windows(4)
+        .rposition(|w| w == b"OggS")
+        .expect("page");
+    let segs = bytes[page + 26] as usize;
+    let body: usize = bytes[page + 27..page + 27 + segs]
+        .iter()
+        .map(|&l| l as usize)
+        .sum();
+    let end = page + 27 + segs + body;
+    bytes[page + 22..page + 26].fill(0);
+    let crc = ogg_crc(&bytes[page..end]);
+    bytes[page + 22..page + 26].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    match decode(&path, FileFormat::Auto, StreamLimits::default()) {
+        Err(AudioError::Corrupt(m)) => assert!(m.contains("codebook"), "{m}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("the bomb was decoded"),
+    }
+}

@@ -255,8 +255,11 @@ pub(crate) fn open_symphonia(
     limits: &StreamLimits,
 ) -> Result<Box<dyn Source>, AudioError> {
     let name = container.name();
-    if container == Container::Mp4 {
-        crate::mp4::check(&mut file, start, len.saturating_sub(start))?;
+    // structure checks for what the demuxer and decoders size up front
+    match container {
+        Container::Mp4 => crate::mp4::check(&mut file, start, len.saturating_sub(start))?,
+        Container::Ogg => crate::vorbis::check(&mut file, start, len.saturating_sub(start))?,
+        _ => {}
     }
     file.seek(SeekFrom::Start(start)).map_err(io_error)?;
     let window = FileWindow {
