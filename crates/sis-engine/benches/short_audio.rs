@@ -5,7 +5,11 @@
 //! send 5 s clips (pcm16k16bit) to a real `sisd` over loopback HTTP, and C
 //! threads decode the same clips with the same offline pack through sherpa-onnx
 //! directly, alternating which goes first. The median ratio of requests per
-//! second, and of CPU time per request, is the service's overhead.
+//! second, and of CPU time per request, is the service's overhead. sisd runs
+//! with its defaults (2 engine worker processes; its CPU time includes
+//! theirs), and with the engine in its own process (`--engine-workers 0`),
+//! so the cost of the worker processes shows against the same peer.
+//! `BENCH_SHORT_CONFIGS` (e.g. `0,1`) picks configurations by index.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -193,6 +197,18 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds of a process and its children (sisd's engine workers).
+fn tree_cpu_seconds(pid: &str) -> f64 {
+    let mut total = cpu_seconds(pid);
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            total += children.split_whitespace().map(cpu_seconds).sum::<f64>();
+        }
+    }
+    total
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     pct(v, 0.5)
@@ -281,12 +297,23 @@ fn main() {
     let configs: Vec<(&str, Vec<&str>, Vec<usize>)> = vec![
         ("sisd (defaults)", vec![], vec![1, 4, 16]),
         (
+            "sisd, engine in-process",
+            vec!["--engine-workers", "0"],
+            vec![1, 4, 16],
+        ),
+        (
             "sisd, VAD on every clip",
             vec!["--vad-min-audio-s", "0"],
             vec![1, 16],
         ),
     ];
-    for (label, extra, concurrencies) in configs {
+    let picked: Option<Vec<usize>> = std::env::var("BENCH_SHORT_CONFIGS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    for (i, (label, extra, concurrencies)) in configs.into_iter().enumerate() {
+        if picked.as_ref().is_some_and(|p| !p.contains(&i)) {
+            continue;
+        }
         let port = free_port();
         let mut child = start_server(models.path(), port, &extra);
         let pid = child.id().to_string();
@@ -308,7 +335,7 @@ fn main() {
                 let run_served = |row: &mut Row| {
                     let b = bodies.clone();
                     let cs = conns.clone();
-                    let cpu0 = cpu_seconds(&pid);
+                    let cpu0 = tree_cpu_seconds(&pid);
                     let s = measure(c, per, move |t, i| {
                         let (status, _) = cs[t]
                             .lock()
@@ -317,7 +344,7 @@ fn main() {
                         assert_eq!(status, 200);
                     });
                     row.cpu_ms_per_req
-                        .push((cpu_seconds(&pid) - cpu0) * 1000.0 / n);
+                        .push((tree_cpu_seconds(&pid) - cpu0) * 1000.0 / n);
                     row.rps.push(s.rps);
                     row.lat.extend(s.lat);
                     s.rps

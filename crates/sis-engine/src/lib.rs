@@ -45,6 +45,10 @@ pub enum EngineError {
     Failed(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// The engine worker process serving the request or session stopped
+    /// (a native crash), or none is running; the caller may retry.
+    #[error("engine worker lost: {0}")]
+    WorkerLost(String),
 }
 
 /// Validated engine settings (built once from the server's config).
@@ -194,6 +198,23 @@ fn probe_in_child(exe: &std::path::Path, pack: &Pack) -> Result<(), EngineError>
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         ),
     }))
+}
+
+/// What [`Engine::load`] does before it loads anything, without loading:
+/// opens and checks every pack, and probes it in a child process when
+/// `probe_exe` is set. Used by a server that loads its engines in worker
+/// processes, so a broken pack stops it with the pack's name.
+pub fn check_packs(config: &EngineConfig) -> Result<Vec<Pack>, EngineError> {
+    let mut packs = Vec::new();
+    for dir in &config.packs {
+        let pack = Pack::open(dir)?;
+        pack.check()?;
+        if let Some(exe) = &config.probe_exe {
+            probe_in_child(exe, &pack)?;
+        }
+        packs.push(pack);
+    }
+    Ok(packs)
 }
 
 impl Engine {

@@ -39,6 +39,10 @@ pub enum Command {
     Credentials(CredentialsCommand),
     /// Print a new random master key (64 hex digits) for sealing secret keys.
     Keygen,
+    /// An engine worker process (started by `serve`; speaks a binary
+    /// protocol on stdin/stdout).
+    #[command(hide = true)]
+    EngineWorker,
 }
 
 /// Where the store is and how secrets in it are sealed.
@@ -239,6 +243,10 @@ pub struct ServeArgs {
     /// Decode worker threads (default: number of cores).
     #[arg(long, env = "SIS_WORKERS")]
     pub workers: Option<usize>,
+    /// Engine worker processes that run the models (a native crash ends
+    /// one of them, not the server); 0 runs the engine in this process.
+    #[arg(long, env = "SIS_ENGINE_WORKERS", default_value_t = 2)]
+    pub engine_workers: usize,
     /// Requests that may wait for a decode worker before new ones get SIS.0312.
     #[arg(long, env = "SIS_QUEUE", default_value_t = 256)]
     pub queue: usize,
@@ -346,6 +354,8 @@ pub struct ServeConfig {
     pub master_key: Option<sis_auth::MasterKey>,
     pub token_ttl_s: i64,
     pub engine: EngineConfig,
+    /// Engine worker processes (0: the engine runs in the server process).
+    pub engine_workers: usize,
     pub jobs: crate::jobs::JobsConfig,
     pub fetch: sis_fetch::FetchPolicy,
     pub http: crate::http::Limits,
@@ -438,6 +448,12 @@ impl ServeArgs {
         }
         if self.max_streams == 0 {
             bail!("--max-streams must be at least 1");
+        }
+        if self.engine_workers > 64 {
+            bail!(
+                "--engine-workers {}: must be between 0 and 64",
+                self.engine_workers
+            );
         }
         if self.queue == 0 {
             bail!("--queue must be at least 1");
@@ -547,6 +563,7 @@ impl ServeArgs {
                 max_streams: self.max_streams,
                 stream_workers: workers,
             },
+            engine_workers: self.engine_workers,
             jobs: crate::jobs::JobsConfig {
                 workers: job_workers,
                 lease_ms: self.job_lease_s as i64 * 1000,

@@ -27,6 +27,14 @@ pub fn from_engine(e: EngineError) -> ApiError {
         EngineError::ShuttingDown => {
             ApiError::new(SisCode::Internal, "service is shutting down").with_status(503)
         }
+        EngineError::WorkerLost(m) => {
+            tracing::error!(error = %m, "request lost with its engine worker");
+            ApiError::new(
+                SisCode::Internal,
+                "the recognition engine stopped while handling this request; retry",
+            )
+            .with_status(503)
+        }
         EngineError::Failed(m) => {
             tracing::error!(error = %m, "recognition failed");
             ApiError::new(SisCode::RecognitionFailed, "recognition failed")

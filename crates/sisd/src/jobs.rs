@@ -13,8 +13,9 @@ use axum::body::Body;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use sis_engine::Engine;
+use sis_engine::EngineError;
 use sis_fetch::{FetchError, FetchErrorKind, Fetcher};
+use sis_pool::EnginePool;
 use sis_protocol::transcriber::{
     self, AgentChannel, FileFormat, FileSegment, JobView, TranscriberRequest,
 };
@@ -27,6 +28,9 @@ use crate::server::{AppState, RequestId};
 
 /// A job interrupted this many times (its worker died each time) ends in ERROR.
 const MAX_ATTEMPTS: i64 = 3;
+/// Runs of one lease's file through the engine: the engine worker running
+/// it died each time (a file that kills every worker ends in ERROR).
+const ENGINE_TRIES: u64 = 3;
 /// Idle workers look for new jobs this often.
 const POLL: Duration = Duration::from_millis(300);
 /// Callback retries: doubling from 1 s, at most 10 minutes apart, 12 tries.
@@ -60,7 +64,7 @@ pub struct JobsState {
     /// taking the job over reads it instead of data_url) and result documents
     /// live there instead of in the store.
     pub objects: Option<Objects>,
-    pub engine: Arc<Engine>,
+    pub engine: Arc<EnginePool>,
     pub fetcher: Fetcher,
     pub config: JobsConfig,
     /// On SIGTERM/SIGINT workers lease nothing more and give running jobs
@@ -570,17 +574,34 @@ async fn process(
         let _ = tokio::fs::remove_file(&path).await;
         return Outcome::Lost;
     }
-    let (engine, req2, lost2, p2) = (
-        state.engine.clone(),
-        req.clone(),
-        lost.clone(),
-        path.clone(),
-    );
-    let result = tokio::task::spawn_blocking(move || transcribe(&engine, &req2, &p2, &lost2)).await;
+    let mut tries = 0;
+    let result = loop {
+        tries += 1;
+        let (engine, req2, lost2, p2) = (
+            state.engine.clone(),
+            req.clone(),
+            lost.clone(),
+            path.clone(),
+        );
+        let r = tokio::task::spawn_blocking(move || transcribe(&engine, &req2, &p2, &lost2)).await;
+        match r {
+            // the engine worker died under it: the file again, from the
+            // start, on a live worker (the lease is still ours)
+            Ok(Ok(Transcribed::WorkerLost(why))) if tries < ENGINE_TRIES => {
+                tracing::warn!(job_id = lease.job.id, attempt = tries, error = %why, "the engine worker running the job died; running it again");
+                tokio::time::sleep(Duration::from_secs(tries)).await;
+            }
+            other => break other,
+        }
+    };
     let _ = tokio::fs::remove_file(&path).await;
     match result {
-        Ok(Ok(Some(doc))) => Outcome::Finished(doc),
-        Ok(Ok(None)) => Outcome::Lost,
+        Ok(Ok(Transcribed::Done(doc))) => Outcome::Finished(doc),
+        Ok(Ok(Transcribed::LeaseLost)) => Outcome::Lost,
+        Ok(Ok(Transcribed::WorkerLost(_))) => Outcome::Failed(ApiError::new(
+            SisCode::Internal,
+            format!("the engine worker died {ENGINE_TRIES} times while recognising this file"),
+        )),
         Ok(Err(e)) => Outcome::Failed(e),
         Err(_) => Outcome::Failed(ApiError::new(
             SisCode::RecognitionFailed,
@@ -602,13 +623,30 @@ fn audio_error(e: sis_audio::AudioError) -> ApiError {
     }
 }
 
-/// Decodes and recognises the file; `None` when the lease was lost meanwhile.
+/// How one run of a file through the engine ended, short of an error.
+enum Transcribed {
+    Done(String),
+    /// The lease went to another worker meanwhile.
+    LeaseLost,
+    /// The engine worker running it died: the run may be repeated.
+    WorkerLost(String),
+}
+
+/// An engine error: a worker's death may be retried, any other ends the job.
+fn engine_failed(e: EngineError) -> Result<Transcribed, ApiError> {
+    match e {
+        EngineError::WorkerLost(why) => Ok(Transcribed::WorkerLost(why)),
+        other => Err(from_engine(other)),
+    }
+}
+
+/// Decodes and recognises the file.
 fn transcribe(
-    engine: &Engine,
+    engine: &EnginePool,
     req: &TranscriberRequest,
     path: &std::path::Path,
     lost: &AtomicBool,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Transcribed, ApiError> {
     let format = match req.format {
         FileFormat::Auto => sis_audio::stream::FileFormat::Auto,
         FileFormat::Raw(f) => sis_audio::stream::FileFormat::from_audio_format(f),
@@ -632,27 +670,34 @@ fn transcribe(
     }
     // stereo without roles by channel is mixed down (SIS: "auto-converted")
     let separate = channels == 2 && by_channel;
-    let mut t = engine
-        .file_transcriber(
-            &req.property,
-            rate,
-            if separate { 2 } else { 1 },
-            req.options.clone(),
-        )
-        .map_err(from_engine)?;
+    let mut t = match engine.file_transcriber(
+        &req.property,
+        rate,
+        if separate { 2 } else { 1 },
+        req.options.clone(),
+    ) {
+        Ok(t) => t,
+        Err(e) => return engine_failed(e),
+    };
     let mut samples: u64 = 0;
     while let Some(chunk) = stream.next_chunk().map_err(audio_error)? {
         if lost.load(Ordering::SeqCst) {
-            return Ok(None);
+            return Ok(Transcribed::LeaseLost);
         }
         samples += chunk.frames() as u64;
-        if separate || chunk.channels.len() == 1 {
-            t.push(&chunk.channels).map_err(from_engine)?;
+        let pushed = if separate || chunk.channels.len() == 1 {
+            t.push(&chunk.channels)
         } else {
-            t.push(&[chunk.to_mono()]).map_err(from_engine)?;
+            t.push(&[chunk.to_mono()])
+        };
+        if let Err(e) = pushed {
+            return engine_failed(e);
         }
     }
-    let sentences = t.finish().map_err(from_engine)?;
+    let sentences = match t.finish() {
+        Ok(s) => s,
+        Err(e) => return engine_failed(e),
+    };
     let duration_ms = samples * 1000 / rate.max(1) as u64;
     let segments: Vec<FileSegment> = sentences
         .into_iter()
@@ -691,7 +736,7 @@ fn transcribe(
             }
         })
         .collect();
-    Ok(Some(
+    Ok(Transcribed::Done(
         transcriber::result_document(duration_ms, &segments, req.options.need_word_info)
             .to_string(),
     ))

@@ -17,7 +17,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use config::{Cli, Command, ModelsCommand};
-use sis_engine::{install, pack, Engine};
+use sis_engine::{install, pack};
+use sis_pool::EnginePool;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -46,6 +47,10 @@ fn main() -> ExitCode {
         Command::Projects(cmd) => admin::projects(cmd),
         Command::Users(cmd) => admin::users(cmd),
         Command::Credentials(cmd) => admin::credentials(cmd),
+        Command::EngineWorker => match sis_pool::run_worker() {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(anyhow::anyhow!("engine worker: {e}")),
+        },
         Command::Keygen => {
             println!("{}", sis_auth::MasterKey::generate_hex());
             Ok(ExitCode::SUCCESS)
@@ -64,7 +69,9 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = args.validate()?;
     cfg.http.max_connections = fit_descriptors(cfg.http.max_connections);
     tracing::info!(packs = cfg.engine.packs.len(), data_dir = %cfg.data_dir.display(), auth = ?cfg.auth, "loading model packs");
-    let engine = Arc::new(Engine::load(cfg.engine.clone()).context("cannot start")?);
+    let engine = Arc::new(
+        EnginePool::start(cfg.engine.clone(), cfg.engine_workers).context("cannot start")?,
+    );
     for p in engine.packs() {
         tracing::info!(pack = %p.name, kind = p.kind.as_str(), properties = ?p.properties, "pack loaded");
     }

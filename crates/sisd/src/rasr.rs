@@ -9,7 +9,8 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
-use sis_engine::stream::{Segmentation, StreamEvent, StreamHandle, StreamParams};
+use sis_engine::stream::{Segmentation, StreamEvent, StreamParams};
+use sis_pool::StreamHandle;
 use sis_protocol::rasr::{self, Command, EndReason, Mode, StartConfig};
 use sis_protocol::{ApiError, SisCode};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -472,13 +473,32 @@ impl Connection {
                 rasr::end_response(&trace, EndReason::Normal)
             }
             Some(StreamEvent::Failed(m)) => {
+                // the session's engine state is gone (its engine worker
+                // died): FATAL_ERROR, then a close handshake that reads
+                // what the client still sends (closing on unread audio
+                // would reset the connection before it reads either)
                 tracing::error!(error = %m, "real-time session failed");
-                return self
-                    .error(ApiError::new(
-                        SisCode::RecognitionFailed,
-                        "recognition failed",
-                    ))
-                    .await;
+                let e = ApiError::new(
+                    SisCode::RecognitionFailed,
+                    "recognition failed: the recognition engine stopped; start a new session",
+                );
+                if self.send(rasr::error_response(&trace, &e, true)).await {
+                    let close = self.socket.send(Message::Close(Some(CloseFrame {
+                        code: 1011,
+                        reason: "recognition engine stopped".into(),
+                    })));
+                    if matches!(tokio::time::timeout(SEND_LIMIT, close).await, Ok(Ok(()))) {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                            while let Some(Ok(m)) = self.socket.recv().await {
+                                if let Message::Close(_) = m {
+                                    break;
+                                }
+                            }
+                        })
+                        .await;
+                    }
+                }
+                return Flow::Close;
             }
         };
         if self.send(text).await {

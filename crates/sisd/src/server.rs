@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::auth::{self, AuthState, Principal};
-use sis_engine::Engine;
+use sis_pool::EnginePool;
 use sis_protocol::{short_audio, ApiError, SisCode};
 
 use crate::errors::{from_audio, from_engine, ErrorResponse};
@@ -22,7 +22,7 @@ pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Arc<Engine>,
+    pub engine: Arc<EnginePool>,
     pub auth: Arc<AuthState>,
     /// Open RASR WebSocket connections.
     pub rasr_connections: Arc<std::sync::atomic::AtomicUsize>,
@@ -97,8 +97,20 @@ async fn health(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
+    let workers: Vec<serde_json::Value> = state
+        .engine
+        .workers()
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "index": w.index, "pid": w.pid, "state": w.state, "restarts": w.restarts,
+                "requests": w.requests, "sessions": w.sessions, "files": w.files,
+            })
+        })
+        .collect();
     // live counters, so leaks show from outside (tests, operators)
     let body = serde_json::json!({
+        "engine_workers": workers,
         "status": "ok",
         "packs": packs,
         "rasr_connections": state.rasr_connections.load(std::sync::atomic::Ordering::SeqCst),

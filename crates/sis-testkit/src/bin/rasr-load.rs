@@ -4,7 +4,8 @@
 //! within the first second), ends the stream, and waits for the last result.
 //! It prints one JSON line: first-partial and final latency at p50/p95/p99,
 //! failures, the generator's own CPU and memory, and (with `--server-pid`) the
-//! server's CPU time and RSS over the run, read from `/proc`.
+//! server's CPU time and RSS over the run (with its child processes: sisd's
+//! engine workers), read from `/proc`.
 //!
 //! Two protocols, so that sisd and a peer can be driven by the same code:
 //! - `sis`: SIS RASR (`START` text, PCM16 binary frames, `END`; the server
@@ -559,6 +560,41 @@ fn proc_status_kb(pid: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// A process and its children (sisd's engine workers), as /proc names them.
+fn process_tree(pid: &str) -> Vec<String> {
+    let mut out = vec![pid.to_string()];
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(c.split_whitespace().map(str::to_string));
+            }
+        }
+    }
+    out
+}
+
+/// CPU seconds of a process and its children (None when it is gone).
+fn tree_cpu_s(pid: &str) -> Option<f64> {
+    let own = proc_cpu_s(pid)?;
+    Some(
+        own + process_tree(pid)[1..]
+            .iter()
+            .filter_map(|c| proc_cpu_s(c))
+            .sum::<f64>(),
+    )
+}
+
+/// A `Vm...:` figure of a process plus its children's, kB.
+fn tree_status_kb(pid: &str, key: &str) -> Option<u64> {
+    let own = proc_status_kb(pid, key)?;
+    Some(
+        own + process_tree(pid)[1..]
+            .iter()
+            .filter_map(|c| proc_status_kb(c, key))
+            .sum::<u64>(),
+    )
+}
+
 fn mb(kb: u64) -> f64 {
     round2(kb as f64 / 1024.0)
 }
@@ -608,8 +644,9 @@ fn main() -> anyhow::Result<()> {
     };
 
     let server = args.server_pid.map(|p| p.to_string());
-    let server_cpu0 = server.as_deref().and_then(proc_cpu_s);
-    let server_rss0 = server.as_deref().and_then(|p| proc_status_kb(p, "VmRSS:"));
+    // the server and its engine workers
+    let server_cpu0 = server.as_deref().and_then(tree_cpu_s);
+    let server_rss0 = server.as_deref().and_then(|p| tree_status_kb(p, "VmRSS:"));
     let gen_cpu0 = proc_cpu_s("self");
     let wall0 = std::time::Instant::now();
 
@@ -626,7 +663,7 @@ fn main() -> anyhow::Result<()> {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 loop {
                     tick.tick().await;
-                    match proc_status_kb(&pid, "VmRSS:") {
+                    match tree_status_kb(&pid, "VmRSS:") {
                         Some(kb) => peak = peak.max(kb),
                         None => return peak,
                     }
@@ -653,12 +690,12 @@ fn main() -> anyhow::Result<()> {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let server_cpu = match (server_cpu0, server.as_deref().and_then(proc_cpu_s)) {
+    let server_cpu = match (server_cpu0, server.as_deref().and_then(tree_cpu_s)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let server_hwm = server.as_deref().and_then(|p| proc_status_kb(p, "VmHWM:"));
-    let server_rss_end = server.as_deref().and_then(|p| proc_status_kb(p, "VmRSS:"));
+    let server_hwm = server.as_deref().and_then(|p| tree_status_kb(p, "VmHWM:"));
+    let server_rss_end = server.as_deref().and_then(|p| tree_status_kb(p, "VmRSS:"));
     // the sampler is aborted at the end, so take the last reading too
     let peak = match (server_rss_peak, server_rss_end) {
         (Some(a), Some(b)) => Some(a.max(b)),
