@@ -391,3 +391,35 @@ def test_token_flood_memory(authed):
     r = requests.post(url, json=token_body("alice", "correct-horse-battery"), timeout=30)
     assert r.status_code == 201, r.text
     assert r.headers["x-subject-token"]
+
+
+def test_short_audio_memory_budget(models_dir, tmp_path, speech):
+    """Short audio is admitted by memory, not only by count: with a 32 MB
+    budget, a client holding a 12 MB upload open takes most of it, so a second
+    large request gets 429 SIS.0312 at once (its body is never read), while a
+    small real request still fits and is recognised; once the upload is
+    abandoned, the budget is back."""
+    s = Server([models_dir], tmp_path / "data", extra=["--no-probe", "--short-audio-memory-mb", "32", *LIMIT_FLAGS],
+               log=tmp_path / "sisd.log")
+    try:
+        pcm, text = speech
+        url = "/v1/p1/asr/short-audio"
+        held = socket.create_connection(("127.0.0.1", s.port))
+        held.sendall(f"POST {url} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: 12000000\r\n\r\n".encode() + b"{" * 1000)
+        time.sleep(0.5)
+        big = requests.post(s.base + url, data=b"x" * 11_000_000, headers={"Content-Type": "application/json"},
+                            timeout=30)
+        assert big.status_code == 429 and big.json()["error_code"] == "SIS.0312", big.text
+        small = requests.post(s.base + url, data=short_audio_body(pcm), timeout=60)
+        assert small.status_code == 200 and small.json()["result"]["text"] == text, small.text
+        held.close()
+        deadline = time.time() + 10
+        while True:
+            again = requests.post(s.base + url, data=short_audio_body(pcm) + b" " * 9_000_000, timeout=60)
+            if again.status_code == 200 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert again.status_code == 200, again.text
+    finally:
+        s.stop()

@@ -14,7 +14,7 @@ import pytest
 import requests
 import websocket
 
-from conftest import ROOT, SISD, Server, cli
+from conftest import ROOT, Server, cli, sis_store
 from signer import sdk_date, sign
 
 PID = "0123456789abcdef0123456789abcdef"
@@ -25,11 +25,7 @@ NODE_DIR = ROOT / "tests" / "node"
 @pytest.fixture(scope="module")
 def rt(models_dir, tmp_path_factory, heldout):
     d = tmp_path_factory.mktemp("rasr")
-    key = subprocess.run([SISD, "keygen"], capture_output=True, text=True, check=True).stdout.strip()
-    (d / "mk").write_text(key)
-    env = {"SIS_DATA_DIR": str(d / "data"), "SIS_MASTER_KEY_FILE": str(d / "mk")}
-    cli(env, "projects", "create", "--domain", "acme", "--name", "cn-north-4", "--id", PID)
-    cred = cli(env, "credentials", "create", "--project", PID)[0]
+    env, cred = sis_store(d, PID)
     cli(env, "users", "create", "--domain", "acme", "--name", "alice", stdin=PASSWORD + "\n")
     server = Server([models_dir], d / "data", extra=["--auth", "sis", "--no-probe", "--max-streams", "8"],
                     log=d / "sisd.log", env=env)
@@ -194,8 +190,8 @@ def test_protocol_errors_keep_the_connection(rt):
         expected = "SIS.0301" if "chinese_8k_common" in text else "SIS.0032"
         assert m["resp_type"] == "ERROR" and m["error_code"] == expected, (text, m)
         good()
-    # inside a session: START twice, frame too small, frame too large → ERROR then END(ERROR)
-    for bad in ["start", b"\0" * 100, b"\0" * 70000, b"\0" * 3201]:
+    # inside a session: START twice, frame too large → ERROR then END(ERROR)
+    for bad in ["start", b"\0" * 70000]:
         ws.send(json.dumps({"command": "START", "config": SDK_CONFIG}))
         assert json.loads(ws.recv())["resp_type"] == "START"
         ws.send_binary(b"\0" * 3200)
@@ -217,6 +213,31 @@ def test_protocol_errors_keep_the_connection(rt):
     # pings are answered
     ws.ping("x")
     good()
+    ws.close()
+
+
+def test_short_and_odd_frames_accepted(rt):
+    """Frames under the documented minimum (the SDK's last piece of a file),
+    odd-sized PCM frames (a sample split between two frames) and empty frames
+    are accepted: the transcript is the same as with whole frames."""
+    r = sentences(rt, 1)[0]
+    audio = pcm16k(rt, r["id"])
+    ws = connect(rt, "short-stream")
+    ws.send(json.dumps({"command": "START", "config": SDK_CONFIG}))
+    assert json.loads(ws.recv())["resp_type"] == "START"
+    sizes = [1, 99, 3201, 0, 4000, 7, 320, 1601]
+    i = k = 0
+    while i < len(audio):
+        n = sizes[k % len(sizes)]
+        ws.send_binary(audio[i:i + n])
+        i += n
+        k += 1
+    ws.send('{"command": "END", "cancel": "false"}')
+    msgs = []
+    while not msgs or msgs[-1]["resp_type"] not in ("END", "FATAL_ERROR"):
+        msgs.append(json.loads(ws.recv()))
+    assert [m["resp_type"] for m in msgs] == ["RESULT", "END"], msgs
+    assert finals(msgs)[0]["result"]["text"] == r["text"]
     ws.close()
 
 

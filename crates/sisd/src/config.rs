@@ -335,6 +335,11 @@ pub struct ServeArgs {
     /// most 4).
     #[arg(long, env = "SIS_PASSWORD_CHECKS")]
     pub password_checks: Option<usize>,
+    /// Memory that short-audio requests being read, decoded or recognised may
+    /// hold together (each counts twice its body plus 60 s of decoded audio);
+    /// beyond it a request gets 429 SIS.0312 before its body is read.
+    #[arg(long, env = "SIS_SHORT_AUDIO_MEMORY_MB", default_value_t = 512)]
+    pub short_audio_memory_mb: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,6 +368,7 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Password checks that may run at once.
     pub password_checks: usize,
+    pub short_audio_memory_mb: usize,
 }
 
 /// `--NAME` seconds between `lo` and `hi`, as a duration.
@@ -520,6 +526,10 @@ impl ServeArgs {
         if !(1..=1024).contains(&password_checks) {
             bail!("--password-checks must be between 1 and 1024");
         }
+        // at least one largest request must fit
+        if !(32..=1 << 20).contains(&self.short_audio_memory_mb) {
+            bail!("--short-audio-memory-mb must be between 32 and 1048576");
+        }
         let callback_key = match &self.callback_key {
             Some(k) if k.len() < 16 => bail!("--callback-key must be at least 16 characters"),
             Some(k) => k.as_bytes().to_vec(),
@@ -578,6 +588,7 @@ impl ServeArgs {
             http,
             shutdown_grace,
             password_checks,
+            short_audio_memory_mb: self.short_audio_memory_mb,
         })
     }
 }

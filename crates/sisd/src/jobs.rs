@@ -136,9 +136,9 @@ pub async fn create_handler(
 }
 
 async fn create(jobs: &JobsState, project: &str, body: Body) -> Result<String, ApiError> {
-    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {
-        ApiError::new(SisCode::GatewayRequest, "Request entity too large.").with_status(413)
-    })?;
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(crate::server::body_error)?;
     let req = transcriber::parse_create(&bytes)?;
     if !jobs.engine.serves(&req.property) {
         return Err(from_engine(sis_engine::EngineError::UnknownProperty(

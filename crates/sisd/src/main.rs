@@ -129,6 +129,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             engine,
             auth,
             rasr_connections: Default::default(),
+            short_audio_budget: Arc::new(server::MemoryBudget::new(cfg.short_audio_memory_mb)),
             jobs,
             shutdown: shutdown.clone(),
         });

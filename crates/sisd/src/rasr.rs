@@ -93,6 +93,8 @@ struct Session {
     received_bytes: u64,
     bytes_per_second: u64,
     sample_bytes: usize,
+    /// Bytes of a sample whose rest is in the next frame.
+    carry: Vec<u8>,
     exceeded: bool,
     /// END (no cancel) was sent to the engine; waiting for Finished.
     ending: bool,
@@ -331,6 +333,7 @@ impl Connection {
             received_bytes: 0,
             bytes_per_second: rate as u64 * bytes_per_sample,
             sample_bytes: bytes_per_sample as usize,
+            carry: Vec::new(),
             exceeded: false,
             ending: false,
         });
@@ -387,31 +390,39 @@ impl Connection {
         if s.ending || s.exceeded {
             return Flow::Continue;
         }
-        let (lo, hi) = rasr::frame_bounds(s.cfg.format);
-        if bytes.len() < lo || bytes.len() > hi {
+        // Frames shorter than the documented minimum are accepted (the SIS
+        // SDK slices a file into fixed pieces, so its last one is usually
+        // shorter); the maximum stays enforced.
+        let (_, hi) = rasr::frame_bounds(s.cfg.format);
+        if bytes.len() > hi {
             let e = rasr::frame_size_error(bytes.len(), s.cfg.format);
             return self.error(e).await;
         }
         let limit = mode.max_audio_ms() * s.bytes_per_second / 1000;
-        let mut take = (limit.saturating_sub(s.received_bytes) as usize).min(bytes.len());
-        if take < bytes.len() {
-            take -= take % s.sample_bytes;
-        }
-        let pcm = match sis_audio::decode(
-            s.cfg.format,
-            &bytes[..take],
-            sis_audio::DecodeLimits { max_ms: u64::MAX },
-        ) {
-            Ok(p) => p,
-            Err(e) if take > 0 => {
-                return self
-                    .error(ApiError::invalid(format!("audio data invalid: {e}")))
-                    .await
-            }
-            Err(_) => sis_core::Pcm {
+        let take = (limit.saturating_sub(s.received_bytes) as usize).min(bytes.len());
+        // a sample split between two frames is joined
+        let mut data = std::mem::take(&mut s.carry);
+        data.extend_from_slice(&bytes[..take]);
+        let whole = data.len() - data.len() % s.sample_bytes;
+        s.carry = data.split_off(whole);
+        let pcm = if data.is_empty() {
+            sis_core::Pcm {
                 samples: vec![],
                 sample_rate: 0,
-            },
+            }
+        } else {
+            match sis_audio::decode(
+                s.cfg.format,
+                &data,
+                sis_audio::DecodeLimits { max_ms: u64::MAX },
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    return self
+                        .error(ApiError::invalid(format!("audio data invalid: {e}")))
+                        .await
+                }
+            }
         };
         s.received_bytes += bytes.len() as u64;
         if let Some(h) = &s.handle {

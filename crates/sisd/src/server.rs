@@ -26,6 +26,8 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// Open RASR WebSocket connections.
     pub rasr_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Memory short-audio requests may hold together.
+    pub short_audio_budget: Arc<MemoryBudget>,
     pub jobs: Arc<crate::jobs::JobsState>,
     /// Set on SIGTERM/SIGINT; real-time connections watch it.
     pub shutdown: crate::shutdown::Shutdown,
@@ -140,10 +142,11 @@ async fn short_audio_handler(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Extension(principal): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
     let request_id = rid.0.clone();
-    match short_audio(state, principal.project_id, body).await {
+    match short_audio(state, principal.project_id, headers, body).await {
         Ok(body) => (
             StatusCode::OK,
             [("content-type", "application/json;charset=utf-8")],
@@ -154,6 +157,31 @@ async fn short_audio_handler(
             tracing::info!(request_id, code = error.code.as_str(), msg = %error.message, "short-audio rejected");
             ErrorResponse { error, request_id }.into_response()
         }
+    }
+}
+
+/// Admission of short-audio requests by the memory they will hold, not only
+/// by count (the decode queue): a request takes its share before its body is
+/// read and gives it back when answered, so many large bodies at once are
+/// refused instead of growing the heap. Units are KiB.
+pub struct MemoryBudget(tokio::sync::Semaphore);
+
+/// Decoded audio a short-audio request may hold at most: 60 s of f32 at 16 kHz
+/// (the engine works at the model's rate; 8 kHz audio is resampled up).
+const DECODED_MAX_BYTES: usize = 60 * 16_000 * 4;
+
+impl MemoryBudget {
+    pub fn new(mb: usize) -> MemoryBudget {
+        MemoryBudget(tokio::sync::Semaphore::new(mb.saturating_mul(1024)))
+    }
+
+    /// A request whose body is `body_bytes` long (or unknown: the largest
+    /// allowed), or `None` when the budget is spent.
+    pub fn admit(&self, body_bytes: Option<usize>) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let body = body_bytes.unwrap_or(MAX_BODY_BYTES).min(MAX_BODY_BYTES);
+        // the body, its decoded base64, and the decoded audio
+        let kib = (2 * body + DECODED_MAX_BYTES).div_ceil(1024);
+        self.0.try_acquire_many(u32::try_from(kib).ok()?).ok()
     }
 }
 
@@ -171,7 +199,19 @@ pub fn body_error(e: axum::Error) -> ApiError {
     }
 }
 
-async fn short_audio(state: AppState, _project_id: String, body: Body) -> Result<String, ApiError> {
+async fn short_audio(
+    state: AppState,
+    _project_id: String,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<String, ApiError> {
+    let length = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let budget = state.short_audio_budget.clone();
+    let _held = budget
+        .admit(length)
+        .ok_or_else(|| from_engine(sis_engine::EngineError::Busy))?;
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(body_error)?;
