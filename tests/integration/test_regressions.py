@@ -130,3 +130,43 @@ def test_offline_pack_one_frame_then_end(offline_only, mode):
                 break
         alive(offline_only, (mode, fmt))
     ws.close()
+
+
+def rss_mb(pids):
+    total = 0
+    for pid in pids:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def test_vad_settings_do_not_grow_memory(srv):
+    """Found by ./scripts/fuzz: every distinct (vad_tail, max_seconds) of a
+    continue-stream session left up to 16 idle Silero VADs pooled for ever;
+    a client cycling through settings grew a worker by ~20 MB/s with no
+    session open. The pool is bounded in all: memory levels off."""
+    url = srv.base.replace("http", "ws") + "/v1/p1/rasr/continue-stream"
+    ws = websocket.create_connection(url, timeout=30)
+
+    def sessions(keys):
+        for tail, max_s in keys:
+            ws.send(json.dumps({"command": "START", "config": {
+                "audio_format": "pcm16k16bit", "property": "chinese_16k_common",
+                "vad_tail": tail, "max_seconds": max_s}}))
+            assert json.loads(ws.recv())["resp_type"] == "START"
+            ws.send_binary(b"\0" * 3200)
+            ws.send(json.dumps({"command": "END"}))
+            while json.loads(ws.recv())["resp_type"] != "END":
+                pass
+
+    health = requests.get(srv.base + "/health", timeout=10).json()
+    pids = [srv.proc.pid] + [w["pid"] for w in health.get("engine_workers", []) if w.get("pid")]
+    keys = [(100 + 7 * i, 1 + i % 60) for i in range(240)]
+    sessions(keys[:60])
+    warm = rss_mb(pids)
+    sessions(keys[60:])
+    grown = rss_mb(pids) - warm
+    ws.close()
+    assert grown < 100, f"{grown:.0f} MB more after 180 more distinct VAD settings"
+    alive(srv, "vad settings")

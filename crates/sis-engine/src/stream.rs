@@ -224,9 +224,13 @@ const TAIL_S: f32 = 0.8;
 const SENTENCE_SLACK_S: u64 = 1;
 /// Offline packs: new audio in the open sentence between two interim re-decodes.
 pub const INTERIM_STEP_S: f32 = 0.6;
-/// Idle VADs a worker keeps for reuse, per settings (a Silero VAD is an
-/// onnxruntime session: loading one costs far more than resetting it).
-const VAD_POOL_PER_KEY: usize = 16;
+/// Idle VADs a worker keeps for reuse, whatever their settings (a Silero VAD
+/// is an onnxruntime session: loading one costs far more than resetting it;
+/// each holds 5-10 MB with its buffer). Clients choose the settings
+/// (vad_tail, max_seconds: thousands of combinations), so the bound is on all
+/// of them together: per settings, a client cycling through them grew a
+/// worker by about 20 MB/s with no session open.
+const VAD_POOL_TOTAL: usize = 8;
 
 /// The open sentence's decoder state.
 enum Decoding {
@@ -336,8 +340,22 @@ impl StreamWorker {
     /// Frees a session; its VAD goes back to the pool, reset.
     fn release(&mut self, s: Session) {
         if let Some((key, vad)) = s.vad {
+            let pooled: usize = self.vads.values().map(Vec::len).sum();
+            if pooled >= VAD_POOL_TOTAL {
+                // make room by dropping an idle VAD of other settings, so the
+                // settings in use now stay pooled
+                if let Some(other) = self.vads.keys().find(|k| **k != key).copied() {
+                    if let Some(p) = self.vads.get_mut(&other) {
+                        p.pop();
+                        if p.is_empty() {
+                            self.vads.remove(&other);
+                        }
+                    }
+                }
+            }
+            let pooled: usize = self.vads.values().map(Vec::len).sum();
             let pool = self.vads.entry(key).or_default();
-            if pool.len() < VAD_POOL_PER_KEY {
+            if pooled < VAD_POOL_TOTAL {
                 vad.reset();
                 pool.push(vad);
             }
