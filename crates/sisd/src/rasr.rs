@@ -400,11 +400,17 @@ impl Connection {
         }
         let limit = mode.max_audio_ms() * s.bytes_per_second / 1000;
         let take = (limit.saturating_sub(s.received_bytes) as usize).min(bytes.len());
-        // a sample split between two frames is joined
-        let mut data = std::mem::take(&mut s.carry);
-        data.extend_from_slice(&bytes[..take]);
+        // a sample split between two frames is joined (a copy only then)
+        let joined;
+        let data: &[u8] = if s.carry.is_empty() {
+            &bytes[..take]
+        } else {
+            joined = [std::mem::take(&mut s.carry).as_slice(), &bytes[..take]].concat();
+            &joined
+        };
         let whole = data.len() - data.len() % s.sample_bytes;
-        s.carry = data.split_off(whole);
+        s.carry = data[whole..].to_vec();
+        let data = &data[..whole];
         let pcm = if data.is_empty() {
             sis_core::Pcm {
                 samples: vec![],
@@ -413,7 +419,7 @@ impl Connection {
         } else {
             match sis_audio::decode(
                 s.cfg.format,
-                &data,
+                data,
                 sis_audio::DecodeLimits { max_ms: u64::MAX },
             ) {
                 Ok(p) => p,
