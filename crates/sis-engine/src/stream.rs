@@ -67,7 +67,30 @@ pub enum StreamEvent {
     Failed(String),
 }
 
-pub type EventSender = tokio::sync::mpsc::UnboundedSender<StreamEvent>;
+/// Where a session's events go: a channel to the session's task in one
+/// process, or straight onto the protocol pipe in an engine worker (no hop
+/// through a forwarding task). Sending never blocks; a receiver that is gone
+/// is ignored.
+#[derive(Clone)]
+pub struct EventSender(std::sync::Arc<dyn Fn(StreamEvent) + Send + Sync>);
+
+impl EventSender {
+    pub fn new(f: impl Fn(StreamEvent) + Send + Sync + 'static) -> Self {
+        EventSender(std::sync::Arc::new(f))
+    }
+
+    pub fn send(&self, event: StreamEvent) {
+        (self.0)(event)
+    }
+}
+
+impl From<tokio::sync::mpsc::UnboundedSender<StreamEvent>> for EventSender {
+    fn from(tx: tokio::sync::mpsc::UnboundedSender<StreamEvent>) -> Self {
+        EventSender::new(move |e| {
+            let _ = tx.send(e);
+        })
+    }
+}
 
 enum Cmd {
     Open {
@@ -396,7 +419,7 @@ impl StreamWorker {
                     self.sessions.insert(id, s);
                 }
                 Err(e) => {
-                    let _ = events.send(StreamEvent::Failed(e.to_string()));
+                    events.send(StreamEvent::Failed(e.to_string()));
                 }
             },
             Cmd::Audio {
@@ -414,7 +437,7 @@ impl StreamWorker {
                 if let Some(mut s) = self.sessions.remove(&id) {
                     if !cancel {
                         self.finish(&mut s);
-                        let _ = s.events.send(StreamEvent::Finished);
+                        s.events.send(StreamEvent::Finished);
                     }
                     self.release(s);
                 }
@@ -522,7 +545,7 @@ impl StreamWorker {
                 let back =
                     ((settings.min_speech_s + 0.04) * rate as f32) as u64 + 2 * s.window as u64;
                 let onset = s.received.saturating_sub(back).max(s.last_boundary);
-                let _ = s.events.send(StreamEvent::VoiceStart {
+                s.events.send(StreamEvent::VoiceStart {
                     ms: Self::ms(s, onset),
                 });
             }
@@ -545,7 +568,7 @@ impl StreamWorker {
             {
                 s.stopped = true;
                 let ms = Self::ms(s, s.received);
-                let _ = s.events.send(StreamEvent::ExceededSilence { ms });
+                s.events.send(StreamEvent::ExceededSilence { ms });
                 return;
             }
         }
@@ -587,13 +610,13 @@ impl StreamWorker {
         if s.p.segmentation == Segmentation::FirstSentence {
             s.stopped = true;
             if t.text.is_empty() {
-                let _ = s.events.send(StreamEvent::ExceededSilence { ms: end_ms });
+                s.events.send(StreamEvent::ExceededSilence { ms: end_ms });
                 return;
             }
-            let _ = s.events.send(StreamEvent::VoiceEnd { ms: end_ms });
+            s.events.send(StreamEvent::VoiceEnd { ms: end_ms });
         }
         if !t.text.is_empty() {
-            let _ = s.events.send(StreamEvent::Result {
+            s.events.send(StreamEvent::Result {
                 start_ms,
                 end_ms,
                 is_final: true,
@@ -651,7 +674,7 @@ impl StreamWorker {
         if s.vad.is_none() {
             if s.stream.is_some() {
                 let t = self.finalize_stream(s);
-                let _ = s.events.send(StreamEvent::Result {
+                s.events.send(StreamEvent::Result {
                     start_ms: 0,
                     end_ms: Self::ms(s, s.received),
                     is_final: true,
@@ -820,7 +843,7 @@ fn interim(s: &mut Session, raw: RawResult) {
         w.start_ms += offset_ms;
         w.end_ms += offset_ms;
     }
-    let _ = s.events.send(StreamEvent::Result {
+    s.events.send(StreamEvent::Result {
         start_ms: s.stream_start * 1000 / rate,
         end_ms: s.received * 1000 / rate,
         is_final: false,

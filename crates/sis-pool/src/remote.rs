@@ -108,7 +108,7 @@ impl Conn {
             FromWorker::Event { id, event } => {
                 let event: StreamEvent = event.into();
                 if let Some(s) = lock(&self.table).sessions.get(&id) {
-                    let _ = s.events.send(event);
+                    s.events.send(event);
                 }
             }
             FromWorker::Taken(list) => {
@@ -145,7 +145,7 @@ impl Conn {
         }
         for (_, s) in t.sessions {
             s.lost.store(true, Ordering::SeqCst);
-            let _ = s.events.send(StreamEvent::Failed(why.to_string()));
+            s.events.send(StreamEvent::Failed(why.to_string()));
         }
         for (_, f) in t.files {
             let _ = f.send(FileReply::Lost(why.to_string()));

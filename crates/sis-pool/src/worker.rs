@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use sis_core::{Pcm, Property};
-use sis_engine::stream::StreamHandle;
+use sis_engine::stream::{EventSender, StreamEvent, StreamHandle};
 use sis_engine::{Engine, EngineError};
 
 use crate::wire::{self, FromWorker, Info, PackInfo, PropertyInfo, ToWorker};
@@ -127,7 +127,17 @@ pub fn run_worker() -> Result<(), String> {
                 property,
                 params,
             } => {
-                let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                // the stream worker writes its events straight onto the
+                // protocol channel: no forwarding task, no extra wake-up
+                let events = {
+                    let tx = tx.clone();
+                    EventSender::new(move |ev: StreamEvent| {
+                        let _ = tx.send(FromWorker::Event {
+                            id,
+                            event: ev.into(),
+                        });
+                    })
+                };
                 let opened = match Property::parse(&property) {
                     Some(p) => engine.open_stream(&p, params.into(), events),
                     None => Err(EngineError::UnknownProperty(property)),
@@ -142,15 +152,6 @@ pub fn run_worker() -> Result<(), String> {
                                 reported: 0,
                             },
                         );
-                        let tx = tx.clone();
-                        rt.spawn(async move {
-                            while let Some(ev) = rx.recv().await {
-                                let _ = tx.send(FromWorker::Event {
-                                    id,
-                                    event: ev.into(),
-                                });
-                            }
-                        });
                     }
                     Err(e) => {
                         let _ = tx.send(FromWorker::Event {

@@ -244,9 +244,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SIS_WORKERS")]
     pub workers: Option<usize>,
     /// Engine worker processes that run the models (a native crash ends
-    /// one of them, not the server); 0 runs the engine in this process.
-    #[arg(long, env = "SIS_ENGINE_WORKERS", default_value_t = 2)]
-    pub engine_workers: usize,
+    /// one of them, not the server); 0 runs the engine in this process
+    /// (default: one per 4 cores, at least 1, at most 8).
+    #[arg(long, env = "SIS_ENGINE_WORKERS")]
+    pub engine_workers: Option<usize>,
     /// Requests that may wait for a decode worker before new ones get SIS.0312.
     #[arg(long, env = "SIS_QUEUE", default_value_t = 256)]
     pub queue: usize,
@@ -455,11 +456,9 @@ impl ServeArgs {
         if self.max_streams == 0 {
             bail!("--max-streams must be at least 1");
         }
-        if self.engine_workers > 64 {
-            bail!(
-                "--engine-workers {}: must be between 0 and 64",
-                self.engine_workers
-            );
+        let engine_workers = self.engine_workers.unwrap_or_else(engine_workers_default);
+        if engine_workers > 64 {
+            bail!("--engine-workers {engine_workers}: must be between 0 and 64");
         }
         if self.queue == 0 {
             bail!("--queue must be at least 1");
@@ -573,7 +572,7 @@ impl ServeArgs {
                 max_streams: self.max_streams,
                 stream_workers: workers,
             },
-            engine_workers: self.engine_workers,
+            engine_workers,
             jobs: crate::jobs::JobsConfig {
                 workers: job_workers,
                 lease_ms: self.job_lease_s as i64 * 1000,
@@ -591,6 +590,14 @@ impl ServeArgs {
             short_audio_memory_mb: self.short_audio_memory_mb,
         })
     }
+}
+
+/// One engine worker per 4 cores, 1 to 8. Each worker process costs a fixed
+/// set of protocol threads and wake-ups: on 2 cores a second worker costs
+/// about 5 % of the real-time streams held (BENCHMARKS.md), while more
+/// workers only make a native crash's blast radius smaller.
+fn engine_workers_default() -> usize {
+    (workers_default() / 4).clamp(1, 8)
 }
 
 /// The number of cores.

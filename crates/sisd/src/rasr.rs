@@ -320,7 +320,7 @@ impl Connection {
             sample_rate: rate,
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let handle = match engine.open_stream(&cfg.property, params, tx) {
+        let handle = match engine.open_stream(&cfg.property, params, tx.into()) {
             Ok(h) => h,
             Err(e) => return self.error(from_engine(e)).await,
         };
