@@ -550,9 +550,10 @@ async fn fetch_audio(
                 .map(|_| ()),
             Err(e) => Err(e),
         };
-        if let Err(e) = kept {
+        match kept {
+            Ok(()) => tracing::info!(job_id = id, key = %key, "audio copy kept in object storage"),
             // the job goes on; only a takeover would fetch data_url again
-            tracing::warn!(job_id = id, error = %e, "cannot keep a copy of the audio");
+            Err(e) => tracing::warn!(job_id = id, error = %e, "cannot keep a copy of the audio"),
         }
     }
     Ok(())
