@@ -24,6 +24,8 @@ use crate::registry::{AsrModel, VadSource};
 use crate::sherpa::{self, Vad, VadSettings};
 use crate::EngineError;
 
+#[cfg(test)]
+mod tests;
 
 /// Sentences handed to the decoding thread at a time. Each is decoded alone:
 /// a multi-stream call pads every sentence to the longest of the batch, which

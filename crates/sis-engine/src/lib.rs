@@ -32,6 +32,8 @@ mod postprocess;
 mod registry;
 mod sherpa;
 pub mod stream;
+#[cfg(test)]
+mod testsupport;
 
 use std::path::PathBuf;
 use std::sync::Arc;

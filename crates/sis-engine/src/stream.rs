@@ -6,6 +6,8 @@
 //! multi-stream call, and sends events back on each session's channel. No
 //! thread per connection; nothing decodes on the async runtime.
 
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -136,6 +136,18 @@ impl StreamWorker {
         source.load(settings, max_s as f32 + 5.0)
     }
 
+    /// Sessions open on this worker.
+    #[cfg(test)]
+    pub(super) fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Idle VADs kept for reuse.
+    #[cfg(test)]
+    pub(super) fn pooled_vads(&self) -> usize {
+        self.vads.values().map(Vec::len).sum()
+    }
+
     /// Frees a session; its VAD goes back to the pool, reset.
     fn release(&mut self, s: Session) {
         if let Some((key, vad)) = s.vad {
