@@ -15,7 +15,8 @@
 //!   [`DecodingContext`].
 //! - The scheduler, the stream workers and the file pipeline get only what
 //!   they use: the chosen model (`registry::AsrModel`), a VAD source and the
-//!   post-processor; none sees the registry.
+//!   post-processor; none sees the registry or the `Engine`
+//!   (`tests/sherpa_boundary.rs`).
 //! - Decoding never runs on the async runtime's threads: requests become jobs
 //!   on a bounded queue; worker threads batch queued jobs for the same model
 //!   into one multi-stream decode call. A full queue refuses new work

@@ -162,3 +162,37 @@ fn no_other_crate_depends_on_sherpa() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// Whether `line` has `word` as a whole identifier (`Engine`, not `EngineError`).
+fn has_ident(line: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    line.match_indices(word).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + word.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
+#[test]
+fn the_scheduler_stream_workers_and_file_pipeline_never_see_the_registry() {
+    // they get the chosen model, a VadSource and the Postprocessor; the
+    // registry (and the Engine around it) stays in lib.rs and registry.rs
+    let src = manifest_dir().join("src");
+    let mut files = Vec::new();
+    for f in ["batch.rs", "file.rs"] {
+        files.push(src.join(f));
+    }
+    rust_files(&src.join("stream"), &mut files);
+    files.push(src.join("stream.rs"));
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("tests.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if ["Registry", "Engine"].iter().any(|w| has_ident(line, w)) {
+                found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(files.len() >= 4, "{files:?}");
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
