@@ -15,12 +15,17 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use sherpa_onnx::VoiceActivityDetector;
 use sis_audio::StreamResampler;
-use sis_core::{Property, RecognitionOptions, Transcript};
+use sis_core::{RecognitionOptions, Transcript};
 
-use crate::sherpa::{self, VadSettings};
-use crate::{postprocess, Engine, EngineError, Shared};
+use crate::decoding::DecodingContext;
+use crate::postprocess::Postprocessor;
+use crate::registry::{AsrModel, VadSource};
+use crate::sherpa::{self, Vad, VadSettings};
+use crate::EngineError;
+
+#[cfg(test)]
+mod tests;
 
 /// Sentences handed to the decoding thread at a time. Each is decoded alone:
 /// a multi-stream call pads every sentence to the longest of the batch, which
@@ -34,7 +39,7 @@ const TAIL_S: f32 = 0.1;
 /// Batches waiting for the decoding thread (bounds memory when it falls behind).
 const QUEUED_BATCHES: usize = 2;
 /// Longest sentence before the VAD forces a break.
-const MAX_SENTENCE_S: f32 = 20.0;
+pub(crate) const MAX_SENTENCE_S: f32 = 20.0;
 /// Recent audio kept per channel: a sentence plus its margins.
 const HISTORY_S: f32 = MAX_SENTENCE_S + 4.0;
 
@@ -49,7 +54,7 @@ pub struct FileSentence {
 
 struct Channel {
     resampler: StreamResampler,
-    vad: VoiceActivityDetector,
+    vad: Vad,
     /// Resampled samples not yet a whole VAD window.
     window: Vec<f32>,
     /// The most recent resampled audio; `history_start` is the index of its first sample.
@@ -80,42 +85,38 @@ pub struct FileTranscriber {
 
 /// What the decoding thread needs.
 struct Decoder {
-    shared: Arc<Shared>,
-    model: usize,
+    model: Arc<AsrModel>,
+    post: Arc<Postprocessor>,
     rate: u32,
     options: RecognitionOptions,
+    context: DecodingContext,
     recognised: Arc<AtomicUsize>,
 }
 
-impl Engine {
+impl FileTranscriber {
     /// A transcriber for a file of `channels` channels at `input_rate` Hz,
-    /// recognised with the offline pack serving `property` (or a streaming
-    /// one, if that is all there is). Needs the VAD pack.
-    pub fn file_transcriber(
-        &self,
-        property: &Property,
+    /// recognised with `model`, split into sentences by VADs from `vad`.
+    pub(crate) fn start(
+        model: Arc<AsrModel>,
+        vad: &VadSource,
+        post: Arc<Postprocessor>,
         input_rate: u32,
         channels: usize,
         options: RecognitionOptions,
     ) -> Result<FileTranscriber, EngineError> {
-        let model = self.model_for(property)?;
-        let pack =
-            self.shared.vad_pack.as_ref().ok_or_else(|| {
-                EngineError::Failed("file transcription needs the VAD pack".into())
-            })?;
         // Every channel is brought to the VAD's rate (the only one it runs
         // at); sentences are decoded at that rate, which sherpa-onnx converts
         // to the model's own when they differ (an 8 kHz pack).
         let rate = sherpa::VAD_RATE;
         let settings = VadSettings {
             max_speech_s: MAX_SENTENCE_S,
-            ..self.shared.config.vad
+            ..vad.base
         };
         let mut chans = Vec::new();
         for _ in 0..channels.max(1) {
             chans.push(Channel {
                 resampler: StreamResampler::new(input_rate, rate),
-                vad: sherpa::load_vad(pack, settings, MAX_SENTENCE_S + 5.0)?,
+                vad: vad.load(settings, MAX_SENTENCE_S + 5.0)?,
                 window: Vec::new(),
                 history: VecDeque::new(),
                 history_start: 0,
@@ -124,9 +125,10 @@ impl Engine {
         }
         let recognised = Arc::new(AtomicUsize::new(0));
         let decoder = Decoder {
-            shared: self.shared.clone(),
             model,
+            post,
             rate,
+            context: DecodingContext::for_request(&options),
             options,
             recognised: recognised.clone(),
         };
@@ -151,9 +153,7 @@ impl Engine {
             recognised,
         })
     }
-}
 
-impl FileTranscriber {
     /// Feeds the next piece of audio: one slice per channel, at the input rate.
     pub fn push(&mut self, planar: &[Vec<f32>]) -> Result<(), EngineError> {
         for (c, samples) in planar.iter().enumerate().take(self.channels.len()) {
@@ -181,7 +181,7 @@ impl FileTranscriber {
         let whole = ch.window.len() / w * w;
         let blocks: Vec<f32> = ch.window.drain(..whole).collect();
         for b in blocks.chunks(w) {
-            self.channels[c].vad.accept_waveform(b);
+            self.channels[c].vad.accept(b);
             self.channels[c].fed += b.len() as u64;
             self.take_segments(c);
         }
@@ -190,12 +190,8 @@ impl FileTranscriber {
     fn take_segments(&mut self, c: usize) {
         let lead = (LEAD_S * self.rate as f32) as u64;
         let tail = (TAIL_S * self.rate as f32) as u64;
-        loop {
-            let ch = &self.channels[c];
-            let Some(seg) = ch.vad.front() else { break };
-            let start = seg.start().max(0) as u64;
-            let end = start + seg.n().max(0) as u64;
-            ch.vad.pop();
+        let ch = &self.channels[c];
+        for (start, end) in ch.vad.take_segments() {
             let from = start.saturating_sub(lead).max(ch.history_start);
             let have = ch.history_start + ch.history.len() as u64;
             let to = (end + tail).min(have);
@@ -273,23 +269,19 @@ impl FileTranscriber {
 
 impl Decoder {
     fn decode(&self, batch: Vec<Pending>, done: &mut Vec<FileSentence>) -> Result<(), EngineError> {
-        let m = &self.shared.models[self.model];
         let rate = self.rate as f32;
         for p in batch {
             let raw = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                sherpa::decode_batch(&m.recognizer, self.rate, &[p.audio.as_slice()])
+                self.model
+                    .recognizer
+                    .decode_batch(self.rate, &[(&self.context, p.audio.as_slice())])
             }))
             .map_err(|_| EngineError::Failed("decoder panicked".into()))?
             .pop()
             .ok_or_else(|| EngineError::Failed("the decoder returned nothing".into()))?;
             let offset = p.audio_start as f32 / rate;
             let end_s = (p.audio_start + p.audio.len() as u64) as f32 / rate;
-            let t = postprocess::transcript(
-                &[(offset, raw)],
-                end_s,
-                &self.options,
-                self.shared.punctuation.as_ref(),
-            );
+            let t = self.post.transcript(&[(offset, raw)], end_s, &self.options);
             if t.text.is_empty() {
                 continue;
             }

@@ -1,34 +1,49 @@
-//! The speech engine: model packs, sherpa-onnx recognizers and the decode
-//! scheduler that runs them on a bounded pool of worker threads.
+//! The speech engine: model packs, sherpa-onnx recognizers, and the three
+//! ways audio reaches them — the decode scheduler for whole utterances
+//! (`batch.rs`), the real-time stream workers (`stream.rs`) and the file
+//! pipeline (`file.rs`). [`Engine`] puts them together.
 //!
 //! Architecture invariants:
 //! - This is the only crate that depends on sherpa-onnx, and within it only
-//!   `sherpa.rs` calls it.
+//!   `sherpa.rs` names it: `clippy.toml` forbids its types and functions
+//!   elsewhere, and `tests/sherpa_boundary.rs` fails on any other mention.
 //! - No pack reaches sherpa-onnx before [`pack::Pack::check`] (and, at server
 //!   start, a child-process probe) accepted it: sherpa-onnx ends the process on
-//!   configurations it rejects.
+//!   configurations it rejects (`registry.rs`).
+//! - Every recognition stream is made by one function
+//!   (`sherpa::Recognizer::create_stream`) from the request's
+//!   [`DecodingContext`].
+//! - The scheduler, the stream workers and the file pipeline get only what
+//!   they use: the chosen model (`registry::AsrModel`), a VAD source and the
+//!   post-processor; none sees the registry or the `Engine`
+//!   (`tests/sherpa_boundary.rs`).
 //! - Decoding never runs on the async runtime's threads: requests become jobs
 //!   on a bounded queue; worker threads batch queued jobs for the same model
 //!   into one multi-stream decode call. A full queue refuses new work
 //!   ([`EngineError::Busy`]) instead of slowing everyone down.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod batch;
+pub mod decoding;
 pub mod file;
 pub mod install;
 pub mod onnx_meta;
 pub mod pack;
 mod postprocess;
+mod registry;
 mod sherpa;
 pub mod stream;
+#[cfg(test)]
+mod testsupport;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use sis_core::{Pcm, Property, RecognitionOptions, Transcript};
 
+pub use decoding::{DecodingContext, DecodingMethod};
 pub use pack::{Pack, PackError, PackKind};
+pub use registry::{check_packs, probe_pack, PackSummary};
 pub use sherpa::VadSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,261 +115,90 @@ impl Default for EngineConfig {
     }
 }
 
-/// A loaded ASR pack.
-struct AsrModel {
-    pack: Pack,
-    recognizer: sherpa::Recognizer,
-}
-
-/// Summary of a loaded pack, for `/health` and `models list`.
+/// A recorded file to transcribe: its property, rate and channel count,
+/// and what the caller asked for.
 #[derive(Clone, Debug)]
-pub struct PackSummary {
-    pub name: String,
-    pub kind: PackKind,
-    pub model_type: String,
-    pub properties: Vec<String>,
+pub struct FileRequest {
+    pub property: Property,
+    pub input_rate: u32,
+    pub channels: usize,
+    pub options: RecognitionOptions,
 }
 
-struct Job {
-    model: usize,
-    pcm: Pcm,
-    options: RecognitionOptions,
-    reply: tokio::sync::oneshot::Sender<Result<Transcript, EngineError>>,
+/// A whole utterance to recognise (short audio): samples at the property's
+/// rate, and what the caller asked for.
+#[derive(Clone, Debug)]
+pub struct UtteranceRequest {
+    pub property: Property,
+    pub pcm: Pcm,
+    pub options: RecognitionOptions,
 }
 
-struct Shared {
-    models: Vec<AsrModel>,
-    punctuation: Option<sherpa_onnx::OfflinePunctuation>,
-    vad_pack: Option<Pack>,
-    config: EngineConfig,
-}
-
+/// The engine: the packs and the three paths to them.
 pub struct Engine {
-    shared: Arc<Shared>,
-    by_property: HashMap<String, usize>,
-    /// The pack real-time sessions of a property use: a streaming pack when
-    /// one serves it, else an offline pack (VAD + re-decoding).
-    realtime_by_property: HashMap<String, usize>,
+    registry: registry::Registry,
+    post: Arc<postprocess::Postprocessor>,
+    scheduler: batch::DecodeScheduler,
     hub: stream::Hub,
-    tx: Option<Sender<Job>>,
-    workers: Vec<std::thread::JoinHandle<()>>,
-    summaries: Vec<PackSummary>,
-}
-
-/// Loads a checked pack in this process (used by the child-process probe).
-pub fn probe_pack(pack: &Pack) -> Result<(), EngineError> {
-    pack.check()?;
-    match pack.manifest.kind {
-        PackKind::OfflineAsr | PackKind::StreamingAsr => {
-            smoke_recognizer(pack, &sherpa::load_recognizer(pack, 1)?);
-        }
-        PackKind::Vad => smoke_vad(pack)?,
-        PackKind::Punctuation => smoke_punctuation(pack, &sherpa::load_punctuation(pack)?)?,
-    }
-    Ok(())
-}
-
-/// One 1 s decode of silence: proves the graph runs, not only loads, before
-/// any client audio reaches it (a bad configuration can end the process on
-/// the first decode rather than at load).
-fn smoke_recognizer(pack: &Pack, rec: &sherpa::Recognizer) {
-    let silence = vec![0f32; pack.manifest.sample_rate as usize];
-    sherpa::decode_batch(rec, pack.manifest.sample_rate, &[&silence]);
-}
-
-fn smoke_vad(pack: &Pack) -> Result<(), EngineError> {
-    let vad = sherpa::load_vad(pack, VadSettings::default(), 5.0)?;
-    sherpa::vad_segments(&vad, &vec![0f32; sherpa::VAD_RATE as usize]);
-    Ok(())
-}
-
-fn smoke_punctuation(pack: &Pack, p: &sherpa_onnx::OfflinePunctuation) -> Result<(), EngineError> {
-    p.add_punctuation("今天天气很好我们去公园 hello world 好吗")
-        .map(|_| ())
-        .ok_or_else(|| {
-            EngineError::Load(format!(
-                "punctuation pack {} returned nothing for a test sentence",
-                pack.name()
-            ))
-        })
-}
-
-fn probe_in_child(exe: &std::path::Path, pack: &Pack) -> Result<(), EngineError> {
-    let out = std::process::Command::new(exe)
-        .args(["models", "probe"])
-        .arg(&pack.dir)
-        .output()
-        .map_err(|e| EngineError::Load(format!("cannot run probe {}: {e}", exe.display())))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-    Err(EngineError::Pack(PackError {
-        pack: pack.dir.display().to_string(),
-        problem: format!(
-            "sherpa-onnx rejected the pack in a probe process ({}): {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        ),
-    }))
-}
-
-/// What [`Engine::load`] does before it loads anything, without loading:
-/// opens and checks every pack, and probes it in a child process when
-/// `probe_exe` is set. Used by a server that loads its engines in worker
-/// processes, so a broken pack stops it with the pack's name.
-pub fn check_packs(config: &EngineConfig) -> Result<Vec<Pack>, EngineError> {
-    let mut packs = Vec::new();
-    for dir in &config.packs {
-        let pack = Pack::open(dir)?;
-        pack.check()?;
-        if let Some(exe) = &config.probe_exe {
-            probe_in_child(exe, &pack)?;
-        }
-        packs.push(pack);
-    }
-    Ok(packs)
 }
 
 impl Engine {
     /// Checks, probes and loads every pack, then starts the workers. Any bad
     /// pack fails the whole load with a message naming it.
     pub fn load(config: EngineConfig) -> Result<Engine, EngineError> {
-        let mut models = Vec::new();
-        let mut punctuation = None;
-        let mut vad_pack = None;
-        let mut by_property = HashMap::new();
-        let mut realtime_by_property: HashMap<String, usize> = HashMap::new();
-        let mut summaries = Vec::new();
-        for dir in &config.packs {
-            let pack = Pack::open(dir)?;
-            pack.check()?;
-            if let Some(exe) = &config.probe_exe {
-                probe_in_child(exe, &pack)?;
-            }
-            let m = &pack.manifest;
-            summaries.push(PackSummary {
-                name: m.name.clone(),
-                kind: m.kind,
-                model_type: m.model_type.clone(),
-                properties: m.properties.clone(),
-            });
-            match m.kind {
-                PackKind::OfflineAsr | PackKind::StreamingAsr => {
-                    let idx = models.len();
-                    for p in &m.properties {
-                        // Streaming packs win over offline ones for real time.
-                        let better = match realtime_by_property.get(p) {
-                            None => true,
-                            Some(&j) => {
-                                let other: &AsrModel = &models[j];
-                                other.pack.manifest.kind == PackKind::OfflineAsr
-                                    && m.kind == PackKind::StreamingAsr
-                            }
-                        };
-                        if better {
-                            realtime_by_property.insert(p.clone(), idx);
-                        }
-                    }
-                    for p in &m.properties {
-                        // Offline packs win over streaming ones for whole-file requests.
-                        let better = match by_property.get(p) {
-                            None => true,
-                            Some(&j) => {
-                                let other: &AsrModel = &models[j];
-                                other.pack.manifest.kind == PackKind::StreamingAsr
-                                    && m.kind == PackKind::OfflineAsr
-                            }
-                        };
-                        if better {
-                            by_property.insert(p.clone(), idx);
-                        }
-                    }
-                    let recognizer = sherpa::load_recognizer(&pack, config.threads_per_decode)?;
-                    // in this process too: with --no-probe nothing else runs
-                    // the graph before the first client does
-                    smoke_recognizer(&pack, &recognizer);
-                    models.push(AsrModel { pack, recognizer });
-                }
-                PackKind::Vad => {
-                    smoke_vad(&pack)?;
-                    vad_pack = Some(pack);
-                }
-                PackKind::Punctuation => {
-                    let p = sherpa::load_punctuation(&pack)?;
-                    smoke_punctuation(&pack, &p)?;
-                    punctuation = Some(p);
-                }
-            }
-        }
-        let shared = Arc::new(Shared {
-            models,
-            punctuation,
-            vad_pack,
-            config: config.clone(),
-        });
-        let (tx, rx) = bounded::<Job>(config.queue.max(1));
-        let mut workers = Vec::new();
-        for i in 0..config.workers.max(1) {
-            let shared = shared.clone();
-            let rx = rx.clone();
-            let vad = match (&shared.vad_pack, shared.config.use_vad) {
-                (Some(p), true) => Some(sherpa::load_vad(p, shared.config.vad, 70.0)?),
-                _ => None,
-            };
-            let handle = std::thread::Builder::new()
-                .name(format!("decode-{i}"))
-                .spawn(move || worker(shared, rx, vad))
-                .map_err(|e| EngineError::Load(format!("cannot start decode worker: {e}")))?;
-            workers.push(handle);
-        }
+        let (registry, punctuation) = registry::Registry::load(&config)?;
+        let post = Arc::new(postprocess::Postprocessor::new(punctuation));
+        let scheduler = batch::DecodeScheduler::start(
+            batch::SchedulerSettings {
+                workers: config.workers,
+                queue: config.queue,
+                max_batch: config.max_batch,
+                vad_min_audio_s: config.vad_min_audio_s,
+            },
+            post.clone(),
+            registry.vad().filter(|_| config.use_vad),
+        )?;
         let hub = stream::Hub::start(
-            shared.clone(),
+            post.clone(),
+            registry.vad().cloned(),
             config.stream_workers,
             config.max_streams.max(1),
         )?;
         Ok(Engine {
-            shared,
-            by_property,
-            realtime_by_property,
+            registry,
+            post,
+            scheduler,
             hub,
-            tx: Some(tx),
-            workers,
-            summaries,
         })
     }
 
     pub fn packs(&self) -> &[PackSummary] {
-        &self.summaries
+        self.registry.packs()
     }
 
     pub fn has_punctuation(&self) -> bool {
-        self.shared.punctuation.is_some()
+        self.post.has_punctuation()
     }
 
-    /// The sample rate audio for `property` is decoded at, if served.
+    /// Whether a pack serves `property` for whole audio.
     pub fn serves(&self, property: &Property) -> bool {
-        self.by_property.contains_key(property.name())
+        self.registry.serves(property)
     }
 
     /// Whether real-time sessions can be opened for `property`.
     pub fn serves_realtime(&self, property: &Property) -> bool {
-        self.realtime_by_property.contains_key(property.name())
+        self.registry.serves_realtime(property)
     }
 
     /// Whether real-time sessions of `property` run on a streaming pack
     /// (otherwise an offline pack, which needs the VAD pack for sentences).
     pub fn realtime_is_streaming(&self, property: &Property) -> bool {
-        self.realtime_by_property
-            .get(property.name())
-            .and_then(|&i| self.shared.models.get(i))
-            .is_some_and(|m| m.pack.manifest.kind == PackKind::StreamingAsr)
+        self.registry.realtime_is_streaming(property)
     }
 
     /// Whether sentence segmentation (a VAD pack) is available.
     pub fn has_vad(&self) -> bool {
-        self.shared.vad_pack.is_some()
+        self.registry.vad().is_some()
     }
 
     /// Opens a real-time session; its events arrive on `events`.
@@ -364,10 +208,7 @@ impl Engine {
         params: stream::StreamParams,
         events: stream::EventSender,
     ) -> Result<stream::StreamHandle, EngineError> {
-        let model = *self
-            .realtime_by_property
-            .get(property.name())
-            .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))?;
+        let model = self.registry.for_realtime(property)?;
         self.hub.open(model, params, events)
     }
 
@@ -376,176 +217,44 @@ impl Engine {
         self.hub.active()
     }
 
-    /// The pack that serves `property` for whole audio (short audio, files).
-    fn model_for(&self, property: &Property) -> Result<usize, EngineError> {
-        self.by_property
-            .get(property.name())
-            .copied()
-            .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))
+    /// Recognises a whole utterance. Its audio must be at the property's rate.
+    pub async fn recognize(&self, request: UtteranceRequest) -> Result<Transcript, EngineError> {
+        let model = self.registry.for_whole_audio(&request.property)?;
+        self.scheduler
+            .recognize(model, request.pcm, request.options)
+            .await
     }
 
-    /// Recognises a whole utterance. `pcm` must be at the property's rate.
-    pub async fn recognize(
+    /// A transcriber for a recorded file, recognised with the offline pack
+    /// serving its property (or a streaming one, if that is all there is).
+    /// Needs the VAD pack.
+    pub fn file_transcriber(
         &self,
-        property: &Property,
-        pcm: Pcm,
-        options: RecognitionOptions,
-    ) -> Result<Transcript, EngineError> {
-        let model = self.model_for(property)?;
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(EngineError::ShuttingDown)?;
-        tx.try_send(Job {
+        request: FileRequest,
+    ) -> Result<file::FileTranscriber, EngineError> {
+        let model = self.registry.for_whole_audio(&request.property)?;
+        let vad = self
+            .registry
+            .vad()
+            .ok_or_else(|| EngineError::Failed("file transcription needs the VAD pack".into()))?;
+        file::FileTranscriber::start(
             model,
-            pcm,
-            options,
-            reply,
-        })
-        .map_err(|e| match e {
-            TrySendError::Full(_) => EngineError::Busy,
-            TrySendError::Disconnected(_) => EngineError::ShuttingDown,
-        })?;
-        rx.await
-            .map_err(|_| EngineError::Failed("decode worker stopped".into()))?
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.tx.take();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-    }
-}
-
-/// Pads speech regions and joins those separated by short pauses, so words at
-/// the edges are not clipped.
-fn regions(raw: &[(usize, usize)], len: usize, rate: usize) -> Vec<(usize, usize)> {
-    // Silero reports onsets late on soft starts (a leading 一 was clipped with
-    // 250 ms), so the lead pad is longer than the tail pad.
-    let lead = rate * 2 / 5;
-    let pad = rate / 4;
-    let join_gap = rate * 3 / 10;
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    for &(s, e) in raw {
-        let s = s.saturating_sub(lead);
-        let e = (e + pad).min(len);
-        match out.last_mut() {
-            Some(last) if s <= last.1 + join_gap => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
-
-fn worker(shared: Arc<Shared>, rx: Receiver<Job>, vad: Option<sherpa_onnx::VoiceActivityDetector>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < shared.config.max_batch {
-            // Batch only what is already waiting: never delay a lone request.
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        // Group by model so each group is one multi-stream decode.
-        let mut groups: HashMap<usize, Vec<Job>> = HashMap::new();
-        for j in batch {
-            groups.entry(j.model).or_default().push(j);
-        }
-        for (model, jobs) in groups {
-            run_group(&shared, model, jobs, vad.as_ref());
-        }
-    }
-}
-
-fn run_group(
-    shared: &Shared,
-    model: usize,
-    jobs: Vec<Job>,
-    vad: Option<&sherpa_onnx::VoiceActivityDetector>,
-) {
-    let m = &shared.models[model];
-    let rate = m.pack.manifest.sample_rate;
-    // Audio at the model's rate, and the speech regions to decode.
-    let prepared: Vec<(Pcm, Vec<(usize, usize)>)> = jobs
-        .iter()
-        .map(|j| {
-            let audio = if j.pcm.sample_rate == rate {
-                j.pcm.clone()
-            } else {
-                sis_audio::resample(&j.pcm, rate)
-            };
-            let len = audio.samples.len();
-            let long_enough = len as f32 >= shared.config.vad_min_audio_s * rate as f32;
-            let regs = match vad {
-                Some(v) if rate == 16000 && long_enough => {
-                    regions(&sherpa::vad_segments(v, &audio.samples), len, rate as usize)
-                }
-                _ => vec![(0, len)],
-            };
-            (audio, regs)
-        })
-        .collect();
-    let segments: Vec<&[f32]> = prepared
-        .iter()
-        .flat_map(|(a, regs)| regs.iter().map(move |&(s, e)| &a.samples[s..e]))
-        .collect();
-    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        sherpa::decode_batch(&m.recognizer, rate, &segments)
-    }));
-    let mut results = match results {
-        Ok(r) => r.into_iter(),
-        Err(_) => {
-            for j in jobs {
-                let _ = j
-                    .reply
-                    .send(Err(EngineError::Failed("decoder panicked".into())));
-            }
-            return;
-        }
-    };
-    for (job, (audio, regs)) in jobs.into_iter().zip(prepared) {
-        let mut pieces = Vec::new();
-        for &(s, _) in &regs {
-            let r = results.next().unwrap_or_default();
-            pieces.push((s as f32 / rate as f32, r));
-        }
-        let duration_s = audio.samples.len() as f32 / rate as f32;
-        let t = postprocess::transcript(
-            &pieces,
-            duration_s,
-            &job.options,
-            shared.punctuation.as_ref(),
-        );
-        let _ = job.reply.send(Ok(t));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::regions;
-
-    #[test]
-    fn regions_pad_and_join() {
-        // 16 kHz: lead 6400, tail 4000 samples, join gaps under 4800
-        let r = regions(
-            &[(8000, 16000), (20000, 30000), (60000, 70000)],
-            72000,
-            16000,
-        );
-        assert_eq!(r, vec![(1600, 34000), (53600, 72000)]);
-        assert!(regions(&[], 100, 16000).is_empty());
+            vad,
+            self.post.clone(),
+            request.input_rate,
+            request.channels,
+            request.options,
+        )
     }
 }
 
 /// sherpa-onnx with nothing around it: the peer that the short-audio benchmark
 /// compares the service with (same pack, same decode call, same process).
 pub mod bench_support {
-    use crate::{pack::Pack, sherpa, EngineError};
+    use crate::{pack::Pack, sherpa::Recognizer, DecodingContext, EngineError};
 
     pub struct DirectDecoder {
-        recognizer: sherpa::Recognizer,
+        recognizer: Recognizer,
         rate: u32,
     }
 
@@ -553,14 +262,15 @@ pub mod bench_support {
         pub fn new(pack: &Pack) -> Result<DirectDecoder, EngineError> {
             pack.check()?;
             Ok(DirectDecoder {
-                recognizer: sherpa::load_recognizer(pack, 1)?,
+                recognizer: Recognizer::load(pack, 1)?,
                 rate: pack.manifest.sample_rate,
             })
         }
 
         /// Decodes one utterance; returns its tokens joined.
         pub fn decode(&self, samples: &[f32]) -> String {
-            sherpa::decode_batch(&self.recognizer, self.rate, &[samples])
+            self.recognizer
+                .decode_batch(self.rate, &[(&DecodingContext::default(), samples)])
                 .into_iter()
                 .flat_map(|r| r.tokens)
                 .collect()

@@ -3,7 +3,57 @@
 
 use sis_core::{RecognitionOptions, Transcript, WordTiming};
 
-use crate::sherpa::RawResult;
+use crate::sherpa::{Punctuation, RawResult};
+
+/// What turns decoder output into transcripts, shared by every path: the
+/// punctuation model when one is installed (else `sis_text`'s fallback).
+pub struct Postprocessor {
+    punctuation: Option<Punctuation>,
+}
+
+impl Postprocessor {
+    pub fn new(punctuation: Option<Punctuation>) -> Postprocessor {
+        Postprocessor { punctuation }
+    }
+
+    pub fn has_punctuation(&self) -> bool {
+        self.punctuation.is_some()
+    }
+
+    /// A final transcript of `pieces` ((segment offset in s, raw result), in
+    /// order) over `duration_s`, as `options` ask.
+    pub fn transcript(
+        &self,
+        pieces: &[(f32, RawResult)],
+        duration_s: f32,
+        options: &RecognitionOptions,
+    ) -> Transcript {
+        transcript(pieces, duration_s, options, self.punctuation.as_ref())
+    }
+
+    /// An interim transcript: text only (no punctuation, no word list).
+    pub fn partial(
+        &self,
+        raw: RawResult,
+        duration_s: f32,
+        options: &RecognitionOptions,
+    ) -> Transcript {
+        let options = RecognitionOptions {
+            add_punc: false,
+            need_word_info: false,
+            ..options.clone()
+        };
+        transcript(&[(0.0, raw)], duration_s, &options, None)
+    }
+}
+
+/// Moves every word of `t` by `offset_ms` (segment times to session times).
+pub fn shift_words(t: &mut Transcript, offset_ms: u32) {
+    for w in &mut t.words {
+        w.start_ms += offset_ms;
+        w.end_ms += offset_ms;
+    }
+}
 
 /// Longest time a single character is assumed to last when the next token is
 /// far away (CTC marks where a token fires, not how long it lasts).
@@ -16,11 +66,11 @@ struct TimedChar {
 }
 
 /// `pieces`: (segment offset in s, raw result) in order.
-pub fn transcript(
+fn transcript(
     pieces: &[(f32, RawResult)],
     duration_s: f32,
     options: &RecognitionOptions,
-    punctuation: Option<&sherpa_onnx::OfflinePunctuation>,
+    punctuation: Option<&Punctuation>,
 ) -> Transcript {
     // Flatten tokens into timed characters ('▁' marks a word start in BPE models).
     let mut chars: Vec<TimedChar> = Vec::new();
@@ -119,7 +169,7 @@ pub fn transcript(
     let mut text: String = pieces.iter().map(|p| p.text.as_str()).collect();
     if options.add_punc && !text.trim().is_empty() {
         text = match punctuation {
-            Some(p) => p.add_punctuation(&text).unwrap_or(text),
+            Some(p) => p.punctuate(&text).unwrap_or(text),
             None => sis_text::punct::end_of_sentence(&text),
         };
     }

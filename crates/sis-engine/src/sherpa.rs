@@ -1,15 +1,30 @@
 //! The only module that calls sherpa-onnx. Every function here assumes its
 //! pack passed [`Pack::check`](crate::pack::Pack::check): sherpa-onnx ends the
 //! process on configurations it rejects, so nothing unchecked reaches it.
+//!
+//! The rest of the crate sees only the types below ([`Recognizer`],
+//! [`LiveStream`], [`Vad`], [`Punctuation`], [`RawResult`]), whose sherpa-onnx
+//! objects are private fields. `clippy.toml` forbids every sherpa-onnx type
+//! and function outside this module, and `tests/sherpa_boundary.rs` fails on
+//! any mention of the crate elsewhere.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_fields,
+    clippy::disallowed_methods
+)]
 
 use sherpa_onnx::{
     OfflinePunctuation, OfflinePunctuationConfig, OfflinePunctuationModelConfig, OfflineRecognizer,
-    OfflineRecognizerConfig, OnlineRecognizer, OnlineRecognizerConfig, SileroVadModelConfig,
-    VadModelConfig, VoiceActivityDetector,
+    OfflineRecognizerConfig, OfflineStream, OnlineRecognizer, OnlineRecognizerConfig, OnlineStream,
+    SileroVadModelConfig, VadModelConfig, VoiceActivityDetector,
 };
 
+use crate::decoding::{DecodingContext, DecodingMethod};
 use crate::pack::{Pack, PackKind};
 use crate::EngineError;
+
+/// Every model runs on the CPU.
+const PROVIDER: &str = "cpu";
 
 fn path(pack: &Pack, role: &str) -> Result<Option<String>, EngineError> {
     pack.file(role)
@@ -17,82 +32,232 @@ fn path(pack: &Pack, role: &str) -> Result<Option<String>, EngineError> {
         .ok_or_else(|| EngineError::Load(format!("{}: no {role} file", pack.name())))
 }
 
-pub enum Recognizer {
-    Offline(OfflineRecognizer),
-    Streaming(OnlineRecognizer),
+/// The settings the offline and the online recognizer configs share: their
+/// types differ, their field names do not.
+macro_rules! shared_settings {
+    ($config:expr, $pack:expr, $threads:expr, $method:expr) => {{
+        $config.decoding_method = Some($method.sherpa_name().into());
+        $config.model_config.tokens = path($pack, "tokens")?;
+        $config.model_config.num_threads = $threads;
+        $config.model_config.provider = Some(PROVIDER.into());
+    }};
 }
 
-pub fn load_recognizer(pack: &Pack, threads: i32) -> Result<Recognizer, EngineError> {
-    let m = &pack.manifest;
-    let fail = || EngineError::Load(format!("sherpa-onnx could not load pack {}", pack.name()));
-    match m.kind {
-        PackKind::OfflineAsr => {
-            let mut c = OfflineRecognizerConfig::default();
-            let mc = &mut c.model_config;
-            mc.tokens = path(pack, "tokens")?;
-            mc.num_threads = threads;
-            mc.provider = Some("cpu".into());
-            match m.model_type.as_str() {
-                "nemo_ctc" => mc.nemo_ctc.model = path(pack, "model")?,
-                "zipformer_ctc" => mc.zipformer_ctc.model = path(pack, "model")?,
-                "wenet_ctc" => mc.wenet_ctc.model = path(pack, "model")?,
-                "paraformer" => mc.paraformer.model = path(pack, "model")?,
-                "sense_voice" => {
-                    mc.sense_voice.model = path(pack, "model")?;
-                    mc.sense_voice.language = Some("auto".into());
-                    mc.sense_voice.use_itn = false;
-                }
-                "transducer" => {
-                    mc.transducer.encoder = path(pack, "encoder")?;
-                    mc.transducer.decoder = path(pack, "decoder")?;
-                    mc.transducer.joiner = path(pack, "joiner")?;
-                }
-                t => {
-                    return Err(EngineError::Load(format!(
-                        "unsupported offline model_type {t}"
-                    )))
-                }
-            }
-            c.decoding_method = Some("greedy_search".into());
-            OfflineRecognizer::create(&c)
-                .map(Recognizer::Offline)
-                .ok_or_else(fail)
-        }
-        PackKind::StreamingAsr => {
-            let mut c = OnlineRecognizerConfig::default();
-            let mc = &mut c.model_config;
-            mc.tokens = path(pack, "tokens")?;
-            mc.num_threads = threads;
-            mc.provider = Some("cpu".into());
-            match m.model_type.as_str() {
-                "nemo_ctc" => mc.nemo_ctc.model = path(pack, "model")?,
-                "zipformer2_ctc" => mc.zipformer2_ctc.model = path(pack, "model")?,
-                "paraformer" => {
-                    mc.paraformer.encoder = path(pack, "encoder")?;
-                    mc.paraformer.decoder = path(pack, "decoder")?;
-                }
-                "transducer" => {
-                    mc.transducer.encoder = path(pack, "encoder")?;
-                    mc.transducer.decoder = path(pack, "decoder")?;
-                    mc.transducer.joiner = path(pack, "joiner")?;
-                }
-                t => {
-                    return Err(EngineError::Load(format!(
-                        "unsupported streaming model_type {t}"
-                    )))
-                }
-            }
-            c.decoding_method = Some("greedy_search".into());
-            OnlineRecognizer::create(&c)
-                .map(Recognizer::Streaming)
-                .ok_or_else(fail)
-        }
-        _ => Err(EngineError::Load(format!(
-            "{} is not an ASR pack",
-            pack.name()
-        ))),
+/// The three files of a transducer, in either config.
+macro_rules! transducer_files {
+    ($model:expr, $pack:expr) => {{
+        $model.encoder = path($pack, "encoder")?;
+        $model.decoder = path($pack, "decoder")?;
+        $model.joiner = path($pack, "joiner")?;
+    }};
+}
+
+fn unsupported(kind: &str, model_type: &str) -> EngineError {
+    EngineError::Load(format!("unsupported {kind} model_type {model_type}"))
+}
+
+/// The sherpa-onnx recognizer of either kind.
+enum Native {
+    Offline(OfflineRecognizer),
+    Online(OnlineRecognizer),
+}
+
+/// A loaded ASR model (offline or streaming).
+pub struct Recognizer {
+    native: Native,
+    /// sherpa-onnx fixes the search method per recognizer, not per stream.
+    method: DecodingMethod,
+}
+
+/// A stream of either kind; made only by [`Recognizer::create_stream`].
+enum Stream {
+    Offline(OfflineStream),
+    Online(OnlineStream),
+}
+
+/// A streaming recognizer's stream that audio is added to piece by piece
+/// (a real-time sentence).
+pub struct LiveStream(OnlineStream);
+
+impl LiveStream {
+    /// More audio at `rate`; a stream must see one rate for its whole life.
+    pub fn accept(&self, rate: u32, samples: &[f32]) {
+        self.0.accept_waveform(rate as i32, samples);
     }
 }
+
+impl Recognizer {
+    /// Loads an offline or streaming ASR pack with the search method of
+    /// [`DecodingContext::default`].
+    pub fn load(pack: &Pack, threads: i32) -> Result<Recognizer, EngineError> {
+        let m = &pack.manifest;
+        let method = DecodingContext::default().method;
+        let fail = || EngineError::Load(format!("sherpa-onnx could not load pack {}", pack.name()));
+        let native = match m.kind {
+            PackKind::OfflineAsr => {
+                let mut c = OfflineRecognizerConfig::default();
+                shared_settings!(c, pack, threads, method);
+                let mc = &mut c.model_config;
+                match m.model_type.as_str() {
+                    "nemo_ctc" => mc.nemo_ctc.model = path(pack, "model")?,
+                    "zipformer_ctc" => mc.zipformer_ctc.model = path(pack, "model")?,
+                    "wenet_ctc" => mc.wenet_ctc.model = path(pack, "model")?,
+                    "paraformer" => mc.paraformer.model = path(pack, "model")?,
+                    "sense_voice" => {
+                        mc.sense_voice.model = path(pack, "model")?;
+                        mc.sense_voice.language = Some("auto".into());
+                        mc.sense_voice.use_itn = false;
+                    }
+                    "transducer" => transducer_files!(mc.transducer, pack),
+                    t => return Err(unsupported("offline", t)),
+                }
+                Native::Offline(OfflineRecognizer::create(&c).ok_or_else(fail)?)
+            }
+            PackKind::StreamingAsr => {
+                let mut c = OnlineRecognizerConfig::default();
+                shared_settings!(c, pack, threads, method);
+                let mc = &mut c.model_config;
+                match m.model_type.as_str() {
+                    "nemo_ctc" => mc.nemo_ctc.model = path(pack, "model")?,
+                    "zipformer2_ctc" => mc.zipformer2_ctc.model = path(pack, "model")?,
+                    "paraformer" => {
+                        mc.paraformer.encoder = path(pack, "encoder")?;
+                        mc.paraformer.decoder = path(pack, "decoder")?;
+                    }
+                    "transducer" => transducer_files!(mc.transducer, pack),
+                    t => return Err(unsupported("streaming", t)),
+                }
+                Native::Online(OnlineRecognizer::create(&c).ok_or_else(fail)?)
+            }
+            _ => {
+                return Err(EngineError::Load(format!(
+                    "{} is not an ASR pack",
+                    pack.name()
+                )))
+            }
+        };
+        Ok(Recognizer { native, method })
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.native, Native::Online(_))
+    }
+
+    /// The one place a recognition stream is made: per-request decoding
+    /// choices (hot words next) are applied here, for every path (short
+    /// audio, real time, files).
+    fn create_stream(&self, context: &DecodingContext) -> Stream {
+        // every field named: a new one does not compile until it is handled
+        let DecodingContext { method } = context;
+        debug_assert_eq!(*method, self.method, "one search method per recognizer");
+        match &self.native {
+            Native::Offline(r) => Stream::Offline(r.create_stream()),
+            Native::Online(r) => Stream::Online(r.create_stream()),
+        }
+    }
+
+    /// A stream for real-time audio; `None` for an offline model (its
+    /// callers buffer the audio and use [`Recognizer::decode_batch`]).
+    pub fn live_stream(&self, context: &DecodingContext) -> Option<LiveStream> {
+        if !self.is_streaming() {
+            return None;
+        }
+        match self.create_stream(context) {
+            Stream::Online(s) => Some(LiveStream(s)),
+            Stream::Offline(_) => None,
+        }
+    }
+
+    /// Decodes, in multi-stream calls, until no stream of `streams` has a
+    /// full window buffered.
+    pub fn decode_live(&self, streams: &[&LiveStream]) {
+        let Native::Online(r) = &self.native else {
+            return;
+        };
+        loop {
+            let ready: Vec<&OnlineStream> = streams
+                .iter()
+                .map(|s| &s.0)
+                .filter(|s| r.is_ready(s))
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            r.decode_multiple_streams(&ready);
+        }
+    }
+
+    /// A live stream's result so far.
+    pub fn live_result(&self, stream: &LiveStream) -> RawResult {
+        match &self.native {
+            Native::Online(r) => raw(r.get_result(&stream.0).map(|r| (r.tokens, r.timestamps))),
+            Native::Offline(_) => RawResult::default(),
+        }
+    }
+
+    /// Ends live streams whose audio was at `rate` and decodes them to their
+    /// end. The recognizer only runs a window when a full one is buffered,
+    /// so [`STREAM_TAIL_MS`] of silence is appended first.
+    pub fn finish_live(&self, streams: &[&LiveStream], rate: u32) -> Vec<RawResult> {
+        let tail = vec![0f32; (rate as usize * STREAM_TAIL_MS) / 1000];
+        for s in streams {
+            s.accept(rate, &tail);
+            s.0.input_finished();
+        }
+        self.decode_live(streams);
+        streams.iter().map(|s| self.live_result(s)).collect()
+    }
+
+    /// Decodes several whole segments (each at `rate`, which sherpa-onnx
+    /// converts to the model's rate, with its request's context) in one
+    /// batch. Any length is safe, zero included.
+    pub fn decode_batch(
+        &self,
+        rate: u32,
+        segments: &[(&DecodingContext, &[f32])],
+    ) -> Vec<RawResult> {
+        match &self.native {
+            Native::Offline(r) => {
+                let streams: Vec<OfflineStream> = segments
+                    .iter()
+                    .filter_map(|(context, samples)| match self.create_stream(context) {
+                        Stream::Offline(st) => {
+                            st.accept_waveform(rate as i32, &padded(samples, rate));
+                            Some(st)
+                        }
+                        // never: an offline recognizer makes offline streams
+                        Stream::Online(_) => None,
+                    })
+                    .collect();
+                let refs: Vec<&OfflineStream> = streams.iter().collect();
+                if !refs.is_empty() {
+                    r.decode_multiple_streams(&refs);
+                }
+                streams
+                    .iter()
+                    .map(|s| raw(s.get_result().map(|r| (r.tokens, r.timestamps))))
+                    .collect()
+            }
+            Native::Online(_) => {
+                // whole segments through the streaming model
+                let streams: Vec<LiveStream> = segments
+                    .iter()
+                    .filter_map(|(context, samples)| {
+                        let st = self.live_stream(context)?;
+                        st.accept(rate, samples);
+                        Some(st)
+                    })
+                    .collect();
+                let refs: Vec<&LiveStream> = streams.iter().collect();
+                self.finish_live(&refs, rate)
+            }
+        }
+    }
+}
+
+/// Silence appended before the last decode of a streaming model's stream,
+/// so its look-ahead window is filled (ms).
+const STREAM_TAIL_MS: usize = 800;
 
 /// Voice activity detection settings.
 #[derive(Clone, Copy, Debug)]
@@ -123,78 +288,117 @@ pub const VAD_RATE: u32 = 16000;
 /// Samples per VAD call (one model window at [`VAD_RATE`]).
 pub const VAD_WINDOW: usize = 512;
 
-/// A VAD for audio at [`VAD_RATE`]; nothing else can be built.
-pub fn load_vad(
-    pack: &Pack,
-    s: VadSettings,
-    buffer_s: f32,
-) -> Result<VoiceActivityDetector, EngineError> {
-    let config = VadModelConfig {
-        silero_vad: SileroVadModelConfig {
-            model: path(pack, "model")?,
-            threshold: s.threshold,
-            min_silence_duration: s.min_silence_s,
-            min_speech_duration: s.min_speech_s,
-            window_size: VAD_WINDOW as i32,
-            max_speech_duration: s.max_speech_s,
-        },
-        sample_rate: VAD_RATE as i32,
-        num_threads: 1,
-        provider: Some("cpu".into()),
-        debug: false,
-        ..Default::default()
-    };
-    VoiceActivityDetector::create(&config, buffer_s).ok_or_else(|| {
-        EngineError::Load(format!(
-            "sherpa-onnx could not load VAD pack {}",
-            pack.name()
-        ))
-    })
-}
+/// A Silero VAD for audio at [`VAD_RATE`]; nothing else can be built.
+pub struct Vad(VoiceActivityDetector);
 
-/// Speech regions of 16 kHz audio as sample ranges.
-pub fn vad_segments(vad: &VoiceActivityDetector, samples: &[f32]) -> Vec<(usize, usize)> {
-    vad.reset();
-    let mut out = Vec::new();
-    let drain = |out: &mut Vec<(usize, usize)>| {
-        while let Some(seg) = vad.front() {
-            let start = seg.start().max(0) as usize;
-            out.push((start, start + seg.n().max(0) as usize));
-            vad.pop();
-        }
-    };
-    // Feed one model window at a time: sherpa-onnx 2.0.1 loses the start of
-    // speech when a single call carries many windows (measured: a 1 s chunk
-    // dropped the first 1.0 s of a 2.6 s utterance; 512-sample calls did not).
-    for chunk in samples.chunks(VAD_WINDOW) {
-        vad.accept_waveform(chunk);
-        drain(&mut out);
-    }
-    vad.flush();
-    drain(&mut out);
-    out
-}
-
-pub fn load_punctuation(pack: &Pack) -> Result<OfflinePunctuation, EngineError> {
-    let config = OfflinePunctuationConfig {
-        model: OfflinePunctuationModelConfig {
-            ct_transformer: path(pack, "model")?,
+impl Vad {
+    /// The only constructor: [`VAD_RATE`], [`VAD_WINDOW`].
+    pub fn load(pack: &Pack, s: VadSettings, buffer_s: f32) -> Result<Vad, EngineError> {
+        let config = VadModelConfig {
+            silero_vad: SileroVadModelConfig {
+                model: path(pack, "model")?,
+                threshold: s.threshold,
+                min_silence_duration: s.min_silence_s,
+                min_speech_duration: s.min_speech_s,
+                window_size: VAD_WINDOW as i32,
+                max_speech_duration: s.max_speech_s,
+            },
+            sample_rate: VAD_RATE as i32,
             num_threads: 1,
+            provider: Some(PROVIDER.into()),
             debug: false,
-            provider: Some("cpu".into()),
-        },
-    };
-    OfflinePunctuation::create(&config).ok_or_else(|| {
-        EngineError::Load(format!(
-            "sherpa-onnx could not load punctuation pack {}",
-            pack.name()
-        ))
-    })
+            ..Default::default()
+        };
+        VoiceActivityDetector::create(&config, buffer_s)
+            .map(Vad)
+            .ok_or_else(|| {
+                EngineError::Load(format!(
+                    "sherpa-onnx could not load VAD pack {}",
+                    pack.name()
+                ))
+            })
+    }
+
+    /// One window of audio at [`VAD_RATE`] (callers feed [`VAD_WINDOW`]
+    /// samples at a time: sherpa-onnx 2.0.1 loses the start of speech when a
+    /// single call carries many windows — measured: a 1 s chunk dropped the
+    /// first 1.0 s of a 2.6 s utterance; 512-sample calls did not).
+    pub fn accept(&self, window: &[f32]) {
+        self.0.accept_waveform(window);
+    }
+
+    /// Whether the VAD is inside speech now.
+    pub fn detected(&self) -> bool {
+        self.0.detected()
+    }
+
+    /// Ends the open segment (if any) as if silence followed; the sample
+    /// count goes on, so later segment times stay in the same clock.
+    pub fn flush(&self) {
+        self.0.flush();
+    }
+
+    /// Forgets everything, clock included (for reuse).
+    pub fn reset(&self) {
+        self.0.reset();
+    }
+
+    /// The completed speech segments, as `(start, end)` sample indices at
+    /// [`VAD_RATE`] since the last reset, in order.
+    pub fn take_segments(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        while let Some(seg) = self.0.front() {
+            let start = seg.start().max(0) as u64;
+            out.push((start, start + seg.n().max(0) as u64));
+            self.0.pop();
+        }
+        out
+    }
+
+    /// Speech regions of a whole buffer of audio at [`VAD_RATE`], as sample
+    /// ranges.
+    pub fn segments(&self, samples: &[f32]) -> Vec<(usize, usize)> {
+        self.reset();
+        let mut out = Vec::new();
+        for chunk in samples.chunks(VAD_WINDOW) {
+            self.accept(chunk);
+            out.extend(self.take_segments());
+        }
+        self.flush();
+        out.extend(self.take_segments());
+        out.into_iter()
+            .map(|(s, e)| (s as usize, e as usize))
+            .collect()
+    }
 }
 
-/// The current result of a streaming recognizer's stream.
-pub fn online_result(rec: &OnlineRecognizer, stream: &sherpa_onnx::OnlineStream) -> RawResult {
-    raw(rec.get_result(stream).map(|r| (r.tokens, r.timestamps)))
+/// A punctuation model.
+pub struct Punctuation(OfflinePunctuation);
+
+impl Punctuation {
+    pub fn load(pack: &Pack) -> Result<Punctuation, EngineError> {
+        let config = OfflinePunctuationConfig {
+            model: OfflinePunctuationModelConfig {
+                ct_transformer: path(pack, "model")?,
+                num_threads: 1,
+                debug: false,
+                provider: Some(PROVIDER.into()),
+            },
+        };
+        OfflinePunctuation::create(&config)
+            .map(Punctuation)
+            .ok_or_else(|| {
+                EngineError::Load(format!(
+                    "sherpa-onnx could not load punctuation pack {}",
+                    pack.name()
+                ))
+            })
+    }
+
+    /// `text` with punctuation; `None` when the model returned nothing.
+    pub fn punctuate(&self, text: &str) -> Option<String> {
+        self.0.add_punctuation(text)
+    }
 }
 
 /// One recognised segment: tokens with start times (s, relative to the segment).
@@ -234,53 +438,25 @@ fn padded(samples: &[f32], rate: u32) -> std::borrow::Cow<'_, [f32]> {
     std::borrow::Cow::Owned(v)
 }
 
-/// Decodes several audio segments (at `rate`, which sherpa-onnx converts to
-/// the model's rate) in one batch. Any length is safe, zero included.
-pub fn decode_batch(rec: &Recognizer, rate: u32, segments: &[&[f32]]) -> Vec<RawResult> {
-    match rec {
-        Recognizer::Offline(r) => {
-            let streams: Vec<_> = segments
-                .iter()
-                .map(|s| {
-                    let st = r.create_stream();
-                    st.accept_waveform(rate as i32, &padded(s, rate));
-                    st
-                })
-                .collect();
-            let refs: Vec<_> = streams.iter().collect();
-            if !refs.is_empty() {
-                r.decode_multiple_streams(&refs);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_offline_audio_is_padded_to_the_minimum() {
+        for rate in [8000u32, 16000] {
+            let min = (MIN_OFFLINE_S * rate as f32) as usize;
+            for len in [0, 1, 559, min - 1] {
+                let audio = vec![0.5; len];
+                let p = padded(&audio, rate);
+                assert_eq!(p.len(), min, "{len} samples at {rate} Hz");
+                assert!(p[..len].iter().all(|&s| s == 0.5));
+                assert!(p[len..].iter().all(|&s| s == 0.0));
             }
-            streams
-                .iter()
-                .map(|s| raw(s.get_result().map(|r| (r.tokens, r.timestamps))))
-                .collect()
-        }
-        Recognizer::Streaming(r) => {
-            // Whole segments through the streaming model: the recognizer only
-            // runs a window when a full one is buffered, so append silence.
-            let tail = vec![0f32; (rate as usize * 8) / 10];
-            let streams: Vec<_> = segments
-                .iter()
-                .map(|s| {
-                    let st = r.create_stream();
-                    st.accept_waveform(rate as i32, s);
-                    st.accept_waveform(rate as i32, &tail);
-                    st.input_finished();
-                    st
-                })
-                .collect();
-            loop {
-                let ready: Vec<_> = streams.iter().filter(|s| r.is_ready(s)).collect();
-                if ready.is_empty() {
-                    break;
-                }
-                r.decode_multiple_streams(&ready);
-            }
-            streams
-                .iter()
-                .map(|s| raw(r.get_result(s).map(|res| (res.tokens, res.timestamps))))
-                .collect()
+            assert!(matches!(
+                padded(&vec![0.0; min], rate),
+                std::borrow::Cow::Borrowed(_)
+            ));
         }
     }
 }

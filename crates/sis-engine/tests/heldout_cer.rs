@@ -4,30 +4,12 @@
 //! goals of the test-model recipe.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+#[path = "../src/testsupport/heldout.rs"]
+mod heldout;
 
-use sis_core::{AudioFormat, Property, RecognitionOptions};
-use sis_engine::{Engine, EngineConfig};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn heldout_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("SIS_HELDOUT_DIR") {
-        return PathBuf::from(d);
-    }
-    let dir = root().join("target/heldout");
-    if !dir.join("manifest.tsv").is_file() {
-        let status = std::process::Command::new("python3")
-            .arg(root().join("tools/heldout/make_heldout.py"))
-            .arg(&dir)
-            .status()
-            .expect("run make_heldout.py");
-        assert!(status.success(), "make_heldout.py failed");
-    }
-    dir
-}
+use heldout::{root, Clip};
+use sis_core::{Property, RecognitionOptions};
+use sis_engine::{Engine, EngineConfig, UtteranceRequest};
 
 fn edit_distance(a: &[char], b: &[char]) -> usize {
     let mut d: Vec<usize> = (0..=b.len()).collect();
@@ -45,31 +27,8 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
     d[b.len()]
 }
 
-struct Clip {
-    id: String,
-    kind: String,
-    text: String,
-}
-
-fn manifest(dir: &Path) -> Vec<Clip> {
-    std::fs::read_to_string(dir.join("manifest.tsv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            Clip {
-                id: f[0].into(),
-                kind: f[1].into(),
-                text: f[2].into(),
-            }
-        })
-        .collect()
-}
-
 /// (errors, reference chars, exact, count) per kind
-fn run(pack: &str, rate: u32, clips: &[Clip], dir: &Path) -> [(usize, usize, usize, usize); 2] {
+fn run(pack: &str, rate: u32, clips: &[Clip]) -> [(usize, usize, usize, usize); 2] {
     let engine = Engine::load(EngineConfig {
         packs: vec![root().join("testdata/models").join(pack)],
         use_vad: false,
@@ -82,7 +41,6 @@ fn run(pack: &str, rate: u32, clips: &[Clip], dir: &Path) -> [(usize, usize, usi
         "chinese_8k_common"
     })
     .unwrap();
-    let sub = if rate == 16000 { "16k" } else { "8k" };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,15 +53,12 @@ fn run(pack: &str, rate: u32, clips: &[Clip], dir: &Path) -> [(usize, usize, usi
     let results: Vec<String> = rt.block_on(async {
         let mut handles = Vec::new();
         for c in clips {
-            let bytes = std::fs::read(dir.join(sub).join(format!("{}.wav", c.id))).unwrap();
-            let pcm = sis_audio::decode(
-                AudioFormat::Wav,
-                &bytes,
-                sis_audio::DecodeLimits { max_ms: 60_000 },
-            )
-            .unwrap();
-            assert_eq!(pcm.sample_rate, rate);
-            handles.push(engine.recognize(&property, pcm, options.clone()));
+            let pcm = heldout::pcm(c, rate);
+            handles.push(engine.recognize(UtteranceRequest {
+                property: property.clone(),
+                pcm,
+                options: options.clone(),
+            }));
         }
         let mut out = Vec::new();
         for h in handles {
@@ -126,20 +81,23 @@ fn run(pack: &str, rate: u32, clips: &[Clip], dir: &Path) -> [(usize, usize, usi
 
 #[test]
 fn heldout_cer_meets_goals() {
-    let dir = heldout_dir();
-    let clips = manifest(&dir);
+    let clips = heldout::clips();
     assert!(
         clips.len() >= 200,
         "held-out set too small: {}",
         clips.len()
     );
-    println!("held-out set: {} clips in {}", clips.len(), dir.display());
+    println!(
+        "held-out set: {} clips in {}",
+        clips.len(),
+        heldout::dir().display()
+    );
     println!("| pack | rate | numbers CER (exact) | sentences CER (exact) |");
     println!("|---|---|---|---|");
     let mut failures = Vec::new();
     for pack in ["zh-tiny-ctc-offline", "zh-tiny-ctc-streaming"] {
         for rate in [16000, 8000] {
-            let acc = run(pack, rate, &clips, &dir);
+            let acc = run(pack, rate, &clips);
             let cer = |i: usize| 100.0 * acc[i].0 as f64 / acc[i].1.max(1) as f64;
             println!(
                 "| {pack} | {} kHz | {:.2} % ({}/{}) | {:.2} % ({}/{}) |",

@@ -29,7 +29,9 @@ mod worker;
 use sis_core::{Pcm, Property, RecognitionOptions, Transcript};
 use sis_engine::file::FileSentence;
 use sis_engine::stream::{EventSender, StreamParams};
-use sis_engine::{Engine, EngineConfig, EngineError, PackKind, PackSummary};
+use sis_engine::{
+    Engine, EngineConfig, EngineError, FileRequest, PackKind, PackSummary, UtteranceRequest,
+};
 
 pub use worker::run_worker;
 
@@ -50,7 +52,7 @@ pub struct WorkerStatus {
 }
 
 enum Inner {
-    Local(Engine),
+    Local(Box<Engine>),
     Remote(remote::Remote),
 }
 
@@ -81,7 +83,7 @@ impl EnginePool {
             let engine = Engine::load(config)?;
             let packs = engine.packs().to_vec();
             return Ok(EnginePool {
-                inner: Inner::Local(engine),
+                inner: Inner::Local(Box::new(engine)),
                 packs,
             });
         }
@@ -173,14 +175,14 @@ impl EnginePool {
         pcm: Pcm,
         options: RecognitionOptions,
     ) -> Result<Transcript, EngineError> {
+        let request = UtteranceRequest {
+            property: property.clone(),
+            pcm,
+            options,
+        };
         match &self.inner {
-            Inner::Local(e) => e.recognize(property, pcm, options).await,
-            Inner::Remote(r) => {
-                if !r.catalog.serves(property) {
-                    return Err(EngineError::UnknownProperty(property.name().to_string()));
-                }
-                r.recognize(property, pcm, options).await
-            }
+            Inner::Local(e) => e.recognize(request).await,
+            Inner::Remote(r) => r.recognize(request).await,
         }
     }
 
@@ -205,13 +207,15 @@ impl EnginePool {
         channels: usize,
         options: RecognitionOptions,
     ) -> Result<FileTranscriber, EngineError> {
+        let request = FileRequest {
+            property: property.clone(),
+            input_rate,
+            channels,
+            options,
+        };
         Ok(FileTranscriber(match &self.inner {
-            Inner::Local(e) => {
-                FileInner::Local(e.file_transcriber(property, input_rate, channels, options)?)
-            }
-            Inner::Remote(r) => {
-                FileInner::Remote(r.file_transcriber(property, input_rate, channels, options)?)
-            }
+            Inner::Local(e) => FileInner::Local(e.file_transcriber(request)?),
+            Inner::Remote(r) => FileInner::Remote(r.file_transcriber(request)?),
         }))
     }
 }

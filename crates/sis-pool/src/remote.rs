@@ -15,10 +15,10 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use sis_core::{Pcm, Property, RecognitionOptions, Transcript};
+use sis_core::{Property, Transcript};
 use sis_engine::file::FileSentence;
 use sis_engine::stream::{EventSender, StreamEvent, StreamParams};
-use sis_engine::{EngineConfig, EngineError};
+use sis_engine::{EngineConfig, EngineError, FileRequest, UtteranceRequest};
 
 use crate::wire::{self, FromWorker, Info, Samples, ToWorker};
 use crate::WorkerStatus;
@@ -198,6 +198,14 @@ impl Catalog {
     pub fn realtime_is_streaming(&self, p: &Property) -> bool {
         self.property(p).is_some_and(|q| q.streaming)
     }
+    /// `UnknownProperty` unless `served` says the workers serve `p`.
+    fn check(&self, p: &Property, served: fn(&Self, &Property) -> bool) -> Result<(), EngineError> {
+        if served(self, p) {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownProperty(p.name().to_string()))
+        }
+    }
 }
 
 pub(crate) struct Remote {
@@ -340,16 +348,22 @@ impl Remote {
         best.map(|(_, c)| c)
     }
 
-    /// Registers work on the least-loaded live worker (`register` returns
-    /// false when the worker died meanwhile; then the next one is tried).
-    fn place<F: FnMut(&mut Table)>(&self, mut register: F) -> Result<Arc<Conn>, EngineError> {
+    /// Registers `value` under a new id in one of the tables (`entry`) of
+    /// the least-loaded live worker (one that died meanwhile is passed over
+    /// for the next); the id and the worker.
+    fn register<T>(
+        &self,
+        entry: impl FnOnce(&mut Table) -> &mut HashMap<u64, T>,
+        value: T,
+    ) -> Result<(u64, Arc<Conn>), EngineError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         for _ in 0..=self.slots.len() {
             let Some(conn) = self.pick() else { break };
             let mut t = lock(&conn.table);
             if t.alive {
-                register(&mut t);
+                entry(&mut t).insert(id, value);
                 drop(t);
-                return Ok(conn);
+                return Ok((id, conn));
             }
         }
         Err(EngineError::WorkerLost(
@@ -357,30 +371,16 @@ impl Remote {
         ))
     }
 
-    fn id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub async fn recognize(
-        &self,
-        property: &Property,
-        pcm: Pcm,
-        options: RecognitionOptions,
-    ) -> Result<Transcript, EngineError> {
-        let id = self.id();
+    pub async fn recognize(&self, request: UtteranceRequest) -> Result<Transcript, EngineError> {
+        self.catalog.check(&request.property, Catalog::serves)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut tx = Some(tx);
-        let conn = self.place(|t| {
-            if let Some(tx) = tx.take() {
-                t.pending.insert(id, tx);
-            }
-        })?;
+        let (id, conn) = self.register(|t| &mut t.pending, tx)?;
         conn.send(&ToWorker::Recognize {
             id,
-            property: property.name().to_string(),
-            samples: Samples(pcm.samples),
-            sample_rate: pcm.sample_rate,
-            options: options.into(),
+            property: request.property.name().to_string(),
+            samples: Samples(request.pcm.samples),
+            sample_rate: request.pcm.sample_rate,
+            options: request.options.into(),
         });
         // a request whose client went away leaves its entry until the
         // worker answers (the decode queue is bounded)
@@ -398,24 +398,19 @@ impl Remote {
         params: StreamParams,
         events: EventSender,
     ) -> Result<RemoteStream, EngineError> {
-        if !self.catalog.serves_realtime(property) {
-            return Err(EngineError::UnknownProperty(property.name().to_string()));
-        }
+        self.catalog.check(property, Catalog::serves_realtime)?;
         // Admission: refuse beyond capacity instead of slowing everyone.
         if self.active.fetch_add(1, Ordering::SeqCst) >= self.max_streams {
             self.active.fetch_sub(1, Ordering::SeqCst);
             return Err(EngineError::Busy);
         }
-        let id = self.id();
         let link = Arc::new(Link {
             events,
             taken: AtomicU64::new(0),
             lost: AtomicBool::new(false),
         });
-        let conn = match self.place(|t| {
-            t.sessions.insert(id, link.clone());
-        }) {
-            Ok(c) => c,
+        let (id, conn) = match self.register(|t| &mut t.sessions, link.clone()) {
+            Ok(placed) => placed,
             Err(e) => {
                 self.active.fetch_sub(1, Ordering::SeqCst);
                 return Err(e);
@@ -435,35 +430,21 @@ impl Remote {
         })
     }
 
-    pub fn file_transcriber(
-        &self,
-        property: &Property,
-        input_rate: u32,
-        channels: usize,
-        options: RecognitionOptions,
-    ) -> Result<RemoteFile, EngineError> {
-        if !self.catalog.serves(property) {
-            return Err(EngineError::UnknownProperty(property.name().to_string()));
-        }
+    pub fn file_transcriber(&self, request: FileRequest) -> Result<RemoteFile, EngineError> {
+        self.catalog.check(&request.property, Catalog::serves)?;
         if !self.catalog.info.has_vad {
             return Err(EngineError::Failed(
                 "file transcription needs the VAD pack".into(),
             ));
         }
-        let id = self.id();
         let (tx, rx) = mpsc::channel();
-        let mut tx = Some(tx);
-        let conn = self.place(|t| {
-            if let Some(tx) = tx.take() {
-                t.files.insert(id, tx);
-            }
-        })?;
+        let (id, conn) = self.register(|t| &mut t.files, tx)?;
         conn.send(&ToWorker::FileOpen {
             id,
-            property: property.name().to_string(),
-            input_rate,
-            channels: channels.max(1) as u32,
-            options: options.into(),
+            property: request.property.name().to_string(),
+            input_rate: request.input_rate,
+            channels: request.channels.max(1) as u32,
+            options: request.options.into(),
         });
         Ok(RemoteFile {
             id,

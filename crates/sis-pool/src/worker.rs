@@ -14,7 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use sis_core::{Pcm, Property};
 use sis_engine::stream::{EventSender, StreamEvent, StreamHandle};
-use sis_engine::{Engine, EngineError};
+use sis_engine::{Engine, EngineError, FileRequest, UtteranceRequest};
 
 use crate::wire::{self, FromWorker, Info, PackInfo, PropertyInfo, ToWorker};
 
@@ -112,9 +112,14 @@ pub fn run_worker() -> Result<(), String> {
                         samples: samples.0,
                         sample_rate,
                     };
-                    let result = match Property::parse(&property) {
-                        Some(p) => engine.recognize(&p, pcm, options.into()).await,
-                        None => Err(EngineError::UnknownProperty(property)),
+                    let request = property_named(property).map(|property| UtteranceRequest {
+                        property,
+                        pcm,
+                        options: options.into(),
+                    });
+                    let result = match request {
+                        Ok(request) => engine.recognize(request).await,
+                        Err(e) => Err(e),
                     };
                     let _ = tx.send(FromWorker::Recognized {
                         id,
@@ -138,10 +143,8 @@ pub fn run_worker() -> Result<(), String> {
                         });
                     })
                 };
-                let opened = match Property::parse(&property) {
-                    Some(p) => engine.open_stream(&p, params.into(), events),
-                    None => Err(EngineError::UnknownProperty(property)),
-                };
+                let opened = property_named(property)
+                    .and_then(|p| engine.open_stream(&p, params.into(), events));
                 match opened {
                     Ok(handle) => {
                         lock(&sessions).insert(
@@ -189,16 +192,13 @@ pub fn run_worker() -> Result<(), String> {
                 let started = std::thread::Builder::new()
                     .name(format!("file-{id}"))
                     .spawn(move || {
-                        let result = transcribe_file(
-                            &engine,
-                            &property,
+                        let request = property_named(property).map(|property| FileRequest {
+                            property,
                             input_rate,
-                            channels as usize,
-                            options.into(),
-                            rx,
-                            id,
-                            &ftx,
-                        );
+                            channels: channels as usize,
+                            options: options.into(),
+                        });
+                        let result = transcribe_file(&engine, request, rx, id, &ftx);
                         if let Some(result) = result {
                             let _ = ftx.send(FromWorker::FileDone {
                                 id,
@@ -243,24 +243,21 @@ pub fn run_worker() -> Result<(), String> {
     }
 }
 
+/// A property named on the pipe.
+fn property_named(name: String) -> Result<Property, EngineError> {
+    Property::parse(&name).ok_or(EngineError::UnknownProperty(name))
+}
+
 /// Runs one file transcription on this thread (its VADs may not move).
 /// `None` when the server closed it before the end.
-#[allow(clippy::too_many_arguments)]
 fn transcribe_file(
     engine: &Engine,
-    property: &str,
-    input_rate: u32,
-    channels: usize,
-    options: sis_core::RecognitionOptions,
+    request: Result<FileRequest, EngineError>,
     cmds: mpsc::Receiver<FileCmd>,
     id: u64,
     tx: &Sender<FromWorker>,
 ) -> Option<Result<Vec<sis_engine::file::FileSentence>, EngineError>> {
-    let property = match Property::parse(property) {
-        Some(p) => p,
-        None => return Some(Err(EngineError::UnknownProperty(property.to_string()))),
-    };
-    let mut t = match engine.file_transcriber(&property, input_rate, channels, options) {
+    let mut t = match request.and_then(|r| engine.file_transcriber(r)) {
         Ok(t) => t,
         Err(e) => return Some(Err(e)),
     };

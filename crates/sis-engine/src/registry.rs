@@ -1,0 +1,317 @@
+//! The pack registry: which packs are loaded, and which one serves a
+//! property for whole audio (short audio, files) and for real time. Also
+//! how a pack gets loaded at all: checked, probed in a child process, loaded,
+//! then run once on silence before any client audio reaches it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use sis_core::Property;
+
+use crate::pack::{Pack, PackError, PackKind};
+use crate::sherpa::{Punctuation, Recognizer, Vad, VadSettings, MIN_OFFLINE_S, VAD_RATE};
+use crate::{EngineConfig, EngineError};
+
+/// A loaded ASR pack, as the schedulers see it.
+pub struct AsrModel {
+    /// Its index in the registry (models are grouped by it for batching).
+    pub id: usize,
+    /// The rate the model decodes at.
+    pub sample_rate: u32,
+    pub recognizer: Recognizer,
+}
+
+/// Where VADs come from: the VAD pack and the server's base settings. Each
+/// user builds its own VADs (they are per session, per file channel, per
+/// decode worker).
+#[derive(Clone)]
+pub struct VadSource {
+    pack: Pack,
+    /// The server's settings; users override what they must.
+    pub base: VadSettings,
+}
+
+impl VadSource {
+    /// A VAD with `settings` and a buffer of `buffer_s` seconds.
+    pub fn load(&self, settings: VadSettings, buffer_s: f32) -> Result<Vad, EngineError> {
+        Vad::load(&self.pack, settings, buffer_s)
+    }
+}
+
+/// Summary of a loaded pack, for `/health` and `models list`.
+#[derive(Clone, Debug)]
+pub struct PackSummary {
+    pub name: String,
+    pub kind: PackKind,
+    pub model_type: String,
+    pub properties: Vec<String>,
+}
+
+/// What a property's model is chosen for.
+#[derive(Clone, Copy)]
+enum Purpose {
+    /// Short audio and files.
+    WholeAudio,
+    /// Real-time sessions.
+    RealTime,
+}
+
+impl Purpose {
+    /// The kind that wins when packs of both kinds serve a property: an
+    /// offline pack sees the whole audio at once, a streaming pack follows
+    /// a live session without re-decoding.
+    fn preferred(self) -> PackKind {
+        match self {
+            Purpose::WholeAudio => PackKind::OfflineAsr,
+            Purpose::RealTime => PackKind::StreamingAsr,
+        }
+    }
+}
+
+/// Property name → index of the model chosen for one purpose.
+#[derive(Default)]
+struct Selection(HashMap<String, usize>);
+
+impl Selection {
+    /// Offers model `idx` of `kind` for `property`: taken when none was
+    /// chosen yet, or when it is of the preferred kind and the chosen one is not.
+    fn offer(
+        &mut self,
+        purpose: Purpose,
+        property: &str,
+        idx: usize,
+        kind: PackKind,
+        kinds: &[PackKind],
+    ) {
+        let better = match self.0.get(property) {
+            None => true,
+            Some(&j) => kinds[j] != purpose.preferred() && kind == purpose.preferred(),
+        };
+        if better {
+            self.0.insert(property.to_string(), idx);
+        }
+    }
+
+    fn get(&self, property: &Property) -> Option<usize> {
+        self.0.get(property.name()).copied()
+    }
+}
+
+/// The loaded packs and the choice of model per property.
+pub struct Registry {
+    models: Vec<Arc<AsrModel>>,
+    whole: Selection,
+    realtime: Selection,
+    vad: Option<VadSource>,
+    summaries: Vec<PackSummary>,
+}
+
+impl Registry {
+    /// Checks, probes and loads every pack of `config`. Any bad pack fails
+    /// the whole load with a message naming it. Returns the punctuation
+    /// model too, when a pack provides one.
+    pub fn load(config: &EngineConfig) -> Result<(Registry, Option<Punctuation>), EngineError> {
+        let mut reg = Registry {
+            models: Vec::new(),
+            whole: Selection::default(),
+            realtime: Selection::default(),
+            vad: None,
+            summaries: Vec::new(),
+        };
+        let mut kinds = Vec::new();
+        let mut punctuation = None;
+        for pack in check_packs(config)? {
+            let m = &pack.manifest;
+            reg.summaries.push(PackSummary {
+                name: m.name.clone(),
+                kind: m.kind,
+                model_type: m.model_type.clone(),
+                properties: m.properties.clone(),
+            });
+            match m.kind {
+                PackKind::OfflineAsr | PackKind::StreamingAsr => {
+                    let id = reg.models.len();
+                    kinds.push(m.kind);
+                    for p in &m.properties {
+                        reg.whole.offer(Purpose::WholeAudio, p, id, m.kind, &kinds);
+                        reg.realtime.offer(Purpose::RealTime, p, id, m.kind, &kinds);
+                    }
+                    // smoked in this process too: with --no-probe nothing
+                    // else runs the graph before the first client does
+                    let recognizer = load_recognizer(&pack, config.threads_per_decode)?;
+                    reg.models.push(Arc::new(AsrModel {
+                        id,
+                        sample_rate: m.sample_rate,
+                        recognizer,
+                    }));
+                }
+                PackKind::Vad => {
+                    smoke_vad(&pack)?;
+                    reg.vad = Some(VadSource {
+                        pack,
+                        base: config.vad,
+                    });
+                }
+                PackKind::Punctuation => punctuation = Some(load_punctuation(&pack)?),
+            }
+        }
+        Ok((reg, punctuation))
+    }
+
+    pub fn packs(&self) -> &[PackSummary] {
+        &self.summaries
+    }
+
+    /// The VAD pack, when installed.
+    pub fn vad(&self) -> Option<&VadSource> {
+        self.vad.as_ref()
+    }
+
+    fn chosen(&self, sel: &Selection, property: &Property) -> Result<Arc<AsrModel>, EngineError> {
+        sel.get(property)
+            .and_then(|i| self.models.get(i))
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownProperty(property.name().to_string()))
+    }
+
+    /// The model that recognises whole audio of `property`.
+    pub fn for_whole_audio(&self, property: &Property) -> Result<Arc<AsrModel>, EngineError> {
+        self.chosen(&self.whole, property)
+    }
+
+    /// The model that real-time sessions of `property` use: a streaming pack
+    /// when one serves it, else an offline pack (VAD + re-decoding).
+    pub fn for_realtime(&self, property: &Property) -> Result<Arc<AsrModel>, EngineError> {
+        self.chosen(&self.realtime, property)
+    }
+
+    pub fn serves(&self, property: &Property) -> bool {
+        self.whole.get(property).is_some()
+    }
+
+    pub fn serves_realtime(&self, property: &Property) -> bool {
+        self.realtime.get(property).is_some()
+    }
+
+    pub fn realtime_is_streaming(&self, property: &Property) -> bool {
+        self.for_realtime(property)
+            .is_ok_and(|m| m.recognizer.is_streaming())
+    }
+}
+
+/// Loads a checked pack in this process (used by the child-process probe).
+pub fn probe_pack(pack: &Pack) -> Result<(), EngineError> {
+    pack.check()?;
+    match pack.manifest.kind {
+        PackKind::OfflineAsr | PackKind::StreamingAsr => {
+            load_recognizer(pack, 1)?;
+        }
+        PackKind::Vad => smoke_vad(pack)?,
+        PackKind::Punctuation => {
+            load_punctuation(pack)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads a recognizer and decodes [`MIN_OFFLINE_S`] (1 s) of silence with
+/// it: proves the graph runs, not only loads, before any client audio
+/// reaches it (a bad configuration can end the process on the first decode
+/// rather than at load), on the shortest audio any decode gives it.
+fn load_recognizer(pack: &Pack, threads: i32) -> Result<Recognizer, EngineError> {
+    let rec = Recognizer::load(pack, threads)?;
+    let rate = pack.manifest.sample_rate;
+    let silence = vec![0f32; (MIN_OFFLINE_S * rate as f32) as usize];
+    rec.decode_batch(rate, &[(&Default::default(), &silence)]);
+    Ok(rec)
+}
+
+/// Loads a VAD with the default settings and runs it over 1 s of zeros.
+fn smoke_vad(pack: &Pack) -> Result<(), EngineError> {
+    let vad = Vad::load(pack, VadSettings::default(), 5.0)?;
+    vad.segments(&vec![0f32; VAD_RATE as usize]);
+    Ok(())
+}
+
+/// Loads the punctuation model and punctuates a test sentence with it.
+fn load_punctuation(pack: &Pack) -> Result<Punctuation, EngineError> {
+    let p = Punctuation::load(pack)?;
+    p.punctuate("今天天气很好我们去公园 hello world 好吗")
+        .ok_or_else(|| {
+            EngineError::Load(format!(
+                "punctuation pack {} returned nothing for a test sentence",
+                pack.name()
+            ))
+        })?;
+    Ok(p)
+}
+
+fn probe_in_child(exe: &Path, pack: &Pack) -> Result<(), EngineError> {
+    let out = std::process::Command::new(exe)
+        .args(["models", "probe"])
+        .arg(&pack.dir)
+        .output()
+        .map_err(|e| EngineError::Load(format!("cannot run probe {}: {e}", exe.display())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+    Err(EngineError::Pack(PackError {
+        pack: pack.dir.display().to_string(),
+        problem: format!(
+            "sherpa-onnx rejected the pack in a probe process ({}): {}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ),
+    }))
+}
+
+/// What [`Registry::load`] does before it loads anything, without loading:
+/// opens and checks every pack, and probes it in a child process when
+/// `probe_exe` is set. Used by a server that loads its engines in worker
+/// processes, so a broken pack stops it with the pack's name.
+pub fn check_packs(config: &EngineConfig) -> Result<Vec<Pack>, EngineError> {
+    let mut packs = Vec::new();
+    for dir in &config.packs {
+        let pack = Pack::open(dir)?;
+        pack.check()?;
+        if let Some(exe) = &config.probe_exe {
+            probe_in_child(exe, &pack)?;
+        }
+        packs.push(pack);
+    }
+    Ok(packs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_wins_whole_audio_and_streaming_wins_real_time() {
+        use PackKind::*;
+        // in either order of installation
+        for kinds in [[OfflineAsr, StreamingAsr], [StreamingAsr, OfflineAsr]] {
+            let (mut whole, mut rt) = (Selection::default(), Selection::default());
+            for (id, kind) in kinds.iter().enumerate() {
+                whole.offer(Purpose::WholeAudio, "chinese_16k_common", id, *kind, &kinds);
+                rt.offer(Purpose::RealTime, "chinese_16k_common", id, *kind, &kinds);
+            }
+            let p = Property::parse("chinese_16k_common").unwrap();
+            assert_eq!(kinds[whole.get(&p).unwrap()], OfflineAsr);
+            assert_eq!(kinds[rt.get(&p).unwrap()], StreamingAsr);
+        }
+        // one kind only: it serves both; the first of a kind stays
+        let kinds = [OfflineAsr, OfflineAsr];
+        let mut rt = Selection::default();
+        for (id, kind) in kinds.iter().enumerate() {
+            rt.offer(Purpose::RealTime, "chinese_8k_common", id, *kind, &kinds);
+        }
+        assert_eq!(
+            rt.get(&Property::parse("chinese_8k_common").unwrap()),
+            Some(0)
+        );
+    }
+}
