@@ -136,10 +136,12 @@ async fn check_signature(
     let secret = key
         .open(&cred.access_key, &cred.secret_sealed)
         .map_err(|_| {
-            unknown_key().detail(format!(
-                "secret key of {} cannot be unsealed with the configured master key",
-                cred.access_key
-            ))
+            unknown_key()
+                .detail(format!(
+                    "secret key of {} cannot be unsealed with the configured master key",
+                    cred.access_key
+                ))
+                .server_fault()
         })?;
 
     let (parts, body) = req.into_parts();

@@ -39,6 +39,9 @@ pub struct AppError {
     event: Option<&'static str>,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u32>,
+    /// Logged at error level although the client is refused (the server's
+    /// configuration is at fault).
+    server_fault: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +59,7 @@ impl From<ApiError> for AppError {
             detail: None,
             event: Some("request refused"),
             retry_after: None,
+            server_fault: false,
         }
     }
 }
@@ -79,12 +83,20 @@ impl AppError {
             detail: None,
             event: Some("token request refused"),
             retry_after: None,
+            server_fault: false,
         }
     }
 
     /// Adds what only the log gets.
     pub fn detail(mut self, detail: impl Into<String>) -> AppError {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Logs the refusal at error level: the server's configuration, not the
+    /// client, is at fault.
+    pub fn server_fault(mut self) -> AppError {
+        self.server_fault = true;
         self
     }
 
@@ -140,7 +152,7 @@ impl AppError {
         };
         let detail = self.detail.as_deref();
         let status = self.status().as_u16();
-        if self.status().is_server_error() {
+        if self.server_fault || self.status().is_server_error() {
             tracing::error!(request_id, status, code, msg, detail, "{event}");
         } else {
             tracing::info!(request_id, status, code, msg, detail, "{event}");
