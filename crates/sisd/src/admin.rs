@@ -10,7 +10,7 @@ use sis_auth::secrets;
 use sis_core::time::rfc3339_utc;
 use sis_store::Store;
 
-use crate::config::{CredentialsCommand, ProjectsCommand, StoreArgs, UsersCommand};
+use crate::config::{self, CredentialsCommand, ProjectsCommand, StoreArgs, UsersCommand};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -21,9 +21,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn open(store: &StoreArgs) -> anyhow::Result<Store> {
     if store.store.is_none() {
-        std::fs::create_dir_all(&store.data_dir).with_context(|| {
-            format!("cannot create data directory {}", store.data_dir.display())
-        })?;
+        config::private_dir(&store.data.data_dir)?;
     }
     Store::open(&store.url()).await.with_context(|| {
         format!(
@@ -35,6 +33,10 @@ async fn open(store: &StoreArgs) -> anyhow::Result<Store> {
 
 fn project_json(p: &sis_store::Project) -> serde_json::Value {
     json!({"id": p.id, "name": p.name, "domain": p.domain.name})
+}
+
+fn user_json(u: &sis_store::User) -> serde_json::Value {
+    json!({"id": u.id, "name": u.name, "domain": u.domain.name})
 }
 
 pub fn projects(cmd: ProjectsCommand) -> anyhow::Result<ExitCode> {
@@ -90,39 +92,28 @@ fn read_password() -> anyhow::Result<String> {
 pub fn users(cmd: UsersCommand) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         match cmd {
-            UsersCommand::Create {
-                store,
-                domain,
-                name,
-            } => {
-                check_name("user name", &name)?;
-                check_name("domain", &domain)?;
+            UsersCommand::Create { store, user } => {
+                check_name("user name", &user.name)?;
+                check_name("domain", &user.domain)?;
                 let pw = read_password()?;
                 let hash = secrets::hash_password(&pw)?;
                 let u = open(&store)
                     .await?
-                    .create_user(&domain, &name, &hash)
+                    .create_user(&user.domain, &user.name, &hash)
                     .await?;
-                println!(
-                    "{}",
-                    json!({"id": u.id, "name": u.name, "domain": u.domain.name})
-                );
+                println!("{}", user_json(&u));
             }
             UsersCommand::List { store } => {
                 for u in open(&store).await?.list_users().await? {
-                    println!(
-                        "{}",
-                        json!({"id": u.id, "name": u.name, "domain": u.domain.name})
-                    );
+                    println!("{}", user_json(&u));
                 }
             }
-            UsersCommand::Delete {
-                store,
-                domain,
-                name,
-            } => {
-                open(&store).await?.delete_user(&domain, &name).await?;
-                println!("{}", json!({"deleted": name, "domain": domain}));
+            UsersCommand::Delete { store, user } => {
+                open(&store)
+                    .await?
+                    .delete_user(&user.domain, &user.name)
+                    .await?;
+                println!("{}", json!({"deleted": user.name, "domain": user.domain}));
             }
         }
         Ok(ExitCode::SUCCESS)

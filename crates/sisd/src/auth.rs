@@ -8,36 +8,19 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Extension, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use sis_auth::secrets::{self, MasterKey};
-use sis_auth::sign::{self, Authorization, RequestParts, SignError};
-use sis_auth::FailureLimiter;
+use axum::response::IntoResponse;
+use sis_auth::secrets;
+use sis_auth::sign::{self, Authorization, RequestParts};
 use sis_core::time::{now_ms, rfc3339_utc};
-use sis_protocol::{ApiError, SisCode};
-use sis_store::Store;
 
 use crate::config::AuthMode;
-use crate::errors::ErrorResponse;
-use crate::server::{RequestId, MAX_BODY_BYTES};
-
-const IAM_PREFIX: &str = "Incorrect IAM authentication information: ";
-
-pub struct AuthState {
-    pub mode: AuthMode,
-    pub store: Store,
-    pub master_key: Option<MasterKey>,
-    pub token_ttl_s: i64,
-    /// 5 signature failures of one access key lock it for 5 minutes.
-    pub ak_failures: FailureLimiter,
-    /// 5 wrong passwords of one user lock its sign-in for 5 minutes.
-    pub user_failures: FailureLimiter,
-    /// Password checks (argon2id, 19 MiB each) running at once; a sign-in
-    /// that finds none free is refused at once (429 APIG.0308).
-    pub password_checks: Arc<tokio::sync::Semaphore>,
-}
+use crate::errors::{self, AppError, HandlerResult};
+use crate::state::{
+    AuthState, Principal, MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_TOKEN_BODY_BYTES, MAX_URI_BYTES,
+};
 
 /// Gives the argon2id block of a finished password check back to the
 /// system. glibc's threshold for mapping a block on its own rises to the
@@ -55,30 +38,6 @@ fn release_freed_memory() {
 /// How long a sign-in waits for a free password check before 429.
 const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Who is calling, once authenticated; handlers read it from the extensions.
-#[derive(Clone, Debug)]
-pub struct Principal {
-    pub project_id: String,
-}
-
-fn gateway(message: &str) -> ApiError {
-    ApiError::new(SisCode::GatewayAuth, format!("{IAM_PREFIX}{message}"))
-}
-
-fn deny(rid: &RequestId, error: ApiError) -> Response {
-    tracing::info!(
-        request_id = rid.0,
-        code = error.code.as_str(),
-        msg = %error.message,
-        "authentication refused"
-    );
-    ErrorResponse {
-        error,
-        request_id: rid.0.clone(),
-    }
-    .into_response()
-}
-
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -92,68 +51,54 @@ fn path_project(path: &str) -> Option<&str> {
     }
 }
 
-/// Middleware on every `/v1/{project_id}/...` route.
-pub async fn authenticate(State(st): State<Arc<AuthState>>, req: Request, next: Next) -> Response {
-    let rid = req
-        .extensions()
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or_else(|| RequestId(String::new()));
-    let Some(project_id) = path_project(req.uri().path()).map(str::to_string) else {
-        return deny(&rid, gateway("project id not found in the path"));
-    };
-    if st.mode == AuthMode::None {
-        let mut req = req;
-        req.extensions_mut().insert(Principal { project_id });
-        return next.run(req).await;
+/// Middleware on every `/v1/{project_id}/...` route: the only place a
+/// [`Principal`] is made.
+pub async fn authenticate(
+    State(st): State<Arc<AuthState>>,
+    mut req: Request,
+    next: Next,
+) -> HandlerResult {
+    let project_id = path_project(req.uri().path())
+        .map(str::to_string)
+        .ok_or_else(|| errors::unauthenticated("project id not found in the path"))?;
+    if st.mode == AuthMode::Sis {
+        req = if let Some(token) = header(req.headers(), "x-auth-token") {
+            let token = token.to_string();
+            check_token(&st, &token, &project_id).await?;
+            req
+        } else if req.headers().contains_key("authorization") {
+            check_signature(&st, req, &project_id).await?
+        } else {
+            return Err(errors::unauthenticated("x-auth-token not found"));
+        };
     }
-    let result = if let Some(token) = header(req.headers(), "x-auth-token") {
-        let token = token.to_string();
-        check_token(&st, &token, &project_id).await.map(|()| req)
-    } else if req.headers().contains_key("authorization") {
-        check_signature(&st, req, &project_id).await
-    } else {
-        Err(gateway("x-auth-token not found"))
-    };
-    match result {
-        Ok(mut req) => {
-            req.extensions_mut().insert(Principal { project_id });
-            next.run(req).await
-        }
-        Err(e) => deny(&rid, e),
-    }
+    req.extensions_mut().insert(Principal { project_id });
+    Ok(next.run(req).await)
 }
 
-async fn check_token(st: &AuthState, token: &str, project_id: &str) -> Result<(), ApiError> {
+async fn check_token(st: &AuthState, token: &str, project_id: &str) -> Result<(), AppError> {
     let t = st
         .store
         .token(&secrets::token_digest(token))
         .await
-        .map_err(store_error)?
+        .map_err(|e| errors::store(&e))?
         .filter(|t| t.revoked_ms.is_none())
-        .ok_or_else(|| gateway("decrypt token fail"))?;
+        .ok_or_else(|| errors::unauthenticated("decrypt token fail"))?;
     if t.expires_ms <= now_ms() {
-        return Err(gateway(&format!(
+        return Err(errors::unauthenticated(&format!(
             "token expires, expires_at: {}",
             rfc3339_utc(t.expires_ms, 6)
         )));
     }
     match t.project {
-        None => Err(ApiError::new(
-            SisCode::TokenRejected,
-            "token verification failed: the token is not scoped to a project",
+        None => Err(errors::token_rejected(
+            "the token is not scoped to a project",
         )),
-        Some(p) if p.id != project_id => Err(ApiError::new(
-            SisCode::TokenRejected,
-            "token verification failed: the token belongs to another project",
+        Some(p) if p.id != project_id => Err(errors::token_rejected(
+            "the token belongs to another project",
         )),
         Some(_) => Ok(()),
     }
-}
-
-fn store_error(e: sis_store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "store unavailable during authentication");
-    ApiError::new(SisCode::Internal, "internal service error").with_status(500)
 }
 
 fn unix_now() -> i64 {
@@ -164,40 +109,45 @@ async fn check_signature(
     st: &AuthState,
     req: Request,
     project_id: &str,
-) -> Result<Request, ApiError> {
+) -> Result<Request, AppError> {
+    let malformed = || errors::unauthenticated("the Authorization header is malformed");
     let auth_value = header(req.headers(), "authorization")
-        .ok_or_else(|| gateway("the Authorization header is malformed"))?
+        .ok_or_else(malformed)?
         .to_string();
-    let auth = Authorization::parse(&auth_value)
-        .map_err(|_| gateway("the Authorization header is malformed"))?;
+    let auth = Authorization::parse(&auth_value).map_err(|_| malformed())?;
     let now = unix_now();
     if st.ak_failures.is_locked(auth.access_key, now) {
-        return Err(gateway("AK access failed to reach the limit, forbidden"));
+        return Err(errors::unauthenticated(
+            "AK access failed to reach the limit, forbidden",
+        ));
     }
+    let unknown_key = || errors::unauthenticated("Get secretKey failed");
     let cred = st
         .store
         .credential(auth.access_key)
         .await
-        .map_err(store_error)?
+        .map_err(|e| errors::store(&e))?
         .filter(|c| c.revoked_ms.is_none())
-        .ok_or_else(|| gateway("Get secretKey failed"))?;
-    let key = st.master_key.as_ref().ok_or_else(|| {
-        ApiError::new(SisCode::Internal, "internal service error").with_status(500)
-    })?;
+        .ok_or_else(unknown_key)?;
+    let key = st
+        .master_key
+        .as_ref()
+        .ok_or_else(|| errors::internal_error().detail("no master key to unseal secret keys"))?;
     let secret = key
         .open(&cred.access_key, &cred.secret_sealed)
         .map_err(|_| {
-            tracing::error!(
-                access_key = cred.access_key,
-                "secret key cannot be unsealed with the configured master key"
-            );
-            gateway("Get secretKey failed")
+            unknown_key()
+                .detail(format!(
+                    "secret key of {} cannot be unsealed with the configured master key",
+                    cred.access_key
+                ))
+                .server_fault()
         })?;
 
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(crate::server::body_error)?;
+        .map_err(|e| errors::body(&e))?;
     let body_hash = match header(&parts.headers, "x-sdk-content-sha256") {
         Some(v) if v == sign::UNSIGNED_PAYLOAD => v.to_string(),
         _ => sign::body_sha256(&bytes),
@@ -219,42 +169,19 @@ async fn check_signature(
                     "access key locked after repeated signature failures"
                 );
             }
-            return Err(gateway(&match e {
-                SignError::Expired => "calc ak sk signature fail:signature expired".to_string(),
-                SignError::MissingDate => "x-sdk-date not found".to_string(),
-                SignError::BadDate => "x-sdk-date is malformed".to_string(),
-                SignError::MissingSignedHeader(h) => {
-                    format!("verify aksk signature fail, signed header {h} not found")
-                }
-                SignError::Malformed => "the Authorization header is malformed".to_string(),
-                SignError::Mismatch => "verify aksk signature fail".to_string(),
-            }));
+            return Err(errors::signature(&e));
         }
     }
     if cred.project_id != project_id {
-        return Err(ApiError::new(
-            SisCode::GatewayForbidden,
-            "The IAM user is not authorized to access the API.",
-        ));
+        return Err(errors::other_project());
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// Header and URI size limits of the gateway (APIG.0201), before anything else.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
-pub const MAX_URI_BYTES: usize = 32 * 1024;
-
-pub async fn size_limits(
-    Extension(rid): Extension<RequestId>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let uri_len = req.uri().to_string().len();
-    if uri_len > MAX_URI_BYTES {
-        return deny(
-            &rid,
-            ApiError::new(SisCode::GatewayRequest, "Request URI too large.").with_status(414),
-        );
+pub async fn size_limits(req: Request, next: Next) -> HandlerResult {
+    if req.uri().to_string().len() > MAX_URI_BYTES {
+        return Err(errors::uri_too_large());
     }
     let header_bytes: usize = req
         .headers()
@@ -262,33 +189,12 @@ pub async fn size_limits(
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     if header_bytes > MAX_HEADER_BYTES {
-        return deny(
-            &rid,
-            ApiError::new(SisCode::GatewayRequest, "Request headers too large.").with_status(494),
-        );
+        return Err(errors::headers_too_large());
     }
-    next.run(req).await
+    Ok(next.run(req).await)
 }
 
 // ---- IAM-style token API ----
-
-fn iam_error(status: StatusCode, message: &str) -> Response {
-    let title = match status {
-        StatusCode::BAD_REQUEST => "Bad Request",
-        StatusCode::UNAUTHORIZED => "Unauthorized",
-        StatusCode::NOT_FOUND => "Not Found",
-        _ => "Error",
-    };
-    let body = serde_json::json!({
-        "error": {"code": status.as_u16(), "title": title, "message": message}
-    });
-    (
-        status,
-        [("content-type", "application/json;charset=utf8")],
-        body.to_string(),
-    )
-        .into_response()
-}
 
 fn str_at<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = v;
@@ -302,90 +208,70 @@ fn domain_json(d: &sis_store::Domain) -> serde_json::Value {
     serde_json::json!({"id": d.id, "name": d.name})
 }
 
-/// Largest `POST /v3/auth/tokens` body.
-const MAX_TOKEN_BODY_BYTES: usize = 64 * 1024;
+fn bad_request(message: &str) -> AppError {
+    AppError::iam(StatusCode::BAD_REQUEST, message)
+}
+
+fn unauthorized(message: &str) -> AppError {
+    AppError::iam(StatusCode::UNAUTHORIZED, message)
+}
+
+/// The store failed during sign-in or revocation.
+fn iam_store_error(e: &sis_store::StoreError) -> AppError {
+    AppError::iam(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        .detail(format!("store unavailable: {e}"))
+}
 
 /// `POST /v3/auth/tokens`: password method, project- or domain-scoped.
-pub async fn issue_token(
-    State(st): State<Arc<AuthState>>,
-    Extension(rid): Extension<RequestId>,
-    body: Body,
-) -> Response {
-    let body = match axum::body::to_bytes(body, MAX_TOKEN_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(e) => return deny(&rid, crate::server::body_error(e)),
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return iam_error(
-            StatusCode::BAD_REQUEST,
-            "The request body is not valid JSON.",
-        );
-    };
+pub async fn issue_token(State(st): State<Arc<AuthState>>, body: Body) -> HandlerResult {
+    let body = axum::body::to_bytes(body, MAX_TOKEN_BODY_BYTES)
+        .await
+        .map_err(|e| errors::body(&e))?;
+    let v = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|_| bad_request("The request body is not valid JSON."))?;
     let identity = &v["auth"]["identity"];
     let methods_ok = identity["methods"]
         .as_array()
         .is_some_and(|m| m.iter().any(|x| x == "password"));
     if !methods_ok {
-        return iam_error(
-            StatusCode::BAD_REQUEST,
+        return Err(bad_request(
             "Only the password identity method is supported.",
-        );
+        ));
     }
     let user_v = &identity["password"]["user"];
     let (Some(name), Some(password)) = (str_at(user_v, &["name"]), str_at(user_v, &["password"]))
     else {
-        return iam_error(
-            StatusCode::BAD_REQUEST,
+        return Err(bad_request(
             "auth.identity.password.user needs name and password.",
-        );
+        ));
     };
-    let Some(domain) =
-        str_at(user_v, &["domain", "name"]).or_else(|| str_at(user_v, &["domain", "id"]))
-    else {
-        return iam_error(
-            StatusCode::BAD_REQUEST,
-            "auth.identity.password.user.domain needs name or id.",
-        );
-    };
+    let domain = str_at(user_v, &["domain", "name"])
+        .or_else(|| str_at(user_v, &["domain", "id"]))
+        .ok_or_else(|| bad_request("auth.identity.password.user.domain needs name or id."))?;
     let now = unix_now();
     let lock_key = format!("{domain}\u{0}{name}");
+    let who = || format!("domain {domain}, user {name}");
     if st.user_failures.is_locked(&lock_key, now) {
-        return iam_error(
-            StatusCode::UNAUTHORIZED,
+        return Err(unauthorized(
             "The account is locked after repeated sign-in failures; retry later.",
-        );
+        )
+        .detail(who()));
     }
     // argon2id needs 19 MiB and a core for a while: only a few at once,
     // and nothing queues behind them
-    let permit = match tokio::time::timeout(
+    let permit = tokio::time::timeout(
         PASSWORD_CHECK_WAIT,
         st.password_checks.clone().acquire_owned(),
     )
     .await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
-            // not logged one by one: a flood would flood the log too
-            let mut r = ErrorResponse {
-                error: ApiError::new(
-                    SisCode::GatewayThrottled,
-                    "The throttling threshold has been reached: too many sign-ins at once, retry later.",
-                ),
-                request_id: rid.0.clone(),
-            }
-            .into_response();
-            r.headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
-            return r;
-        }
-    };
-    let user = match st.store.user_named(domain, name).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::error!(error = %e, "store unavailable during sign-in");
-            return iam_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        }
-    };
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(errors::sign_ins_throttled)?;
+    let user = st
+        .store
+        .user_named(domain, name)
+        .await
+        .map_err(|e| iam_store_error(&e))?;
     let password = password.to_string();
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || {
@@ -407,11 +293,7 @@ pub async fn issue_token(
         (true, Some(u)) => u,
         _ => {
             st.user_failures.record_failure(&lock_key, now);
-            tracing::info!(domain, user = name, "sign-in refused");
-            return iam_error(
-                StatusCode::UNAUTHORIZED,
-                "The username or password is wrong.",
-            );
+            return Err(unauthorized("The username or password is wrong.").detail(who()));
         }
     };
     st.user_failures.record_success(&lock_key, now);
@@ -423,22 +305,15 @@ pub async fn issue_token(
         } else if let Some(pname) = str_at(scope, &["project", "name"]) {
             st.store.project_named(&user.domain.id, pname).await
         } else {
-            return iam_error(
-                StatusCode::BAD_REQUEST,
-                "auth.scope.project needs id or name.",
-            );
+            return Err(bad_request("auth.scope.project needs id or name."));
         };
-        match found {
-            Ok(Some(p)) if p.domain.id == user.domain.id => Some(p),
-            Ok(_) => {
-                return iam_error(
-                    StatusCode::UNAUTHORIZED,
-                    "The project does not exist or the user may not use it.",
+        match found.map_err(|e| iam_store_error(&e))? {
+            Some(p) if p.domain.id == user.domain.id => Some(p),
+            _ => {
+                return Err(
+                    unauthorized("The project does not exist or the user may not use it.")
+                        .detail(who()),
                 )
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store unavailable during sign-in");
-                return iam_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
             }
         }
     } else {
@@ -448,8 +323,7 @@ pub async fn issue_token(
     let token = secrets::new_token();
     let issued = now_ms();
     let expires = issued + st.token_ttl_s * 1000;
-    if let Err(e) = st
-        .store
+    st.store
         .insert_token(
             &secrets::token_digest(&token),
             &user.id,
@@ -458,10 +332,7 @@ pub async fn issue_token(
             expires,
         )
         .await
-    {
-        tracing::error!(error = %e, "cannot store token");
-        return iam_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-    }
+        .map_err(|e| iam_store_error(&e))?;
     let mut tok = serde_json::json!({
         "methods": ["password"],
         "issued_at": rfc3339_utc(issued, 6),
@@ -477,32 +348,30 @@ pub async fn issue_token(
         }
         None => tok["domain"] = domain_json(&user.domain),
     }
+    let subject = HeaderValue::from_str(&token).map_err(|_| {
+        AppError::iam(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            .detail("a new token is not a valid header value")
+    })?;
     let mut r = (
         StatusCode::CREATED,
         [("content-type", "application/json;charset=utf8")],
         serde_json::json!({ "token": tok }).to_string(),
     )
         .into_response();
-    match HeaderValue::from_str(&token) {
-        Ok(h) => {
-            r.headers_mut().insert("x-subject-token", h);
-            r
-        }
-        Err(_) => iam_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-    }
+    r.headers_mut().insert("x-subject-token", subject);
+    Ok(r)
 }
 
 /// `DELETE /v3/auth/tokens`: revokes `X-Subject-Token`; the caller's valid
 /// `X-Auth-Token` must belong to the same user.
-pub async fn revoke_token(State(st): State<Arc<AuthState>>, headers: HeaderMap) -> Response {
+pub async fn revoke_token(State(st): State<Arc<AuthState>>, headers: HeaderMap) -> HandlerResult {
     let (Some(caller), Some(subject)) = (
         header(&headers, "x-auth-token"),
         header(&headers, "x-subject-token"),
     ) else {
-        return iam_error(
-            StatusCode::BAD_REQUEST,
+        return Err(bad_request(
             "X-Auth-Token and X-Subject-Token are required.",
-        );
+        ));
     };
     let now = now_ms();
     let valid = |t: &Option<sis_store::Token>| {
@@ -511,22 +380,29 @@ pub async fn revoke_token(State(st): State<Arc<AuthState>>, headers: HeaderMap) 
             .map(|t| t.user.id.clone())
     };
     let subject_digest = secrets::token_digest(subject);
-    let (c, s) = match (
-        st.store.token(&secrets::token_digest(caller)).await,
-        st.store.token(&subject_digest).await,
-    ) {
-        (Ok(c), Ok(s)) => (c, s),
-        _ => return iam_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-    };
-    let Some(caller_user) = valid(&c) else {
-        return iam_error(StatusCode::UNAUTHORIZED, "The X-Auth-Token is not valid.");
-    };
+    let c = st
+        .store
+        .token(&secrets::token_digest(caller))
+        .await
+        .map_err(|e| iam_store_error(&e))?;
+    let s = st
+        .store
+        .token(&subject_digest)
+        .await
+        .map_err(|e| iam_store_error(&e))?;
+    let caller_user = valid(&c).ok_or_else(|| unauthorized("The X-Auth-Token is not valid."))?;
     match valid(&s) {
-        Some(u) if u == caller_user => match st.store.revoke_token(&subject_digest).await {
-            Ok(_) => StatusCode::NO_CONTENT.into_response(),
-            Err(_) => iam_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-        },
-        _ => iam_error(StatusCode::NOT_FOUND, "The X-Subject-Token was not found."),
+        Some(u) if u == caller_user => {
+            st.store
+                .revoke_token(&subject_digest)
+                .await
+                .map_err(|e| iam_store_error(&e))?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(AppError::iam(
+            StatusCode::NOT_FOUND,
+            "The X-Subject-Token was not found.",
+        )),
     }
 }
 

@@ -1,14 +1,111 @@
-//! Configuration in two phases: clap parses flags and environment into
-//! [`ServeArgs`]; [`ServeArgs::validate`] turns them into a [`ServeConfig`]
-//! that nothing downstream re-checks.
+//! Configuration, in three steps:
+//!
+//! 1. clap parses flags and environment into typed values ([`ServeArgs`]:
+//!    a `SocketAddr`, an [`AuthMode`], durations, numbers whose parsers check
+//!    their range). Every default is declared once, in [`defaults`], and
+//!    shown by `--help`; README's table of flags is checked against these
+//!    definitions (`readme_table_matches_the_flags`).
+//! 2. [`ServeArgs::validate`] checks what involves more than one value, fills
+//!    the defaults that depend on the machine, and builds the [`ServeConfig`]
+//!    that nothing downstream re-checks. It reads (packs, the master key)
+//!    and writes nothing.
+//! 3. [`ServeConfig::prepare`] does the I/O: DATA_DIR and the job spool
+//!    (0700), the store's files tightened, the callback key read or created.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sis_engine::{EngineConfig, VadSettings};
+
+/// Every default of the command line, declared once.
+pub mod defaults {
+    use std::path::{Path, PathBuf};
+
+    use super::AuthMode;
+
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const DATA_DIR: &str = "sisd-data";
+    pub const AUTH: AuthMode = AuthMode::None;
+    /// The domain of projects and users created without `--domain`.
+    pub const DOMAIN: &str = "default";
+    pub const MAX_STREAMS: usize = 1000;
+    pub const TOKEN_TTL_S: u64 = 86_400;
+    pub const QUEUE: usize = 256;
+    pub const VAD_MIN_AUDIO_S: &str = "10";
+    pub const JOB_LEASE_S: u64 = 30;
+    pub const JOB_RETENTION_H: &str = "72";
+    pub const FETCH_ALLOW: &str = "";
+    pub const FETCH_MAX_MB: u64 = 300;
+    pub const FETCH_TIMEOUT_S: &str = "60";
+    pub const FETCH_MIN_RATE_KB: u64 = 100;
+    pub const FETCH_STALL_S: &str = "15";
+    pub const CALLBACK_TIMEOUT_S: &str = "10";
+    pub const CALLBACK_CONCURRENCY: usize = 16;
+    pub const MAX_CONNECTIONS: usize = 4096;
+    pub const HEADER_TIMEOUT_S: &str = "10";
+    pub const IDLE_TIMEOUT_S: &str = "60";
+    pub const BODY_STALL_S: &str = "15";
+    pub const BODY_TIMEOUT_S: &str = "120";
+    pub const SHUTDOWN_GRACE_S: &str = "30";
+    pub const SHORT_AUDIO_MEMORY_MB: usize = 512;
+
+    /// `--workers`: the number of cores.
+    pub fn workers() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    }
+
+    /// `--engine-workers`: one per 4 cores, 1 to 8. Each worker process
+    /// costs a fixed set of protocol threads and wake-ups: on 2 cores a
+    /// second worker costs about 5 % of the real-time streams held
+    /// (BENCHMARKS.md), while more workers only make a native crash's blast
+    /// radius smaller.
+    pub fn engine_workers() -> usize {
+        (workers() / 4).clamp(1, 8)
+    }
+
+    /// `--job-workers`: as many as `--workers`.
+    pub fn job_workers(workers: usize) -> usize {
+        workers
+    }
+
+    /// `--job-project-max`: half of `--job-workers`, at least 1.
+    pub fn job_project_max(job_workers: usize) -> usize {
+        (job_workers / 2).max(1)
+    }
+
+    /// `--password-checks`: twice the cores, at most 4. Each check holds
+    /// 19 MiB while it runs: a few are plenty for sign-ins (tokens last a
+    /// day) and bound the memory.
+    pub fn password_checks() -> usize {
+        (2 * workers()).min(4)
+    }
+
+    /// `--models`: DATA_DIR/models.
+    pub fn models(data_dir: &Path) -> PathBuf {
+        data_dir.join("models")
+    }
+
+    /// `--store`: sqlite://DATA_DIR/sisd.db.
+    pub fn store_url(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("sisd.db").display())
+    }
+
+    /// `--callback-key`: a random key kept in DATA_DIR/callback.key.
+    pub fn callback_key_file(data_dir: &Path) -> PathBuf {
+        data_dir.join("callback.key")
+    }
+
+    /// Where job audio is spooled: DATA_DIR/jobs.
+    pub fn spool(data_dir: &Path) -> PathBuf {
+        data_dir.join("jobs")
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,12 +142,19 @@ pub enum Command {
     EngineWorker,
 }
 
+/// The data directory.
+#[derive(Args, Debug, Clone)]
+pub struct DataDir {
+    /// Data directory (embedded storage, installed models).
+    #[arg(long, env = "SIS_DATA_DIR", default_value = defaults::DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
 /// Where the store is and how secrets in it are sealed.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// Data directory (embedded storage, installed models).
-    #[arg(long, env = "SIS_DATA_DIR", default_value = "sisd-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDir,
     /// Store URL: sqlite://PATH or postgres://... Default: sqlite://DATA_DIR/sisd.db.
     #[arg(long, env = "SIS_STORE_URL")]
     pub store: Option<String>,
@@ -64,7 +168,7 @@ impl StoreArgs {
     pub fn url(&self) -> String {
         self.store
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sisd.db").display()))
+            .unwrap_or_else(|| defaults::store_url(&self.data.data_dir))
     }
 
     /// The master key, if the operator provided one.
@@ -90,6 +194,15 @@ impl StoreArgs {
     }
 }
 
+/// A user of a domain.
+#[derive(Args, Debug, Clone)]
+pub struct UserName {
+    #[arg(long, default_value = defaults::DOMAIN)]
+    pub domain: String,
+    #[arg(long)]
+    pub name: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ProjectsCommand {
     /// Create a project; prints it as one JSON line.
@@ -100,7 +213,7 @@ pub enum ProjectsCommand {
         #[arg(long)]
         name: String,
         /// Domain (account) the project belongs to; created if new.
-        #[arg(long, default_value = "default")]
+        #[arg(long, default_value = defaults::DOMAIN)]
         domain: String,
         /// Project id (32 lower-case hex digits). Default: random.
         #[arg(long)]
@@ -120,10 +233,8 @@ pub enum UsersCommand {
     Create {
         #[command(flatten)]
         store: StoreArgs,
-        #[arg(long, default_value = "default")]
-        domain: String,
-        #[arg(long)]
-        name: String,
+        #[command(flatten)]
+        user: UserName,
     },
     /// List users, one JSON line each (no password hashes).
     List {
@@ -134,10 +245,8 @@ pub enum UsersCommand {
     Delete {
         #[command(flatten)]
         store: StoreArgs,
-        #[arg(long, default_value = "default")]
-        domain: String,
-        #[arg(long)]
-        name: String,
+        #[command(flatten)]
+        user: UserName,
     },
 }
 
@@ -174,15 +283,14 @@ pub struct ModelDirs {
     /// Default: DATA_DIR/models.
     #[arg(long = "models", env = "SIS_MODELS", value_delimiter = ':')]
     pub models: Vec<PathBuf>,
-    /// Data directory (embedded storage, installed models).
-    #[arg(long, env = "SIS_DATA_DIR", default_value = "sisd-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDir,
 }
 
 impl ModelDirs {
     pub fn dirs(&self) -> Vec<PathBuf> {
         if self.models.is_empty() {
-            vec![self.data_dir.join("models")]
+            vec![defaults::models(&self.data.data_dir)]
         } else {
             self.models.clone()
         }
@@ -205,8 +313,8 @@ pub enum ModelsCommand {
         /// Where to install. Default: DATA_DIR/models.
         #[arg(long)]
         models_dir: Option<PathBuf>,
-        #[arg(long, env = "SIS_DATA_DIR", default_value = "sisd-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
         /// Base URL of a mirror of the sherpa-onnx release assets.
         #[arg(long, env = "SIS_MODEL_BASE_URL")]
         base_url: Option<String>,
@@ -218,11 +326,88 @@ pub enum ModelsCommand {
     Probe { dir: PathBuf },
 }
 
+/// `--auth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// No authentication; loopback only, for local development.
+    None,
+    /// AK/SK signatures and IAM-style tokens; needs a master key.
+    Sis,
+}
+
+// ---- value parsers: a flag's value is checked where it is parsed ----
+
+/// Seconds between `lo` and `hi`, as a duration.
+fn seconds(lo: f64, hi: f64) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync {
+    move |s: &str| {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        if !(lo..=hi).contains(&v) {
+            return Err(format!("must be between {lo} and {hi} seconds"));
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+}
+
+/// A number between `lo` and `hi`.
+fn between(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(lo..=hi)
+}
+
+fn hours(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of hours"))?;
+    if !(0.001..=8760.0).contains(&v) {
+        return Err("must be between 0.001 and 8760 (a year)".into());
+    }
+    Ok(v)
+}
+
+fn vad_seconds(s: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=3600.0).contains(&v) {
+        return Err("must be between 0 and 3600".into());
+    }
+    Ok(v)
+}
+
+fn allow_list(s: &str) -> Result<sis_fetch::AllowList, String> {
+    sis_fetch::AllowList::parse(s).map_err(|e| e.to_string())
+}
+
+/// `--callback-key`: at least 16 characters.
+fn callback_key(s: &str) -> Result<String, String> {
+    if s.len() < 16 {
+        return Err("must be at least 16 characters".into());
+    }
+    Ok(s.to_string())
+}
+
+/// `--objects`: `file:///ABSOLUTE/DIR` or `s3://BUCKET[/PREFIX]`.
+fn objects_url(u: &str) -> Result<String, String> {
+    let ok = u
+        .strip_prefix("file://")
+        .is_some_and(|d| d.starts_with('/'))
+        || u.strip_prefix("s3://")
+            .is_some_and(|b| !b.is_empty() && !b.starts_with('/'));
+    if !ok {
+        return Err("expected file:///ABSOLUTE/DIR or s3://BUCKET[/PREFIX]".into());
+    }
+    Ok(u.to_string())
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "SIS_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    /// Address to listen on (IP:PORT).
+    #[arg(long, env = "SIS_LISTEN", default_value = defaults::LISTEN)]
+    pub listen: SocketAddr,
     /// Models directory (a pack, or a directory of packs). Repeatable.
     /// Default: DATA_DIR/models.
     #[arg(long = "models", env = "SIS_MODELS", value_delimiter = ':')]
@@ -232,24 +417,27 @@ pub struct ServeArgs {
     /// Authentication: `sis` (AK/SK signatures and IAM-style tokens, needs a
     /// master key) or `none` (no authentication; loopback only, for local
     /// development).
-    #[arg(long, env = "SIS_AUTH", default_value = "none")]
-    pub auth: String,
+    #[arg(long, env = "SIS_AUTH", value_enum, default_value_t = defaults::AUTH)]
+    pub auth: AuthMode,
     /// Real-time (WebSocket) sessions that may be open at once; more get SIS.0312.
-    #[arg(long, env = "SIS_MAX_STREAMS", default_value_t = 1000)]
+    #[arg(long, env = "SIS_MAX_STREAMS", default_value_t = defaults::MAX_STREAMS,
+          value_parser = between(1, u64::MAX))]
     pub max_streams: usize,
-    /// Lifetime of tokens issued by POST /v3/auth/tokens, in seconds.
-    #[arg(long, env = "SIS_TOKEN_TTL_S", default_value_t = 86_400)]
+    /// Lifetime of tokens issued by POST /v3/auth/tokens, in seconds (at most 366 days).
+    #[arg(long, env = "SIS_TOKEN_TTL_S", default_value_t = defaults::TOKEN_TTL_S,
+          value_parser = clap::value_parser!(u64).range(1..=366 * 86_400))]
     pub token_ttl_s: u64,
     /// Decode worker threads (default: number of cores).
-    #[arg(long, env = "SIS_WORKERS")]
+    #[arg(long, env = "SIS_WORKERS", value_parser = between(1, 512))]
     pub workers: Option<usize>,
     /// Engine worker processes that run the models (a native crash ends
     /// one of them, not the server); 0 runs the engine in this process
     /// (default: one per 4 cores, at least 1, at most 8).
-    #[arg(long, env = "SIS_ENGINE_WORKERS")]
+    #[arg(long, env = "SIS_ENGINE_WORKERS", value_parser = between(0, 64))]
     pub engine_workers: Option<usize>,
     /// Requests that may wait for a decode worker before new ones get SIS.0312.
-    #[arg(long, env = "SIS_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "SIS_QUEUE", default_value_t = defaults::QUEUE,
+          value_parser = between(1, u64::MAX))]
     pub queue: usize,
     /// Skip the child-process probe of each pack at start-up.
     #[arg(long)]
@@ -258,95 +446,129 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_vad: bool,
     /// Split only audio at least this many seconds long with the VAD pack.
-    #[arg(long, env = "SIS_VAD_MIN_AUDIO_S", default_value_t = 10.0)]
+    #[arg(long, env = "SIS_VAD_MIN_AUDIO_S", default_value = defaults::VAD_MIN_AUDIO_S,
+          value_parser = vad_seconds, value_name = "SECONDS")]
     pub vad_min_audio_s: f32,
-    /// Transcription jobs processed at once by this process (default: cores).
-    #[arg(long, env = "SIS_JOB_WORKERS")]
+    /// Transcription jobs processed at once by this process (default: as
+    /// many as --workers).
+    #[arg(long, env = "SIS_JOB_WORKERS", value_parser = between(1, 256))]
     pub job_workers: Option<usize>,
     /// Seconds after its worker's last heartbeat that a running job is taken
     /// over by another worker (a worker renews every third of it).
-    #[arg(long, env = "SIS_JOB_LEASE_S", default_value_t = 30)]
+    #[arg(long, env = "SIS_JOB_LEASE_S", default_value_t = defaults::JOB_LEASE_S,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub job_lease_s: u64,
     /// Hours a finished job's result is kept (SIS: 72).
-    #[arg(long, env = "SIS_JOB_RETENTION_H", default_value_t = 72.0)]
+    #[arg(long, env = "SIS_JOB_RETENTION_H", default_value = defaults::JOB_RETENTION_H,
+          value_parser = hours, value_name = "HOURS")]
     pub job_retention_h: f64,
     /// Hosts or CIDRs that data_url and callback_url may reach although they
     /// are loopback, private or link-local (comma-separated, e.g. 127.0.0.1).
-    #[arg(long, env = "SIS_FETCH_ALLOW", default_value = "")]
-    pub fetch_allow: String,
+    #[arg(long, env = "SIS_FETCH_ALLOW", default_value = defaults::FETCH_ALLOW,
+          value_parser = allow_list, value_name = "LIST")]
+    pub fetch_allow: sis_fetch::AllowList,
     /// Largest audio file a job downloads, in MB.
-    #[arg(long, env = "SIS_FETCH_MAX_MB", default_value_t = 300)]
+    #[arg(long, env = "SIS_FETCH_MAX_MB", default_value_t = defaults::FETCH_MAX_MB,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub fetch_max_mb: u64,
     /// Seconds a job's download may take beyond what its size needs at
     /// --fetch-min-rate-kb (the deadline grows with the bytes received).
-    #[arg(long, env = "SIS_FETCH_TIMEOUT_S", default_value_t = 60.0)]
-    pub fetch_timeout_s: f64,
+    #[arg(long = "fetch-timeout-s", env = "SIS_FETCH_TIMEOUT_S", default_value = defaults::FETCH_TIMEOUT_S,
+          value_parser = seconds(0.1, 86_400.0), value_name = "SECONDS")]
+    pub fetch_timeout: Duration,
     /// Average rate, in kB/s, a download must keep beyond --fetch-timeout-s;
     /// a slower one ends its job in ERROR (0: no rate, the deadline is
     /// --fetch-timeout-s).
-    #[arg(long, env = "SIS_FETCH_MIN_RATE_KB", default_value_t = 100)]
+    #[arg(long, env = "SIS_FETCH_MIN_RATE_KB", default_value_t = defaults::FETCH_MIN_RATE_KB,
+          value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     pub fetch_min_rate_kb: u64,
     /// Seconds a download may receive nothing before its job ends in ERROR.
-    #[arg(long, env = "SIS_FETCH_STALL_S", default_value_t = 15.0)]
-    pub fetch_stall_s: f64,
+    #[arg(long = "fetch-stall-s", env = "SIS_FETCH_STALL_S", default_value = defaults::FETCH_STALL_S,
+          value_parser = seconds(0.1, 3600.0), value_name = "SECONDS")]
+    pub fetch_stall: Duration,
     /// Jobs of one project this process runs at once (default: half of
     /// --job-workers, at least 1), so one project cannot hold every worker.
-    #[arg(long, env = "SIS_JOB_PROJECT_MAX")]
+    #[arg(long, env = "SIS_JOB_PROJECT_MAX", value_parser = between(1, 256))]
     pub job_project_max: Option<usize>,
     /// Seconds one callback POST may take, until its response status.
-    #[arg(long, env = "SIS_CALLBACK_TIMEOUT_S", default_value_t = 10.0)]
-    pub callback_timeout_s: f64,
+    #[arg(long = "callback-timeout-s", env = "SIS_CALLBACK_TIMEOUT_S", default_value = defaults::CALLBACK_TIMEOUT_S,
+          value_parser = seconds(0.1, 600.0), value_name = "SECONDS")]
+    pub callback_timeout: Duration,
     /// Callbacks delivered at once.
-    #[arg(long, env = "SIS_CALLBACK_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "SIS_CALLBACK_CONCURRENCY", default_value_t = defaults::CALLBACK_CONCURRENCY,
+          value_parser = between(1, 1024))]
     pub callback_concurrency: usize,
-    /// Key that signs result callbacks (X-Sis-Signature). Default: a random
-    /// key kept in DATA_DIR/callback.key (give every node the same key).
-    #[arg(long, env = "SIS_CALLBACK_KEY", hide_env_values = true)]
+    /// Key that signs result callbacks (X-Sis-Signature), at least 16
+    /// characters. Default: a random key kept in DATA_DIR/callback.key
+    /// (give every node the same key).
+    #[arg(long, env = "SIS_CALLBACK_KEY", hide_env_values = true, value_parser = callback_key)]
     pub callback_key: Option<String>,
     /// Object storage for job audio and results: file:///DIR or
     /// s3://BUCKET[/PREFIX] (endpoint and credentials from AWS_* variables).
     /// Default: none (results in the store, audio spooled in DATA_DIR/jobs).
-    #[arg(long, env = "SIS_OBJECTS_URL")]
+    #[arg(long, env = "SIS_OBJECTS_URL", value_parser = objects_url)]
     pub objects: Option<String>,
     /// HTTP and WebSocket connections open at once; more are closed at once.
-    #[arg(long, env = "SIS_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "SIS_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS,
+          value_parser = between(16, 1_000_000))]
     pub max_connections: usize,
     /// Seconds a connection has to send a request's headers (from its
     /// accept, or from the first byte of a later request), WebSocket
     /// upgrades included; then it is closed.
-    #[arg(long, env = "SIS_HEADER_TIMEOUT_S", default_value_t = 10.0)]
-    pub header_timeout_s: f64,
+    #[arg(long = "header-timeout-s", env = "SIS_HEADER_TIMEOUT_S", default_value = defaults::HEADER_TIMEOUT_S,
+          value_parser = seconds(0.1, 3600.0), value_name = "SECONDS")]
+    pub header_timeout: Duration,
     /// Seconds a keep-alive connection may wait for its next request (or a
     /// client may leave a response unread); then it is closed.
-    #[arg(long, env = "SIS_IDLE_TIMEOUT_S", default_value_t = 60.0)]
-    pub idle_timeout_s: f64,
+    #[arg(long = "idle-timeout-s", env = "SIS_IDLE_TIMEOUT_S", default_value = defaults::IDLE_TIMEOUT_S,
+          value_parser = seconds(0.1, 86_400.0), value_name = "SECONDS")]
+    pub idle_timeout: Duration,
     /// Seconds a request body may send nothing; then the request is answered
     /// 408 and the connection closed.
-    #[arg(long, env = "SIS_BODY_STALL_S", default_value_t = 15.0)]
-    pub body_stall_s: f64,
+    #[arg(long = "body-stall-s", env = "SIS_BODY_STALL_S", default_value = defaults::BODY_STALL_S,
+          value_parser = seconds(0.1, 3600.0), value_name = "SECONDS")]
+    pub body_stall: Duration,
     /// Seconds a whole request body may take after its headers.
-    #[arg(long, env = "SIS_BODY_TIMEOUT_S", default_value_t = 120.0)]
-    pub body_timeout_s: f64,
+    #[arg(long = "body-timeout-s", env = "SIS_BODY_TIMEOUT_S", default_value = defaults::BODY_TIMEOUT_S,
+          value_parser = seconds(0.1, 86_400.0), value_name = "SECONDS")]
+    pub body_timeout: Duration,
     /// On SIGTERM/SIGINT, seconds real-time sessions may take to finish
     /// before they get FATAL_ERROR.
-    #[arg(long, env = "SIS_SHUTDOWN_GRACE_S", default_value_t = 30.0)]
-    pub shutdown_grace_s: f64,
+    #[arg(long = "shutdown-grace-s", env = "SIS_SHUTDOWN_GRACE_S", default_value = defaults::SHUTDOWN_GRACE_S,
+          value_parser = seconds(0.0, 86_400.0), value_name = "SECONDS")]
+    pub shutdown_grace: Duration,
     /// Password checks (argon2id, 19 MiB each) of POST /v3/auth/tokens run at
     /// once; more sign-ins get 429 APIG.0308 (default: twice the cores, at
     /// most 4).
-    #[arg(long, env = "SIS_PASSWORD_CHECKS")]
+    #[arg(long, env = "SIS_PASSWORD_CHECKS", value_parser = between(1, 1024))]
     pub password_checks: Option<usize>,
     /// Memory that short-audio requests being read, decoded or recognised may
     /// hold together (each counts twice its body plus 60 s of decoded audio);
     /// beyond it a request gets 429 SIS.0312 before its body is read.
-    #[arg(long, env = "SIS_SHORT_AUDIO_MEMORY_MB", default_value_t = 512)]
+    #[arg(long, env = "SIS_SHORT_AUDIO_MEMORY_MB", default_value_t = defaults::SHORT_AUDIO_MEMORY_MB,
+          value_parser = between(32, 1 << 20))]
     pub short_audio_memory_mb: usize,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthMode {
-    None,
-    Sis,
+/// Where the key that signs callbacks comes from.
+#[derive(Clone, Debug)]
+pub enum CallbackKey {
+    /// `--callback-key`.
+    Given(Vec<u8>),
+    /// Read from this file, created with a random key if missing.
+    File(PathBuf),
+}
+
+/// Job settings before [`ServeConfig::prepare`] resolves the callback key.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    pub workers: usize,
+    pub lease_ms: i64,
+    pub retention_ms: i64,
+    pub spool: PathBuf,
+    pub project_max: usize,
+    pub callback_concurrency: usize,
+    pub callback_key: CallbackKey,
 }
 
 /// Validated server configuration.
@@ -362,7 +584,9 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     /// Engine worker processes (0: the engine runs in the server process).
     pub engine_workers: usize,
-    pub jobs: crate::jobs::JobsConfig,
+    pub jobs: JobSettings,
+    /// Object storage for job audio and results (`sis_store::Objects::open`).
+    pub objects_url: Option<String>,
     pub fetch: sis_fetch::FetchPolicy,
     pub http: crate::http::Limits,
     /// Real-time sessions' time to finish after SIGTERM/SIGINT.
@@ -372,68 +596,21 @@ pub struct ServeConfig {
     pub short_audio_memory_mb: usize,
 }
 
-/// `--NAME` seconds between `lo` and `hi`, as a duration.
-fn seconds(name: &str, v: f64, lo: f64, hi: f64) -> anyhow::Result<Duration> {
-    if !(lo..=hi).contains(&v) {
-        bail!("--{name} must be between {lo} and {hi} seconds");
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-/// Creates a directory (and missing parents) readable by the owner only.
-fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))
-}
-
-/// Takes group and other permissions off a file or directory the server
-/// created (an older version made them world-readable).
-pub fn make_private(path: &std::path::Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path) {
-        if m.permissions().mode() & 0o077 != 0 {
-            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), "permissions tightened to {mode:o}")
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "readable by others and cannot be made private")
-                }
-            }
-        }
-    }
-}
-
 impl ServeArgs {
+    /// The [`ServeConfig`]; reads packs and the master key, writes nothing.
     pub fn validate(&self) -> anyhow::Result<ServeConfig> {
-        let listen: SocketAddr = self
-            .listen
-            .parse()
-            .with_context(|| format!("--listen {}: expected IP:PORT", self.listen))?;
-        let auth = match self.auth.as_str() {
-            "none" => AuthMode::None,
-            "sis" => AuthMode::Sis,
-            other => bail!("--auth {other}: expected 'sis' or 'none'"),
-        };
-        if auth == AuthMode::None && !listen.ip().is_loopback() {
+        let listen = self.listen;
+        if self.auth == AuthMode::None && !listen.ip().is_loopback() {
             bail!("--auth none is refused on {listen}: without authentication the server may only listen on a loopback address (use --auth sis)");
         }
-        let master_key = match auth {
+        let master_key = match self.auth {
             AuthMode::Sis => Some(self.store.require_master_key()?),
             AuthMode::None => self.store.master_key()?,
         };
-        if !(1..=366 * 86_400).contains(&self.token_ttl_s) {
-            bail!("--token-ttl-s must be between 1 and 31622400 (366 days)");
-        }
-        let data_dir = &self.store.data_dir;
-        private_dir(data_dir)?;
+        let data_dir = &self.store.data.data_dir;
         let model_dirs = ModelDirs {
             models: self.models.clone(),
-            data_dir: data_dir.clone(),
+            data: self.store.data.clone(),
         };
         let mut packs = Vec::new();
         for d in model_dirs.dirs() {
@@ -446,104 +623,29 @@ impl ServeArgs {
             }
             packs.extend(found);
         }
-        let workers = self.workers.unwrap_or_else(workers_default);
-        if workers == 0 || workers > 512 {
-            bail!("--workers {workers}: must be between 1 and 512");
-        }
-        if !(0.0..=3600.0).contains(&self.vad_min_audio_s) {
-            bail!("--vad-min-audio-s must be between 0 and 3600");
-        }
-        if self.max_streams == 0 {
-            bail!("--max-streams must be at least 1");
-        }
-        let engine_workers = self.engine_workers.unwrap_or_else(engine_workers_default);
-        if engine_workers > 64 {
-            bail!("--engine-workers {engine_workers}: must be between 0 and 64");
-        }
-        if self.queue == 0 {
-            bail!("--queue must be at least 1");
-        }
-        let job_workers = self.job_workers.unwrap_or(workers);
-        if job_workers == 0 || job_workers > 256 {
+        let workers = self.workers.unwrap_or_else(defaults::workers);
+        let engine_workers = self.engine_workers.unwrap_or_else(defaults::engine_workers);
+        let job_workers = self
+            .job_workers
+            .unwrap_or_else(|| defaults::job_workers(workers));
+        if !(1..=256).contains(&job_workers) {
             bail!("--job-workers {job_workers}: must be between 1 and 256");
         }
-        if !(3..=3600).contains(&self.job_lease_s) {
-            bail!("--job-lease-s must be between 3 and 3600");
-        }
-        if !(0.001..=8760.0).contains(&self.job_retention_h) {
-            bail!("--job-retention-h must be between 0.001 and 8760 (a year)");
-        }
-        if self.fetch_max_mb == 0 || self.fetch_max_mb > 4096 {
-            bail!("--fetch-max-mb must be between 1 and 4096");
-        }
-        let allow = sis_fetch::AllowList::parse(&self.fetch_allow)
-            .map_err(|e| anyhow::anyhow!("--fetch-allow / SIS_FETCH_ALLOW: {e}"))?;
-        let job_secs = |name: &str, v: f64, hi: f64| {
-            if !(0.1..=hi).contains(&v) {
-                bail!("--{name} must be between 0.1 and {hi} seconds");
-            }
-            Ok(std::time::Duration::from_secs_f64(v))
-        };
-        if self.fetch_min_rate_kb > 10_000_000 {
-            bail!("--fetch-min-rate-kb must be at most 10000000 (10 GB/s)");
-        }
-        let fetch = sis_fetch::FetchPolicy {
-            allow,
-            max_bytes: self.fetch_max_mb * 1_000_000,
-            total_timeout: job_secs("fetch-timeout-s", self.fetch_timeout_s, 86_400.0)?,
-            min_rate: self.fetch_min_rate_kb * 1000,
-            stall_timeout: job_secs("fetch-stall-s", self.fetch_stall_s, 3600.0)?,
-            callback_timeout: job_secs("callback-timeout-s", self.callback_timeout_s, 600.0)?,
-            ..Default::default()
-        };
-        let job_project_max = self.job_project_max.unwrap_or((job_workers / 2).max(1));
-        if job_project_max == 0 || job_project_max > job_workers {
+        let job_project_max = self
+            .job_project_max
+            .unwrap_or_else(|| defaults::job_project_max(job_workers));
+        if job_project_max > job_workers {
             bail!("--job-project-max {job_project_max}: must be between 1 and --job-workers ({job_workers})");
         }
-        if !(1..=1024).contains(&self.callback_concurrency) {
-            bail!("--callback-concurrency must be between 1 and 1024");
-        }
-        let spool = data_dir.join("jobs");
-        private_dir(&spool)?;
-        make_private(&spool, 0o700);
-        if self.max_connections < 16 || self.max_connections > 1_000_000 {
-            bail!("--max-connections must be between 16 and 1000000");
-        }
-        let http = crate::http::Limits {
-            max_connections: self.max_connections,
-            header_timeout: seconds("header-timeout-s", self.header_timeout_s, 0.1, 3600.0)?,
-            idle_timeout: seconds("idle-timeout-s", self.idle_timeout_s, 0.1, 86_400.0)?,
-            body_stall: seconds("body-stall-s", self.body_stall_s, 0.1, 3600.0)?,
-            body_timeout: seconds("body-timeout-s", self.body_timeout_s, 0.1, 86_400.0)?,
+        let fetch = sis_fetch::FetchPolicy {
+            allow: self.fetch_allow.clone(),
+            max_bytes: self.fetch_max_mb * 1_000_000,
+            total_timeout: self.fetch_timeout,
+            min_rate: self.fetch_min_rate_kb * 1000,
+            stall_timeout: self.fetch_stall,
+            callback_timeout: self.callback_timeout,
+            ..Default::default()
         };
-        let shutdown_grace = seconds("shutdown-grace-s", self.shutdown_grace_s, 0.0, 86_400.0)?;
-        // each check holds 19 MiB while it runs: a few are plenty for
-        // sign-ins (tokens last a day) and bound the memory
-        let password_checks = self
-            .password_checks
-            .unwrap_or_else(|| (2 * workers_default()).min(4));
-        if !(1..=1024).contains(&password_checks) {
-            bail!("--password-checks must be between 1 and 1024");
-        }
-        // at least one largest request must fit
-        if !(32..=1 << 20).contains(&self.short_audio_memory_mb) {
-            bail!("--short-audio-memory-mb must be between 32 and 1048576");
-        }
-        let callback_key = match &self.callback_key {
-            Some(k) if k.len() < 16 => bail!("--callback-key must be at least 16 characters"),
-            Some(k) => k.as_bytes().to_vec(),
-            None => local_callback_key(data_dir)?,
-        };
-        if let Some(u) = &self.objects {
-            let ok = u
-                .strip_prefix("file://")
-                .is_some_and(|d| d.starts_with('/'))
-                || u.strip_prefix("s3://")
-                    .is_some_and(|b| !b.is_empty() && !b.starts_with('/'));
-            if !ok {
-                bail!("--objects {u}: expected file:///ABSOLUTE/DIR or s3://BUCKET[/PREFIX]");
-            }
-        }
         let probe_exe = if self.no_probe {
             None
         } else {
@@ -555,7 +657,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             listen,
             data_dir: data_dir.clone(),
-            auth,
+            auth: self.auth,
             store_url: self.store.url(),
             master_key,
             token_ttl_s: self.token_ttl_s as i64,
@@ -573,49 +675,109 @@ impl ServeArgs {
                 stream_workers: workers,
             },
             engine_workers,
-            jobs: crate::jobs::JobsConfig {
+            jobs: JobSettings {
                 workers: job_workers,
                 lease_ms: self.job_lease_s as i64 * 1000,
                 retention_ms: (self.job_retention_h * 3_600_000.0) as i64,
-                spool,
-                callback_key,
-                objects_url: self.objects.clone(),
+                spool: defaults::spool(data_dir),
                 project_max: job_project_max,
                 callback_concurrency: self.callback_concurrency,
+                callback_key: match &self.callback_key {
+                    Some(k) => CallbackKey::Given(k.as_bytes().to_vec()),
+                    None => CallbackKey::File(defaults::callback_key_file(data_dir)),
+                },
             },
+            objects_url: self.objects.clone(),
             fetch,
-            http,
-            shutdown_grace,
-            password_checks,
+            http: crate::http::Limits {
+                max_connections: self.max_connections,
+                header_timeout: self.header_timeout,
+                idle_timeout: self.idle_timeout,
+                body_stall: self.body_stall,
+                body_timeout: self.body_timeout,
+            },
+            shutdown_grace: self.shutdown_grace,
+            password_checks: self
+                .password_checks
+                .unwrap_or_else(defaults::password_checks),
             short_audio_memory_mb: self.short_audio_memory_mb,
         })
     }
 }
 
-/// One engine worker per 4 cores, 1 to 8. Each worker process costs a fixed
-/// set of protocol threads and wake-ups: on 2 cores a second worker costs
-/// about 5 % of the real-time streams held (BENCHMARKS.md), while more
-/// workers only make a native crash's blast radius smaller.
-fn engine_workers_default() -> usize {
-    (workers_default() / 4).clamp(1, 8)
+/// What [`ServeConfig::prepare`] made or found on disk.
+pub struct Prepared {
+    pub jobs: sis_jobs::JobsConfig,
 }
 
-/// The number of cores.
-fn workers_default() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+impl ServeConfig {
+    /// Creates DATA_DIR and the job spool (0700), tightens the SQLite
+    /// store's files, and reads or creates the callback key.
+    pub fn prepare(&self) -> anyhow::Result<Prepared> {
+        private_dir(&self.data_dir)?;
+        let j = &self.jobs;
+        private_dir(&j.spool)?;
+        make_private(&j.spool, 0o700);
+        if let Some(path) = self.store_url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            for suffix in ["", "-wal", "-shm"] {
+                make_private(Path::new(&format!("{path}{suffix}")), 0o600);
+            }
+        }
+        let callback_key = match &j.callback_key {
+            CallbackKey::Given(k) => k.clone(),
+            CallbackKey::File(path) => local_callback_key(path)?,
+        };
+        Ok(Prepared {
+            jobs: sis_jobs::JobsConfig {
+                workers: j.workers,
+                lease_ms: j.lease_ms,
+                retention_ms: j.retention_ms,
+                spool: j.spool.clone(),
+                callback_key,
+                project_max: j.project_max,
+                callback_concurrency: j.callback_concurrency,
+            },
+        })
+    }
 }
 
-/// The callback signing key kept in the data directory, created on first use.
-fn local_callback_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+/// Creates a directory (and missing parents) readable by the owner only.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+/// Takes group and other permissions off a file or directory the server
+/// created (an older version made them world-readable).
+fn make_private(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "permissions tightened to {mode:o}")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "readable by others and cannot be made private")
+                }
+            }
+        }
+    }
+}
+
+/// The callback signing key kept at `path`, created on first use.
+fn local_callback_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("callback.key");
-    if let Ok(k) = std::fs::read_to_string(&path) {
+    if let Ok(k) = std::fs::read_to_string(path) {
         let k = k.trim();
         if k.len() >= 16 {
-            make_private(&path, 0o600);
+            make_private(path, 0o600);
             return Ok(k.as_bytes().to_vec());
         }
     }
@@ -625,9 +787,203 @@ fn local_callback_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .and_then(|mut f| f.write_all(format!("{key}\n").as_bytes()))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    make_private(&path, 0o600);
+    make_private(path, 0o600);
     Ok(key.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn testdata_models() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/models")
+    }
+
+    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut argv = vec!["sisd", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(a) => Ok(*a),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "sisd-config-{name}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        assert!(!d.exists());
+        d
+    }
+
+    #[test]
+    fn values_are_typed_when_parsed() {
+        let models = testdata_models();
+        let a = serve_args(&[
+            "--listen",
+            "127.0.0.1:9000",
+            "--auth",
+            "none",
+            "--header-timeout-s",
+            "2.5",
+            "--models",
+            models.to_str().expect("utf-8 path"),
+        ])
+        .expect("valid flags");
+        assert_eq!(a.listen, "127.0.0.1:9000".parse().expect("an address"));
+        assert_eq!(a.auth, AuthMode::None);
+        assert_eq!(a.header_timeout, Duration::from_millis(2500));
+        for bad in [
+            &["--listen", "localhost"][..],
+            &["--auth", "basic"],
+            &["--header-timeout-s", "0"],
+            &["--header-timeout-s", "ten"],
+            &["--job-lease-s", "2"],
+            &["--max-connections", "15"],
+            &["--workers", "0"],
+            &["--engine-workers", "65"],
+            &["--callback-key", "short"],
+            &["--objects", "file://relative"],
+            &["--fetch-allow", "10.0.0.1/8"],
+            &["--job-retention-h", "0"],
+            &["--short-audio-memory-mb", "31"],
+        ] {
+            assert!(serve_args(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn validation_has_no_side_effects_and_preparation_makes_private_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let data = temp_dir("prepare");
+        let models = testdata_models();
+        let a = serve_args(&[
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--models",
+            models.to_str().expect("utf-8 path"),
+            "--no-probe",
+        ])
+        .expect("valid flags");
+        let cfg = a.validate().expect("a valid configuration");
+        assert!(!data.exists(), "validate created {}", data.display());
+        assert_eq!(cfg.engine.packs.len(), 2);
+        assert!(matches!(cfg.jobs.callback_key, CallbackKey::File(_)));
+
+        let prepared = cfg.prepare().expect("prepared");
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("jobs")), 0o700);
+        assert_eq!(mode(&data.join("callback.key")), 0o600);
+        assert_eq!(prepared.jobs.callback_key.len(), 64);
+        // the key is kept: a second start signs with the same one
+        let again = cfg.prepare().expect("prepared again");
+        assert_eq!(again.jobs.callback_key, prepared.jobs.callback_key);
+        let _ = std::fs::remove_dir_all(&data);
+    }
+
+    #[test]
+    fn cross_checks_and_machine_defaults() {
+        let models = testdata_models();
+        let m = models.to_str().expect("utf-8 path");
+        let off_loopback = serve_args(&["--listen", "0.0.0.0:0", "--models", m])
+            .expect("valid flags")
+            .validate();
+        assert!(off_loopback.is_err_and(|e| e.to_string().contains("loopback")));
+        let too_many = serve_args(&[
+            "--models",
+            m,
+            "--no-probe",
+            "--job-workers",
+            "2",
+            "--job-project-max",
+            "3",
+        ])
+        .expect("valid flags")
+        .validate();
+        assert!(too_many.is_err_and(|e| e.to_string().contains("--job-project-max 3")));
+        let cfg = serve_args(&["--models", m, "--no-probe", "--job-workers", "6"])
+            .expect("valid flags")
+            .validate()
+            .expect("valid");
+        assert_eq!(cfg.jobs.workers, 6);
+        assert_eq!(cfg.jobs.project_max, 3, "half of --job-workers");
+        assert_eq!(cfg.engine.workers, defaults::workers());
+        assert_eq!(cfg.password_checks, defaults::password_checks());
+        assert!(cfg.store_url.ends_with("/sisd.db") && cfg.store_url.starts_with("sqlite://"));
+    }
+
+    /// README.md's table of `sisd serve` flags names every flag, with its
+    /// environment variable and default as clap defines them.
+    #[test]
+    fn readme_table_matches_the_flags() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+                .expect("README.md");
+        let rows: Vec<Vec<String>> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| flag | env | default |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                l.trim()
+                    .trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect();
+        assert!(rows.len() > 30, "the table was not found");
+        let first_code = |cell: &str| cell.split('`').nth(1).unwrap_or("").to_string();
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        let mut flags = vec![];
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" || long == "version" {
+                continue;
+            }
+            let flag = format!("--{long}");
+            let row = rows
+                .iter()
+                .find(|r| first_code(&r[0]) == flag)
+                .unwrap_or_else(|| panic!("{flag} is not in README's table"));
+            let env = arg.get_env().map(|e| e.to_string_lossy().to_string());
+            assert_eq!(
+                env.unwrap_or_default(),
+                first_code(&row[1]),
+                "{flag}: environment variable"
+            );
+            let default: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().to_string())
+                .collect();
+            let readme_default = row[2].replace('`', "");
+            match default.as_slice() {
+                // a switch (--no-probe): off unless given
+                _ if !arg.get_action().takes_values() => {
+                    assert_eq!(readme_default, "", "{flag}: a switch has no default")
+                }
+                [d] => assert_eq!(&readme_default, d, "{flag}: default"),
+                _ => assert!(
+                    readme_default.parse::<f64>().is_err(),
+                    "{flag}: README gives the default {readme_default}, clap none"
+                ),
+            }
+            flags.push(flag);
+        }
+        for r in &rows {
+            assert!(
+                flags.contains(&first_code(&r[0])),
+                "README lists {}, which `sisd serve` does not have",
+                r[0]
+            );
+        }
+    }
 }

@@ -1,21 +1,233 @@
-//! The one place where internal errors become SIS errors (see docs/ERRORS.md).
+//! The one place where errors become what a client sees (docs/ERRORS.md):
+//! every SIS code `sisd` chooses is chosen here (`sis-protocol` chooses those
+//! of malformed requests; the `sis_codes_are_chosen_in_errors_rs` test keeps
+//! other modules from choosing one), and every HTTP error response is
+//! rendered and logged here, once.
+//!
+//! Handlers return [`HandlerResult`]; an [`AppError`] becomes a response
+//! that carries the error, and [`request_scope`], the outermost layer, gives
+//! it its request id, renders the body and writes the one log line. The
+//! real-time protocols send errors as messages instead
+//! ([`AppError::into_message`], logged by the same [`AppError::log`]).
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sis_audio::AudioError;
+use sis_auth::sign::SignError;
 use sis_engine::EngineError;
+use sis_fetch::{FetchError, FetchErrorKind};
+use sis_jobs::JobError;
+use sis_protocol::transcriber;
 use sis_protocol::{ApiError, SisCode};
 
-pub fn from_audio(e: AudioError) -> ApiError {
-    match e {
-        AudioError::TooLong { .. } => {
-            ApiError::invalid("audio is longer than 60 s, the limit of short-audio")
+use crate::state::RequestId;
+
+/// What every handler returns.
+pub type HandlerResult<T = Response> = Result<T, AppError>;
+
+/// An error on its way to the client: what the client is told, and what only
+/// the log gets.
+#[derive(Clone, Debug)]
+pub struct AppError {
+    shown: Shown,
+    /// The internal cause, or who was refused; logged, never sent.
+    detail: Option<String>,
+    /// The log line's message; `None`: not logged one by one (a flood would
+    /// flood the log too).
+    event: Option<&'static str>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u32>,
+    /// Logged at error level although the client is refused (the server's
+    /// configuration is at fault).
+    server_fault: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Shown {
+    /// A SIS or gateway error body.
+    Sis(ApiError),
+    /// The IAM token API's own error body.
+    Iam { status: StatusCode, message: String },
+}
+
+impl From<ApiError> for AppError {
+    fn from(error: ApiError) -> AppError {
+        AppError {
+            shown: Shown::Sis(error),
+            detail: None,
+            event: Some("request refused"),
+            retry_after: None,
+            server_fault: false,
         }
-        other => ApiError::invalid(other.to_string()),
     }
 }
 
-pub fn from_engine(e: EngineError) -> ApiError {
+impl AppError {
+    /// A refusal of the authentication layer.
+    pub fn auth(error: ApiError) -> AppError {
+        AppError {
+            event: Some("authentication refused"),
+            ..error.into()
+        }
+    }
+
+    /// An error of the IAM token API, in its own body format.
+    pub fn iam(status: StatusCode, message: &str) -> AppError {
+        AppError {
+            shown: Shown::Iam {
+                status,
+                message: message.to_string(),
+            },
+            detail: None,
+            event: Some("token request refused"),
+            retry_after: None,
+            server_fault: false,
+        }
+    }
+
+    /// Adds what only the log gets.
+    pub fn detail(mut self, detail: impl Into<String>) -> AppError {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Logs the refusal at error level: the server's configuration, not the
+    /// client, is at fault.
+    pub fn server_fault(mut self) -> AppError {
+        self.server_fault = true;
+        self
+    }
+
+    fn quiet(mut self) -> AppError {
+        self.event = None;
+        self
+    }
+
+    fn retry_after(mut self, seconds: u32) -> AppError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    fn status(&self) -> StatusCode {
+        match &self.shown {
+            Shown::Sis(e) => StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            Shown::Iam { status, .. } => *status,
+        }
+    }
+
+    /// For protocols that send errors as messages (real time): logs a
+    /// server fault with its cause (a refusal is the client's to see), and
+    /// returns what is sent.
+    pub fn into_message(self) -> ApiError {
+        if self.status().is_server_error() {
+            self.log(None);
+        }
+        self.into_api_error()
+    }
+
+    /// What the client is told.
+    fn into_api_error(self) -> ApiError {
+        match self.shown {
+            Shown::Sis(e) => e,
+            Shown::Iam { message, .. } => ApiError::new(SisCode::Internal, message),
+        }
+    }
+
+    /// The one log line of an error: at error level for server faults (with
+    /// their cause), info for refusals.
+    fn log(&self, request_id: Option<&str>) {
+        let Some(event) = self.event else {
+            tracing::debug!(
+                request_id,
+                status = self.status().as_u16(),
+                "refused (not logged one by one)"
+            );
+            return;
+        };
+        let (code, msg) = match &self.shown {
+            Shown::Sis(e) => (e.code.as_str(), e.message.as_str()),
+            Shown::Iam { message, .. } => ("IAM", message.as_str()),
+        };
+        let detail = self.detail.as_deref();
+        let status = self.status().as_u16();
+        if self.server_fault || self.status().is_server_error() {
+            tracing::error!(request_id, status, code, msg, detail, "{event}");
+        } else {
+            tracing::info!(request_id, status, code, msg, detail, "{event}");
+        }
+    }
+
+    fn render(&self, request_id: &str) -> Response {
+        let (content_type, body) = match &self.shown {
+            Shown::Sis(e) => ("application/json;charset=utf-8", e.body(request_id)),
+            Shown::Iam { status, message } => {
+                let title = match *status {
+                    StatusCode::BAD_REQUEST => "Bad Request",
+                    StatusCode::UNAUTHORIZED => "Unauthorized",
+                    StatusCode::NOT_FOUND => "Not Found",
+                    _ => "Error",
+                };
+                let body = serde_json::json!({
+                    "error": {"code": status.as_u16(), "title": title, "message": message}
+                });
+                ("application/json;charset=utf8", body.to_string())
+            }
+        };
+        let mut r = (self.status(), body).into_response();
+        let headers = r.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static(content_type));
+        if let Some(s) = self.retry_after {
+            headers.insert("retry-after", HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+impl IntoResponse for AppError {
+    /// The response without its request id; [`request_scope`] renders it
+    /// again with the id and logs it.
+    fn into_response(self) -> Response {
+        let mut r = self.render("");
+        r.extensions_mut().insert(self);
+        r
+    }
+}
+
+/// The outermost layer: gives the request its id (`X-Request-Id`), and
+/// renders and logs any [`AppError`] from inside.
+pub async fn request_scope(mut req: Request, next: Next) -> Response {
+    let id = RequestId::generate();
+    req.extensions_mut().insert(id.clone());
+    let mut resp = next.run(req).await;
+    if let Some(error) = resp.extensions_mut().remove::<AppError>() {
+        error.log(Some(&id.0));
+        resp = error.render(&id.0);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+// ---- internal errors ----
+
+pub fn internal_error() -> AppError {
+    ApiError::new(SisCode::Internal, "internal service error").into()
+}
+
+/// The store could not be used.
+pub fn store(e: &sis_store::StoreError) -> AppError {
+    internal_error().detail(format!("store unavailable: {e}"))
+}
+
+/// A blocking task that did not finish (it panicked).
+pub fn task_failed() -> AppError {
+    internal_error().detail("a blocking task failed")
+}
+
+fn engine_error(e: &EngineError) -> ApiError {
     match e {
         EngineError::UnknownProperty(p) => {
             ApiError::invalid(format!("'property' {p} is not supported by this server"))
@@ -27,39 +239,360 @@ pub fn from_engine(e: EngineError) -> ApiError {
         EngineError::ShuttingDown => {
             ApiError::new(SisCode::Internal, "service is shutting down").with_status(503)
         }
-        EngineError::WorkerLost(m) => {
-            tracing::error!(error = %m, "request lost with its engine worker");
-            ApiError::new(
-                SisCode::Internal,
-                "the recognition engine stopped while handling this request; retry",
-            )
-            .with_status(503)
-        }
-        EngineError::Failed(m) => {
-            tracing::error!(error = %m, "recognition failed");
-            ApiError::new(SisCode::RecognitionFailed, "recognition failed")
-        }
+        EngineError::WorkerLost(_) => ApiError::new(
+            SisCode::Internal,
+            "the recognition engine stopped while handling this request; retry",
+        )
+        .with_status(503),
+        EngineError::Failed(_) => ApiError::new(SisCode::RecognitionFailed, "recognition failed"),
         EngineError::Pack(_) | EngineError::Load(_) => {
-            tracing::error!(error = %e, "engine error");
             ApiError::new(SisCode::Internal, "internal service error")
         }
     }
 }
 
-/// An [`ApiError`] on its way out, tagged with the request id.
-pub struct ErrorResponse {
-    pub error: ApiError,
-    pub request_id: String,
+/// An engine error; the cause of a server fault goes to the log.
+pub fn engine(e: EngineError) -> AppError {
+    let shown: AppError = engine_error(&e).into();
+    match e {
+        EngineError::UnknownProperty(_) | EngineError::Busy | EngineError::ShuttingDown => shown,
+        other => shown.detail(other.to_string()),
+    }
 }
 
-impl IntoResponse for ErrorResponse {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.error.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut r = (status, self.error.body(&self.request_id)).into_response();
-        r.headers_mut().insert(
-            "content-type",
-            HeaderValue::from_static("application/json;charset=utf-8"),
+/// A fetch error: the URL's own fault (SIS.0032) or the network's
+/// (SIS.0001, like SIS's storage connection errors).
+fn fetch(what: &str, e: &FetchError) -> ApiError {
+    match e.kind() {
+        FetchErrorKind::Forbidden | FetchErrorKind::BadUrl => {
+            ApiError::invalid(format!("{what} is not allowed: {e}"))
+        }
+        FetchErrorKind::TooLarge => ApiError::invalid(format!(
+            "{what}: the audio file is larger than the limit ({e})"
+        )),
+        _ => ApiError::new(
+            SisCode::DependencyFailed,
+            format!("{what} could not be fetched: {e}"),
+        ),
+    }
+}
+
+/// Why a request body could not be read: too slow (408, `--body-stall-s`,
+/// `--body-timeout-s`) or too large (413).
+pub fn body(e: &axum::Error) -> AppError {
+    if crate::http::is_body_timeout(e) {
+        ApiError::new(
+            SisCode::GatewayRequest,
+            "Request timeout: the body did not arrive in time.",
+        )
+        .with_status(408)
+        .into()
+    } else {
+        ApiError::new(SisCode::GatewayRequest, "Request entity too large.")
+            .with_status(413)
+            .into()
+    }
+}
+
+// ---- audio, per API (SIS reports the same fault differently in each) ----
+
+/// Short-audio: the 60 s limit, or the decoder's description.
+pub fn short_audio_audio(e: AudioError) -> ApiError {
+    match e {
+        AudioError::TooLong { .. } => {
+            ApiError::invalid("audio is longer than 60 s, the limit of short-audio")
+        }
+        other => ApiError::invalid(other.to_string()),
+    }
+}
+
+// ---- transcription jobs ----
+
+/// What a client is told of a job's failure (also `sis_jobs::Jobs::public`,
+/// for the error documents of jobs that fail while running).
+pub fn job(e: &JobError) -> ApiError {
+    match e {
+        JobError::Request(e) => e.clone(),
+        JobError::NotUtf8 => ApiError::invalid("body is not UTF-8"),
+        JobError::NotFound => transcriber::not_found(),
+        JobError::DiarizationUnavailable => ApiError::new(
+            SisCode::Unsupported,
+            "speaker diarization of mono audio needs a diarization model, and this server has none: \
+             set need_analysis_info.diarization to false, or send stereo audio with channel LEFT_AGENT or RIGHT_AGENT",
+        ),
+        JobError::AgentChannelNeedsStereo => ApiError::invalid(
+            "need_analysis_info.channel LEFT_AGENT/RIGHT_AGENT needs stereo audio; this file is mono",
+        ),
+        JobError::Fetch { what, error } => fetch(what, error),
+        JobError::Audio(AudioError::TooLong { .. }) => ApiError::new(
+            SisCode::AudioTooLong,
+            "audio is longer than 5 h, the limit of recorded-file jobs",
+        ),
+        JobError::Audio(other) => ApiError::new(
+            SisCode::AudioFormatInvalid,
+            format!("Audio format is invalid! ({other})"),
+        ),
+        JobError::Engine(e) => engine_error(e),
+        JobError::Interrupted { times } => ApiError::new(
+            SisCode::Internal,
+            format!("processing was interrupted {times} times"),
+        ),
+        JobError::EngineWorkerDied { times } => ApiError::new(
+            SisCode::Internal,
+            format!("the engine worker died {times} times while recognising this file"),
+        ),
+        JobError::Panicked => ApiError::new(SisCode::RecognitionFailed, "recognition failed"),
+        JobError::Store(_) => ApiError::new(SisCode::Internal, "internal service error"),
+        JobError::ResultUnavailable(_) => ApiError::new(
+            SisCode::DependencyFailed,
+            "the job's result cannot be read from object storage",
+        )
+        .with_status(500),
+    }
+}
+
+impl From<JobError> for AppError {
+    fn from(e: JobError) -> AppError {
+        let shown: AppError = job(&e).into();
+        match e {
+            JobError::Store(_)
+            | JobError::ResultUnavailable(_)
+            | JobError::Panicked
+            | JobError::Engine(EngineError::Failed(_) | EngineError::Pack(_))
+            | JobError::Engine(EngineError::Load(_) | EngineError::WorkerLost(_)) => {
+                shown.detail(e.to_string())
+            }
+            _ => shown,
+        }
+    }
+}
+
+// ---- the gateway and authentication ----
+
+const IAM_PREFIX: &str = "Incorrect IAM authentication information: ";
+
+/// An unknown path or method (not logged one by one: scanners).
+pub fn not_found() -> AppError {
+    AppError::from(ApiError::new(
+        SisCode::ApiNotFound,
+        "The API does not exist or has not been published in the environment.",
+    ))
+    .quiet()
+}
+
+pub fn uri_too_large() -> AppError {
+    ApiError::new(SisCode::GatewayRequest, "Request URI too large.")
+        .with_status(414)
+        .into()
+}
+
+pub fn headers_too_large() -> AppError {
+    ApiError::new(SisCode::GatewayRequest, "Request headers too large.")
+        .with_status(494)
+        .into()
+}
+
+/// APIG.0301 with the gateway's prefix.
+pub fn unauthenticated(message: &str) -> AppError {
+    AppError::auth(ApiError::new(
+        SisCode::GatewayAuth,
+        format!("{IAM_PREFIX}{message}"),
+    ))
+}
+
+/// A signature that does not verify.
+pub fn signature(e: &SignError) -> AppError {
+    unauthenticated(&match e {
+        SignError::Expired => "calc ak sk signature fail:signature expired".to_string(),
+        SignError::MissingDate => "x-sdk-date not found".to_string(),
+        SignError::BadDate => "x-sdk-date is malformed".to_string(),
+        SignError::MissingSignedHeader(h) => {
+            format!("verify aksk signature fail, signed header {h} not found")
+        }
+        SignError::Malformed => "the Authorization header is malformed".to_string(),
+        SignError::Mismatch => "verify aksk signature fail".to_string(),
+    })
+}
+
+/// A valid token that may not be used here (`reason`).
+pub fn token_rejected(reason: &str) -> AppError {
+    AppError::auth(ApiError::new(
+        SisCode::TokenRejected,
+        format!("token verification failed: {reason}"),
+    ))
+}
+
+/// A valid signature of another project's key.
+pub fn other_project() -> AppError {
+    AppError::auth(ApiError::new(
+        SisCode::GatewayForbidden,
+        "The IAM user is not authorized to access the API.",
+    ))
+}
+
+/// Every password check is busy (not logged one by one).
+pub fn sign_ins_throttled() -> AppError {
+    AppError::from(ApiError::new(
+        SisCode::GatewayThrottled,
+        "The throttling threshold has been reached: too many sign-ins at once, retry later.",
+    ))
+    .retry_after(1)
+    .quiet()
+}
+
+/// A request to a WebSocket endpoint that is not an upgrade.
+pub fn not_a_websocket() -> AppError {
+    ApiError::invalid("a WebSocket upgrade request is required").into()
+}
+
+// ---- real-time recognition (sent as ERROR / FATAL_ERROR messages) ----
+
+pub mod rasr {
+    use sis_audio::AudioError;
+    use sis_protocol::{ApiError, SisCode};
+
+    pub fn start_while_open() -> ApiError {
+        ApiError::invalid("incorrect time sequence: START while a session is open")
+    }
+
+    pub fn end_without_start() -> ApiError {
+        ApiError::invalid("incorrect time sequence: END without START")
+    }
+
+    pub fn audio_before_start() -> ApiError {
+        ApiError::invalid("audio received before START; it is ignored until the next START")
+    }
+
+    pub fn property_not_served(property: &str) -> ApiError {
+        ApiError::invalid(format!(
+            "'property' {property} is not served by any model pack on this server"
+        ))
+    }
+
+    pub fn needs_vad() -> ApiError {
+        ApiError::new(
+            SisCode::Unsupported,
+            "this mode needs a VAD pack, and none is installed",
+        )
+    }
+
+    pub fn bad_audio_format() -> ApiError {
+        ApiError::invalid("'audio_format' is invalid")
+    }
+
+    pub fn audio(e: &AudioError) -> ApiError {
+        ApiError::invalid(format!("audio data invalid: {e}"))
+    }
+
+    pub fn idle() -> ApiError {
+        ApiError::new(SisCode::AudioTimeout, "wait voice timeout")
+    }
+
+    pub fn connection_too_long() -> ApiError {
+        ApiError::new(
+            SisCode::AudioTooLong,
+            "the connection reached its 5-hour limit",
+        )
+    }
+
+    pub fn shutting_down() -> ApiError {
+        ApiError::new(SisCode::Internal, "service is shutting down")
+    }
+
+    /// The engine side of a session went away.
+    pub fn engine_gone() -> ApiError {
+        ApiError::new(SisCode::RecognitionFailed, "recognition failed")
+    }
+
+    /// The session's engine worker died.
+    pub fn engine_stopped() -> ApiError {
+        ApiError::new(
+            SisCode::RecognitionFailed,
+            "recognition failed: the recognition engine stopped; start a new session",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(r: Response) -> (StatusCode, serde_json::Value) {
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        (status, serde_json::from_slice(&bytes).expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn gateway_errors_carry_the_request_id_sis_errors_do_not() {
+        let (status, v) = body_of(not_found().render("rid-1")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(v["error_code"], "APIG.0101");
+        assert_eq!(v["request_id"], "rid-1");
+        let (status, v) = body_of(engine(EngineError::Busy).render("rid-2")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(v["error_code"], "SIS.0312");
+        assert!(v.get("request_id").is_none());
+    }
+
+    #[tokio::test]
+    async fn iam_errors_have_their_own_body() {
+        let (status, v) = body_of(
+            AppError::iam(
+                StatusCode::UNAUTHORIZED,
+                "The username or password is wrong.",
+            )
+            .render("x"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(v["error"]["code"], 401);
+        assert_eq!(v["error"]["title"], "Unauthorized");
+        assert_eq!(v["error"]["message"], "The username or password is wrong.");
+    }
+
+    #[test]
+    fn throttled_sign_ins_ask_to_retry() {
+        let r = sign_ins_throttled().render("x");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()["retry-after"], "1");
+    }
+
+    #[test]
+    fn engine_faults_keep_their_cause_from_the_client() {
+        let e = engine(EngineError::WorkerLost("pipe closed".into()));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.detail.as_deref(), Some("engine worker lost: pipe closed"));
+        let shown = e.into_api_error();
+        assert_eq!(shown.code, SisCode::Internal);
+        assert!(!shown.message.contains("pipe"));
+    }
+
+    #[test]
+    fn job_audio_errors_differ_from_short_audio_ones() {
+        let too_long = || AudioError::TooLong { limit_ms: 1 };
+        assert_eq!(
+            job(&JobError::Audio(too_long())).code,
+            SisCode::AudioTooLong
         );
-        r
+        assert_eq!(short_audio_audio(too_long()).code, SisCode::InvalidParam);
+        let corrupt = JobError::Audio(AudioError::Empty);
+        assert_eq!(job(&corrupt).code, SisCode::AudioFormatInvalid);
+        assert_eq!(
+            job(&corrupt).message,
+            "Audio format is invalid! (audio contains no samples)"
+        );
+    }
+
+    #[test]
+    fn job_faults_are_logged_with_their_cause() {
+        let e = AppError::from(JobError::ResultUnavailable("job j key k: missing".into()));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(e.detail.as_deref().is_some_and(|d| d.contains("missing")));
+        let refused = AppError::from(JobError::NotFound);
+        assert!(refused.detail.is_none());
+        assert_eq!(refused.into_api_error().message, "task id is not found");
     }
 }

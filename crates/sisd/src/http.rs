@@ -16,7 +16,7 @@
 //! - on [`Shutdown`] the listener closes, idle connections close, and
 //!   requests in flight finish (keep-alive off).
 //!
-//! A WebSocket upgrade ends the HTTP connection here; `rasr.rs` bounds the
+//! A WebSocket upgrade ends the HTTP connection here; `ws.rs` bounds the
 //! WebSocket itself (20 s without a message, clients that stop reading).
 
 use std::convert::Infallible;

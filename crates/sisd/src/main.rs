@@ -6,9 +6,16 @@ mod config;
 mod errors;
 mod http;
 mod jobs;
+#[cfg(test)]
+mod module_graph;
 mod rasr;
+#[cfg(test)]
+mod router_tests;
 mod server;
+mod short_audio;
 mod shutdown;
+mod state;
+mod ws;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,6 +74,7 @@ fn main() -> ExitCode {
 
 fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = args.validate()?;
+    let prepared = cfg.prepare()?;
     cfg.http.max_connections = fit_descriptors(cfg.http.max_connections);
     tracing::info!(packs = cfg.engine.packs.len(), data_dir = %cfg.data_dir.display(), auth = ?cfg.auth, "loading model packs");
     let engine = Arc::new(
@@ -80,12 +88,6 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let result = rt.block_on(async move {
-        if let Some(path) = cfg.store_url.strip_prefix("sqlite://") {
-            let path = path.split('?').next().unwrap_or(path);
-            for suffix in ["", "-wal", "-shm"] {
-                config::make_private(std::path::Path::new(&format!("{path}{suffix}")), 0o600);
-            }
-        }
         let store = sis_store::Store::open(&cfg.store_url)
             .await
             .with_context(|| {
@@ -96,7 +98,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             })?;
         let fetcher = sis_fetch::Fetcher::new(cfg.fetch.clone())
             .map_err(|e| anyhow::anyhow!("cannot start the fetcher: {e}"))?;
-        let objects = match &cfg.jobs.objects_url {
+        let objects = match &cfg.objects_url {
             Some(u) => Some(
                 sis_store::Objects::open(u)
                     .with_context(|| format!("cannot open object storage {u}"))?,
@@ -104,32 +106,31 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let shutdown = shutdown::Shutdown::default();
-        let jobs = Arc::new(jobs::JobsState {
+        let jobs = Arc::new(sis_jobs::Jobs {
             store: store.clone(),
             objects,
             engine: engine.clone(),
             fetcher,
-            config: cfg.jobs.clone(),
-            shutdown: shutdown.clone(),
+            config: prepared.jobs,
+            stop: sis_jobs::Stop::new(shutdown.subscribe()),
+            public: errors::job,
         });
-        let job_workers = jobs::spawn(jobs.clone());
-        let auth = Arc::new(auth::AuthState {
-            mode: cfg.auth,
+        let job_workers = jobs.spawn();
+        let auth = Arc::new(state::AuthState::new(
+            cfg.auth,
             store,
-            master_key: cfg.master_key.clone(),
-            token_ttl_s: cfg.token_ttl_s,
-            ak_failures: sis_auth::FailureLimiter::default(),
-            user_failures: sis_auth::FailureLimiter::default(),
-            password_checks: Arc::new(tokio::sync::Semaphore::new(cfg.password_checks)),
-        });
+            cfg.master_key.clone(),
+            cfg.token_ttl_s,
+            cfg.password_checks,
+        ));
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        let app = server::router(server::AppState {
+        let app = server::router(state::AppState {
             engine,
             auth,
             rasr_connections: Default::default(),
-            short_audio_budget: Arc::new(server::MemoryBudget::new(cfg.short_audio_memory_mb)),
+            short_audio_budget: Arc::new(state::MemoryBudget::new(cfg.short_audio_memory_mb)),
             jobs,
             shutdown: shutdown.clone(),
         });
@@ -180,7 +181,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Room for the WebSocket send limit of a FATAL_ERROR and close frame.
-const SEND_SLACK: Duration = Duration::from_secs(20);
+const SEND_SLACK: Duration = ws::REALTIME.send;
 
 /// Descriptors kept free of connections: the store, packs, job files, the
 /// probe's pipes.
@@ -268,10 +269,10 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
             name,
             from,
             models_dir,
-            data_dir,
+            data,
             base_url,
         } => {
-            let dest = models_dir.unwrap_or_else(|| data_dir.join("models"));
+            let dest = models_dir.unwrap_or_else(|| config::defaults::models(&data.data_dir));
             let installed = match (name, from) {
                 (None, Some(path)) => install::install_from(&path, &dest)?,
                 (Some(name), None) => {

@@ -2,87 +2,37 @@
 //! §6). One async task per connection speaks the protocol; recognition runs
 //! on the engine's stream workers (`sis_engine::stream`), never here.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, Path, State};
-use axum::response::{IntoResponse, Response};
 use sis_engine::stream::{Segmentation, StreamEvent, StreamParams};
 use sis_pool::StreamHandle;
 use sis_protocol::rasr::{self, Command, EndReason, Mode, StartConfig};
-use sis_protocol::{ApiError, SisCode};
+use sis_protocol::ApiError;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::errors::{from_engine, ErrorResponse};
-use crate::server::{AppState, RequestId};
+use crate::errors::{self, rasr as refuse, HandlerResult};
+use crate::state::{AppState, Principal};
+use crate::ws::{self, close, Inbound, Socket};
 
-/// No data from the client for this long ends the connection (SIS.0304).
-const IDLE_LIMIT: Duration = Duration::from_secs(20);
-/// A client that does not take a message for this long (it stopped reading
-/// and the socket buffers are full) is dropped, freeing its session.
-const SEND_LIMIT: Duration = Duration::from_secs(20);
 /// Audio a session may have waiting for its stream worker; beyond it the
 /// connection stops reading its socket until the worker catches up.
 const MAX_BACKLOG: Duration = Duration::from_secs(2);
-/// Longest connection.
-const CONNECTION_LIMIT: Duration = Duration::from_secs(5 * 3600);
-/// Outgoing bytes a connection may have waiting for the client (pongs
-/// included); the client has SEND_LIMIT to take them, or it is dropped.
-const WRITE_BUFFER: usize = 16 * 1024;
-const MAX_WRITE_BUFFER: usize = 128 * 1024;
-/// After a close frame, how long the client has to answer with its own.
-const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 
-/// Counts an open connection for as long as it lives.
-struct OpenConnection(Arc<AtomicUsize>);
-
-impl OpenConnection {
-    fn count(n: &Arc<AtomicUsize>) -> OpenConnection {
-        n.fetch_add(1, Ordering::SeqCst);
-        OpenConnection(n.clone())
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
+/// `GET /v1/{project_id}/rasr/{mode}`: the upgrade.
 pub async fn upgrade(
     State(state): State<AppState>,
-    Extension(rid): Extension<RequestId>,
+    Extension(caller): Extension<Principal>,
     Path((_project_id, mode)): Path<(String, String)>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let Some(mode) = Mode::from_path(&mode) else {
-        return ErrorResponse {
-            error: ApiError::new(
-                SisCode::ApiNotFound,
-                "The API does not exist or has not been published in the environment.",
-            ),
-            request_id: rid.0,
-        }
-        .into_response();
-    };
-    match ws {
-        Ok(ws) => ws
-            .max_message_size(1 << 20)
-            .write_buffer_size(WRITE_BUFFER)
-            .max_write_buffer_size(MAX_WRITE_BUFFER)
-            .on_upgrade(move |socket| async move {
-                let _open = OpenConnection::count(&state.rasr_connections);
-                Connection::new(state, mode, socket).run().await
-            })
-            .into_response(),
-        Err(_) => ErrorResponse {
-            error: ApiError::invalid("a WebSocket upgrade request is required"),
-            request_id: rid.0,
-        }
-        .into_response(),
-    }
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> HandlerResult {
+    let mode = Mode::from_path(&mode).ok_or_else(errors::not_found)?;
+    let open = state.rasr_connections.clone();
+    ws::accept(upgrade, &caller, ws::REALTIME, &open, move |socket| {
+        Connection::new(state, mode, socket).run()
+    })
 }
 
 struct Session {
@@ -103,7 +53,7 @@ struct Session {
 struct Connection {
     state: AppState,
     mode: Mode,
-    socket: WebSocket,
+    socket: Socket,
     session: Option<Session>,
     /// An error was reported for stray audio since the last START.
     stray_reported: bool,
@@ -115,7 +65,7 @@ enum Flow {
 }
 
 impl Connection {
-    fn new(state: AppState, mode: Mode, socket: WebSocket) -> Connection {
+    fn new(state: AppState, mode: Mode, socket: Socket) -> Connection {
         Connection {
             state,
             mode,
@@ -126,36 +76,30 @@ impl Connection {
     }
 
     async fn send(&mut self, text: String) -> bool {
-        let sent = tokio::time::timeout(SEND_LIMIT, self.socket.send(Message::Text(text.into())));
-        matches!(sent.await, Ok(Ok(())))
+        self.socket.send_text(text).await
     }
 
     async fn run(mut self) {
-        let deadline = tokio::time::Instant::now() + CONNECTION_LIMIT;
+        let deadline = tokio::time::Instant::now() + self.socket.limits().lifetime;
         let mut stop = self.state.shutdown.subscribe();
         // set when the server is stopping: the open session may finish until then
         let mut stop_deadline: Option<tokio::time::Instant> = None;
         loop {
             if stop_deadline.is_some() && self.session.is_none() {
                 // stopping, and no session open: say goodbye
-                self.close(1001, "the server is shutting down").await;
+                self.socket
+                    .close_handshake(close::GOING_AWAY, "the server is shutting down")
+                    .await;
                 break;
             }
             let backlogged = self.backlogged();
             let flow = tokio::select! {
                 // backpressure: while the worker is behind, stop reading
                 _ = tokio::time::sleep(Duration::from_millis(5)), if backlogged => Flow::Continue,
-                msg = tokio::time::timeout(IDLE_LIMIT, self.socket.recv()), if !backlogged => match msg {
-                    Err(_) => {
-                        self.fatal(ApiError::new(SisCode::AudioTimeout, "wait voice timeout")).await;
-                        Flow::Close
-                    }
-                    Ok(None) | Ok(Some(Err(_))) => Flow::Close,
-                    Ok(Some(Ok(m))) => self.on_message(m).await,
-                },
+                msg = self.socket.recv(), if !backlogged => self.on_message(msg).await,
                 ev = next_event(&mut self.session) => self.on_event(ev).await,
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.fatal(ApiError::new(SisCode::AudioTooLong, "the connection reached its 5-hour limit")).await;
+                    self.fatal(refuse::connection_too_long()).await;
                     Flow::Close
                 }
                 d = crate::shutdown::wait(&mut stop), if stop_deadline.is_none() => {
@@ -163,7 +107,7 @@ impl Connection {
                     Flow::Continue
                 }
                 _ = tokio::time::sleep_until(stop_deadline.unwrap_or(deadline)), if stop_deadline.is_some() => {
-                    self.fatal(ApiError::new(SisCode::Internal, "service is shutting down")).await;
+                    self.fatal(refuse::shutting_down()).await;
                     Flow::Close
                 }
             };
@@ -175,6 +119,7 @@ impl Connection {
         self.session = None;
     }
 
+    /// FATAL_ERROR, then a close frame (the connection ends).
     async fn fatal(&mut self, e: ApiError) {
         let trace = self
             .session
@@ -182,38 +127,7 @@ impl Connection {
             .map(|s| s.trace_id.clone())
             .unwrap_or_else(new_trace);
         let _ = self.send(rasr::error_response(&trace, &e, true)).await;
-        let close = self.socket.send(Message::Close(Some(CloseFrame {
-            code: 1000,
-            reason: "".into(),
-        })));
-        let _ = tokio::time::timeout(SEND_LIMIT, close).await;
-    }
-
-    /// A close frame, then the client's answer (briefly).
-    async fn close(&mut self, code: u16, reason: &'static str) {
-        let close = self.socket.send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })));
-        if !matches!(tokio::time::timeout(SEND_LIMIT, close).await, Ok(Ok(()))) {
-            return;
-        }
-        let _ = tokio::time::timeout(CLOSE_LIMIT, async {
-            while let Some(Ok(m)) = self.socket.recv().await {
-                if let Message::Close(_) = m {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-
-    /// Sends what is waiting (the pong to a ping); false when the client
-    /// does not take it within SEND_LIMIT.
-    async fn flush(&mut self) -> bool {
-        let flushed =
-            tokio::time::timeout(SEND_LIMIT, futures_util::SinkExt::flush(&mut self.socket));
-        matches!(flushed.await, Ok(Ok(())))
+        let _ = self.socket.close_frame(close::NORMAL, "").await;
     }
 
     /// ERROR; if a session is open it ends with END(ERROR).
@@ -244,44 +158,40 @@ impl Connection {
         })
     }
 
-    async fn on_message(&mut self, m: Message) -> Flow {
+    async fn on_message(&mut self, m: Inbound) -> Flow {
         match m {
-            Message::Text(t) => match rasr::parse_command(t.as_str()) {
+            Inbound::Text(t) => match rasr::parse_command(t.as_str()) {
                 Err(e) => self.error(e).await,
                 Ok(Command::Start(cfg)) => self.start(*cfg).await,
                 Ok(Command::End { cancel }) => self.end(cancel).await,
             },
-            Message::Binary(b) => self.audio(&b).await,
-            Message::Close(_) => Flow::Close,
-            // the WebSocket layer queues the pong (one at most, in a bounded
-            // buffer); a client that pings but does not read is dropped
-            Message::Ping(_) => {
-                if self.flush().await {
+            Inbound::Binary(b) => self.audio(&b).await,
+            Inbound::Closed => Flow::Close,
+            Inbound::Idle => {
+                self.fatal(refuse::idle()).await;
+                Flow::Close
+            }
+            // a client that pings but does not read is dropped
+            Inbound::Ping => {
+                if self.socket.flush().await {
                     Flow::Continue
                 } else {
                     Flow::Close
                 }
             }
-            Message::Pong(_) => Flow::Continue,
+            Inbound::Pong => Flow::Continue,
         }
     }
 
     async fn start(&mut self, cfg: StartConfig) -> Flow {
         if self.session.is_some() {
-            return self
-                .error(ApiError::invalid(
-                    "incorrect time sequence: START while a session is open",
-                ))
-                .await;
+            return self.error(refuse::start_while_open()).await;
         }
         self.stray_reported = false;
         let engine = &self.state.engine;
         if !engine.serves_realtime(&cfg.property) {
             return self
-                .error(ApiError::invalid(format!(
-                    "'property' {} is not served by any model pack on this server",
-                    cfg.property.name()
-                )))
+                .error(refuse::property_not_served(cfg.property.name()))
                 .await;
         }
         let segmentation = match self.mode {
@@ -290,20 +200,11 @@ impl Connection {
             Mode::SentenceStream => Segmentation::FirstSentence,
         };
         if segmentation != Segmentation::Whole && !engine.has_vad() {
-            return self
-                .error(ApiError::new(
-                    SisCode::Unsupported,
-                    "this mode needs a VAD pack, and none is installed",
-                ))
-                .await;
+            return self.error(refuse::needs_vad()).await;
         }
         let (raw_enc, rate) = match cfg.format.raw() {
             Some(r) => r,
-            None => {
-                return self
-                    .error(ApiError::invalid("'audio_format' is invalid"))
-                    .await
-            }
+            None => return self.error(refuse::bad_audio_format()).await,
         };
         let bytes_per_sample = if raw_enc == sis_core::RawEncoding::Pcm16Le {
             2
@@ -322,7 +223,7 @@ impl Connection {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let handle = match engine.open_stream(&cfg.property, params, tx.into()) {
             Ok(h) => h,
-            Err(e) => return self.error(from_engine(e)).await,
+            Err(e) => return self.error(errors::engine(e).into_message()).await,
         };
         let trace_id = new_trace();
         self.session = Some(Session {
@@ -346,11 +247,7 @@ impl Connection {
 
     async fn end(&mut self, cancel: bool) -> Flow {
         let Some(s) = self.session.as_mut() else {
-            return self
-                .error(ApiError::invalid(
-                    "incorrect time sequence: END without START",
-                ))
-                .await;
+            return self.error(refuse::end_without_start()).await;
         };
         if s.ending {
             return Flow::Continue;
@@ -381,11 +278,7 @@ impl Connection {
                 return Flow::Continue;
             }
             self.stray_reported = true;
-            return self
-                .error(ApiError::invalid(
-                    "audio received before START; it is ignored until the next START",
-                ))
-                .await;
+            return self.error(refuse::audio_before_start()).await;
         };
         if s.ending || s.exceeded {
             return Flow::Continue;
@@ -423,11 +316,7 @@ impl Connection {
                 sis_audio::DecodeLimits { max_ms: u64::MAX },
             ) {
                 Ok(p) => p,
-                Err(e) => {
-                    return self
-                        .error(ApiError::invalid(format!("audio data invalid: {e}")))
-                        .await
-                }
+                Err(e) => return self.error(refuse::audio(&e)).await,
             }
         };
         s.received_bytes += bytes.len() as u64;
@@ -460,12 +349,7 @@ impl Connection {
         let text = match ev {
             None => {
                 // the engine side went away
-                return self
-                    .error(ApiError::new(
-                        SisCode::RecognitionFailed,
-                        "recognition failed",
-                    ))
-                    .await;
+                return self.error(refuse::engine_gone()).await;
             }
             Some(StreamEvent::VoiceStart { ms }) => rasr::event_response(&trace, "VOICE_START", ms),
             Some(StreamEvent::VoiceEnd { ms }) => rasr::event_response(&trace, "VOICE_END", ms),
@@ -495,25 +379,11 @@ impl Connection {
                 // what the client still sends (closing on unread audio
                 // would reset the connection before it reads either)
                 tracing::error!(error = %m, "real-time session failed");
-                let e = ApiError::new(
-                    SisCode::RecognitionFailed,
-                    "recognition failed: the recognition engine stopped; start a new session",
-                );
+                let e = refuse::engine_stopped();
                 if self.send(rasr::error_response(&trace, &e, true)).await {
-                    let close = self.socket.send(Message::Close(Some(CloseFrame {
-                        code: 1011,
-                        reason: "recognition engine stopped".into(),
-                    })));
-                    if matches!(tokio::time::timeout(SEND_LIMIT, close).await, Ok(Ok(()))) {
-                        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                            while let Some(Ok(m)) = self.socket.recv().await {
-                                if let Message::Close(_) = m {
-                                    break;
-                                }
-                            }
-                        })
+                    self.socket
+                        .close_handshake(close::INTERNAL_ERROR, "recognition engine stopped")
                         .await;
-                    }
                 }
                 return Flow::Close;
             }

@@ -1,5 +1,6 @@
 //! The graceful stop: SIGTERM or SIGINT starts it once; listeners, HTTP
-//! connections, real-time sessions and job workers watch it.
+//! connections, real-time sessions and job workers (`sis_jobs::Stop`)
+//! watch it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +33,6 @@ impl Shutdown {
                 false
             }
         });
-    }
-
-    pub fn is_started(&self) -> bool {
-        self.tx.borrow().is_some()
     }
 
     /// A receiver for [`Shutdown::wait`] kept by a long-lived task.

@@ -1,0 +1,144 @@
+//! What every handler shares: the application state, the request id, the
+//! authenticated caller, and the request limits. Handlers, the auth layer
+//! and the error layer depend on this module; it depends on none of them.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use sis_auth::secrets::MasterKey;
+use sis_auth::FailureLimiter;
+use sis_pool::EnginePool;
+use sis_store::Store;
+
+use crate::config::AuthMode;
+use crate::shutdown::Shutdown;
+
+// ---- request limits (the SIS gateway's) ----
+
+/// Largest request body accepted at all.
+pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
+/// Request headers, in all (APIG.0201, 494).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Request URI (APIG.0201, 414).
+pub const MAX_URI_BYTES: usize = 32 * 1024;
+/// Largest `POST /v3/auth/tokens` body.
+pub const MAX_TOKEN_BODY_BYTES: usize = 64 * 1024;
+/// Largest transcription job create body.
+pub const MAX_JOB_BODY_BYTES: usize = 64 * 1024;
+
+/// Decoded audio a short-audio request may hold at most: 60 s of f32 at 16 kHz
+/// (the engine works at the model's rate; 8 kHz audio is resampled up).
+const DECODED_MAX_BYTES: usize = 60 * 16_000 * 4;
+
+// ---- per request ----
+
+/// The id of a request: in its `X-Request-Id` header, gateway error bodies
+/// and log lines. Set by the outermost layer (`errors::request_scope`).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    pub fn generate() -> RequestId {
+        RequestId(uuid::Uuid::new_v4().to_string())
+    }
+}
+
+/// Who is calling, once authenticated; handlers read the project from it,
+/// never from anything else. Only the auth layer creates one.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub project_id: String,
+}
+
+// ---- shared ----
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<EnginePool>,
+    pub auth: Arc<AuthState>,
+    /// Open RASR WebSocket connections.
+    pub rasr_connections: Arc<AtomicUsize>,
+    /// Memory short-audio requests may hold together.
+    pub short_audio_budget: Arc<MemoryBudget>,
+    pub jobs: Arc<sis_jobs::Jobs>,
+    /// Set on SIGTERM/SIGINT; real-time connections watch it.
+    pub shutdown: Shutdown,
+}
+
+/// What the auth layer and the token API need.
+pub struct AuthState {
+    pub mode: AuthMode,
+    pub store: Store,
+    pub master_key: Option<MasterKey>,
+    pub token_ttl_s: i64,
+    /// 5 signature failures of one access key lock it for 5 minutes.
+    pub ak_failures: FailureLimiter,
+    /// 5 wrong passwords of one user lock its sign-in for 5 minutes.
+    pub user_failures: FailureLimiter,
+    /// Password checks (argon2id, 19 MiB each) running at once; a sign-in
+    /// that finds none free is refused at once (429 APIG.0308).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
+}
+
+impl AuthState {
+    pub fn new(
+        mode: AuthMode,
+        store: Store,
+        master_key: Option<MasterKey>,
+        token_ttl_s: i64,
+        password_checks: usize,
+    ) -> AuthState {
+        AuthState {
+            mode,
+            store,
+            master_key,
+            token_ttl_s,
+            ak_failures: FailureLimiter::default(),
+            user_failures: FailureLimiter::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(password_checks)),
+        }
+    }
+}
+
+/// Admission of short-audio requests by the memory they will hold, not only
+/// by count (the decode queue): a request takes its share before its body is
+/// read and gives it back when answered, so many large bodies at once are
+/// refused instead of growing the heap. Units are KiB.
+pub struct MemoryBudget(tokio::sync::Semaphore);
+
+impl MemoryBudget {
+    pub fn new(mb: usize) -> MemoryBudget {
+        MemoryBudget(tokio::sync::Semaphore::new(mb.saturating_mul(1024)))
+    }
+
+    /// A request whose body is `body_bytes` long (or unknown: the largest
+    /// allowed), or `None` when the budget is spent.
+    pub fn admit(&self, body_bytes: Option<usize>) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let body = body_bytes.unwrap_or(MAX_BODY_BYTES).min(MAX_BODY_BYTES);
+        // the body, its decoded base64, and the decoded audio
+        let kib = (2 * body + DECODED_MAX_BYTES).div_ceil(1024);
+        self.0.try_acquire_many(u32::try_from(kib).ok()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_counts_body_and_decoded_audio() {
+        // 8 MiB: one largest body (2 x 12 MiB + 3.7 MiB) does not fit
+        let budget = MemoryBudget::new(8);
+        assert!(budget.admit(None).is_none());
+        let small = budget.admit(Some(100_000)).expect("a small body fits");
+        // 2 x 100 kB + 3.84 MB decoded, about 3.9 MiB: a second fits, a third not
+        let second = budget.admit(Some(100_000)).expect("a second fits");
+        assert!(budget.admit(Some(100_000)).is_none());
+        drop(second);
+        drop(small);
+        assert!(
+            budget.admit(Some(1_000_000)).is_some(),
+            "given back when answered"
+        );
+    }
+}
