@@ -23,13 +23,13 @@ fn bad(msg: impl Into<String>) -> AudioError {
     AudioError::Corrupt(format!("mp4: {}", msg.into()))
 }
 
-struct Walker<'a, R> {
+struct Walker<'a, R: ?Sized> {
     r: &'a mut R,
     base: u64,
     atoms: usize,
 }
 
-impl<R: Read + Seek> Walker<'_, R> {
+impl<R: Read + Seek + ?Sized> Walker<'_, R> {
     fn read<const N: usize>(&mut self, at: u64) -> Result<[u8; N], AudioError> {
         let mut b = [0u8; N];
         self.r
@@ -144,7 +144,11 @@ impl<R: Read + Seek> Walker<'_, R> {
 }
 
 /// Checks the MP4 structure of the `len` bytes of `r` from `start` on.
-pub(crate) fn check<R: Read + Seek>(r: &mut R, start: u64, len: u64) -> Result<(), AudioError> {
+pub(crate) fn check<R: Read + Seek + ?Sized>(
+    r: &mut R,
+    start: u64,
+    len: u64,
+) -> Result<(), AudioError> {
     let mut w = Walker {
         r,
         base: start,

@@ -117,12 +117,17 @@ fn lookup1_values(entries: u64, dims: u64) -> u64 {
 
 /// Checks every Vorbis setup header in the Ogg pages of the `len` bytes of
 /// `r` from `start` on.
-pub(crate) fn check<R: Read + Seek>(r: &mut R, start: u64, len: u64) -> Result<(), AudioError> {
+pub(crate) fn check<R: Read + Seek + ?Sized>(
+    r: &mut R,
+    start: u64,
+    len: u64,
+) -> Result<(), AudioError> {
     r.seek(SeekFrom::Start(start))
         .map_err(|e| AudioError::Io(e.to_string()))?;
     let limit = len.min(MAX_HEADER_BYTES);
     let mut data = Vec::new();
-    r.take(limit)
+    (&mut *r)
+        .take(limit)
         .read_to_end(&mut data)
         .map_err(|e| AudioError::Io(e.to_string()))?;
     r.seek(SeekFrom::Start(start))

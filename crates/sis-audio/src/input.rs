@@ -1,0 +1,166 @@
+//! Where the bytes of the one decode path come from: a file (recorded-file
+//! jobs) or a slice held in memory (short-audio, RASR, flash). Everything
+//! after this module reads through [`Input`] and cannot tell the two apart,
+//! except symphonia, which must own its source (see [`Input::into_media_source`]).
+
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read, Seek, SeekFrom};
+
+use symphonia::core::io::MediaSource;
+
+use crate::AudioError;
+
+/// A seekable byte source of known length.
+pub(crate) trait Input: Read + Seek + Send {
+    /// The bytes from `start` on (an ID3 tag skipped), `len` being the whole
+    /// input's length, as a source symphonia's demuxers can own. A file is
+    /// handed over as a window on it; a slice is copied once.
+    fn into_media_source(
+        self: Box<Self>,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn MediaSource>, AudioError>;
+}
+
+pub(crate) fn io_error(e: io::Error) -> AudioError {
+    AudioError::Io(e.to_string())
+}
+
+/// Reads up to `buf.len()` bytes at `at`; returns how many there were.
+pub(crate) fn read_at(input: &mut dyn Input, at: u64, buf: &mut [u8]) -> Result<usize, AudioError> {
+    input.seek(SeekFrom::Start(at)).map_err(io_error)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error(e)),
+        }
+    }
+    Ok(n)
+}
+
+fn out_of_range() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "seek out of range")
+}
+
+/// Where `to` leads from `pos` in `len` bytes.
+fn seek_target(to: SeekFrom, pos: u64, len: u64) -> io::Result<u64> {
+    match to {
+        SeekFrom::Start(o) => Some(o),
+        SeekFrom::End(o) => len.checked_add_signed(o),
+        SeekFrom::Current(o) => pos.checked_add_signed(o),
+    }
+    .ok_or_else(out_of_range)
+}
+
+/// A file read through a buffer that survives seeks that land inside it
+/// (the WAV chunk walk and the MP4 structure check seek often, a few bytes
+/// apart).
+pub(crate) struct FileInput {
+    reader: BufReader<File>,
+    pos: u64,
+    len: u64,
+}
+
+impl FileInput {
+    pub(crate) fn new(file: File, len: u64) -> FileInput {
+        FileInput {
+            reader: BufReader::with_capacity(64 * 1024, file),
+            pos: 0,
+            len,
+        }
+    }
+}
+
+impl Read for FileInput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.reader.read(buf)?;
+        self.pos += k as u64;
+        Ok(k)
+    }
+}
+
+impl Seek for FileInput {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = seek_target(to, self.pos, self.len)?;
+        let delta = i64::try_from(target as i128 - self.pos as i128).map_err(|_| out_of_range())?;
+        self.reader.seek_relative(delta)?;
+        self.pos = target;
+        Ok(target)
+    }
+}
+
+impl Input for FileInput {
+    fn into_media_source(
+        self: Box<Self>,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn MediaSource>, AudioError> {
+        let mut file = self.reader.into_inner();
+        file.seek(SeekFrom::Start(start)).map_err(io_error)?;
+        Ok(Box::new(FileWindow {
+            file,
+            start,
+            len: len.saturating_sub(start),
+            pos: 0,
+        }))
+    }
+}
+
+impl Input for Cursor<&[u8]> {
+    fn into_media_source(
+        self: Box<Self>,
+        start: u64,
+        _len: u64,
+    ) -> Result<Box<dyn MediaSource>, AudioError> {
+        let bytes = self.into_inner();
+        let from = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        Ok(Box::new(Cursor::new(bytes[from..].to_vec())))
+    }
+}
+
+/// The part of a file from `start` on (after an ID3 tag), as a seekable
+/// source whose offsets are relative to `start`.
+struct FileWindow {
+    file: File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for FileWindow {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let k = self.file.read(&mut buf[..n])?;
+        self.pos += k as u64;
+        Ok(k)
+    }
+}
+
+impl Seek for FileWindow {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = seek_target(to, self.pos, self.len)?;
+        let abs = self.start.checked_add(target).ok_or_else(out_of_range)?;
+        self.file.seek(SeekFrom::Start(abs))?;
+        self.pos = target;
+        Ok(target)
+    }
+}
+
+impl MediaSource for FileWindow {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len)
+    }
+}
