@@ -14,8 +14,10 @@
 //! same [`exercise`]. Includers also declare `mod common;`.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use sis_audio::stream::{self, FileFormat, PcmStream, StreamLimits};
 use sis_audio::{decode, detect, AudioError, DecodeLimits};
@@ -134,6 +136,84 @@ pub fn declared(target: &Target, seed: usize) -> AudioFormat {
         RAW_FORMATS[seed % RAW_FORMATS.len()]
     } else {
         target.declared
+    }
+}
+
+// ------------------------------------------------------- counting allocator
+
+/// A global allocator for the fuzz driver and the regression replay (each
+/// declares it as its `#[global_allocator]`).
+/// Counts live heap bytes and their peak; refuses an allocation that would
+/// take the total past `LIMIT` (0: no limit), which aborts the process.
+pub struct Counting;
+
+pub static CURRENT: AtomicUsize = AtomicUsize::new(0);
+pub static PEAK: AtomicUsize = AtomicUsize::new(0);
+pub static LIMIT: AtomicUsize = AtomicUsize::new(0);
+/// The largest allocation refused for the limit (a fallible allocation
+/// may survive the refusal; it is a finding all the same).
+pub static REFUSED: AtomicUsize = AtomicUsize::new(0);
+
+impl Counting {
+    fn take(size: usize) -> bool {
+        let now = CURRENT.fetch_add(size, Relaxed) + size;
+        let limit = LIMIT.load(Relaxed);
+        if limit != 0 && now > limit {
+            CURRENT.fetch_sub(size, Relaxed);
+            REFUSED.fetch_max(size, Relaxed);
+            return false;
+        }
+        PEAK.fetch_max(now, Relaxed);
+        true
+    }
+
+    /// Counts `size` bytes and runs `alloc`, or refuses them (null).
+    fn counted(size: usize, alloc: impl FnOnce() -> *mut u8) -> *mut u8 {
+        if !Counting::take(size) {
+            return std::ptr::null_mut();
+        }
+        let p = alloc();
+        if p.is_null() {
+            CURRENT.fetch_sub(size, Relaxed);
+        }
+        p
+    }
+}
+
+// SAFETY: every method forwards to the system allocator with the caller's
+// layout and only adds bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as received.
+        Counting::counted(layout.size(), || unsafe { System.alloc(layout) })
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as received.
+        Counting::counted(layout.size(), || unsafe { System.alloc_zeroed(layout) })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as received.
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old = layout.size();
+        if new_size > old && !Counting::take(new_size - old) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded as received.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            if new_size > old {
+                CURRENT.fetch_sub(new_size - old, Relaxed);
+            }
+        } else if new_size < old {
+            CURRENT.fetch_sub(old - new_size, Relaxed);
+        }
+        p
     }
 }
 
@@ -580,7 +660,8 @@ pub fn in_memory(format: AudioFormat, bytes: &[u8]) -> Outcome {
 }
 
 /// `stream::open` of `file` under short-audio's rules, written against the
-/// streaming API: one channel ("not mono" otherwise), 8 or 16 kHz, 60 s.
+/// streaming API: one channel ("not mono" otherwise), 60 s, then (the audio
+/// read) 8 or 16 kHz.
 pub fn stream_short(
     file: &Path,
     format: FileFormat,
@@ -596,12 +677,12 @@ pub fn stream_short(
         AudioError::TooManyChannels { found, .. } => AudioError::NotMono(found),
         other => other,
     };
-    match stream::open(file, format, limits).map_err(not_mono) {
-        Ok(s) if ![8000, 16000].contains(&s.sample_rate()) => {
-            Err(AudioError::BadSampleRate(s.sample_rate()))
-        }
-        other => drain(other, u64::MAX, problems).map_err(not_mono),
+    let (rate, samples) =
+        drain(stream::open(file, format, limits), u64::MAX, problems).map_err(not_mono)?;
+    if ![8000, 16000].contains(&rate) {
+        return Err(AudioError::BadSampleRate(rate));
     }
+    Ok((rate, samples))
 }
 
 /// Runs one input through both APIs (`file` is a scratch path the input is
