@@ -1,6 +1,6 @@
 //! Compressed audio: symphonia's demuxers (FLAC, Ogg, MP4, MP3, ADTS) with
-//! symphonia's decoders, or libopus for Ogg Opus. MP4 and Ogg are checked by
-//! `mp4` and `vorbis` before the demuxer sees them.
+//! symphonia's decoders, or libopus for Ogg Opus. MP4, Ogg and FLAC are
+//! checked by `mp4`, `ogg` and `flac` before the demuxer sees them.
 
 use std::io;
 
@@ -62,6 +62,17 @@ fn push_decoded(decoded: &AudioBufferRef<'_>, out: &mut [Vec<f32>]) {
         AudioBufferRef::S32(b) => push_planar(b, out),
         AudioBufferRef::F32(b) => push_planar(b, out),
         AudioBufferRef::F64(b) => push_planar(b, out),
+    }
+}
+
+/// The channels of the FLAC frame `data` starts with, by its channel
+/// assignment (`None`: no frame header, or a reserved assignment).
+fn flac_frame_channels(data: &[u8]) -> Option<usize> {
+    let assignment = data.get(3)? >> 4;
+    match assignment {
+        0..=7 => Some(assignment as usize + 1),
+        8..=10 => Some(2),
+        _ => None,
     }
 }
 
@@ -178,6 +189,8 @@ struct SymphoniaSource {
     spec: Option<(u32, usize)>,
     /// The frames decoded before `open` returned, handed out first.
     first: Vec<Vec<f32>>,
+    /// FLAC: the stream's channel count, which every frame must have.
+    flac_channels: Option<usize>,
     decoded_frames: u64,
     bad_in_a_row: u32,
     ended: bool,
@@ -195,10 +208,12 @@ pub(crate) fn open<'a>(
     limits: &StreamLimits,
 ) -> Result<Box<dyn Source + 'a>, AudioError> {
     let name = container.name();
-    // structure checks for what the demuxer and decoders size up front
+    // structure checks for what the demuxers and decoders size up front
+    let rest = len.saturating_sub(start);
     match container {
-        Container::Mp4 => crate::mp4::check(&mut *input, start, len.saturating_sub(start))?,
-        Container::Ogg => crate::vorbis::check(&mut *input, start, len.saturating_sub(start))?,
+        Container::Mp4 => crate::mp4::check(&mut *input, start, rest)?,
+        Container::Ogg => crate::ogg::check(&mut *input, start, rest)?,
+        Container::Flac => crate::flac::check(&mut *input, start, len)?,
         _ => {}
     }
     let source = input.into_media_source(start, len)?;
@@ -285,6 +300,8 @@ pub(crate) fn open<'a>(
         time_base,
         spec: None,
         first: Vec::new(),
+        flac_channels: (params.codec == CODEC_TYPE_FLAC)
+            .then(|| params.channels.map_or(0, |c| c.count())),
         decoded_frames: 0,
         bad_in_a_row: 0,
         ended: false,
@@ -345,7 +362,17 @@ impl SymphoniaSource {
             let before = out.first().map_or(0, Vec::len);
             let result = match &mut self.decoder {
                 PacketDecoder::Symphonia(d) => {
+                    let frame_fits = self
+                        .flac_channels
+                        .is_none_or(|n| flac_frame_channels(&packet.data) == Some(n));
                     let pushed = (|| -> Result<(), SymError> {
+                        if !frame_fits {
+                            // the decoder would index a channel it has no
+                            // buffer for (a panic)
+                            return Err(SymError::DecodeError(
+                                "a frame's channel assignment differs from the stream's",
+                            ));
+                        }
                         let decoded = d.decode(&packet)?;
                         let spec = decoded.spec();
                         let found = (spec.rate, spec.channels.count());

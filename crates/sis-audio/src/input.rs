@@ -41,8 +41,13 @@ pub(crate) fn read_at(input: &mut dyn Input, at: u64, buf: &mut [u8]) -> Result<
     Ok(n)
 }
 
+/// The error `Cursor` gives for a seek before the start: files say the same,
+/// so both inputs fail alike.
 fn out_of_range() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, "seek out of range")
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "invalid seek to a negative or overflowing position",
+    )
 }
 
 /// Where `to` leads from `pos` in `len` bytes.
@@ -55,11 +60,15 @@ fn seek_target(to: SeekFrom, pos: u64, len: u64) -> io::Result<u64> {
     .ok_or_else(out_of_range)
 }
 
-/// A file read through a buffer that survives seeks that land inside it
-/// (the WAV chunk walk and the MP4 structure check seek often, a few bytes
-/// apart).
+/// A file of `len` bytes that reads and seeks as a `Cursor` over them would:
+/// any position may be sought (past the end too, where reads give nothing),
+/// and nothing past `len` is read. Seeks only move the position; the read
+/// that follows moves the file, within its buffer when it can (the WAV chunk
+/// walk and the MP4 structure check seek often, a few bytes apart).
 pub(crate) struct FileInput {
     reader: BufReader<File>,
+    /// Where the buffered reader is, and where the next read starts.
+    reader_pos: u64,
     pos: u64,
     len: u64,
 }
@@ -68,6 +77,7 @@ impl FileInput {
     pub(crate) fn new(file: File, len: u64) -> FileInput {
         FileInput {
             reader: BufReader::with_capacity(64 * 1024, file),
+            reader_pos: 0,
             pos: 0,
             len,
         }
@@ -76,19 +86,27 @@ impl FileInput {
 
 impl Read for FileInput {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let k = self.reader.read(buf)?;
+        if self.pos >= self.len {
+            return Ok(0);
+        }
+        if self.pos != self.reader_pos {
+            let delta = i64::try_from(self.pos as i128 - self.reader_pos as i128)
+                .map_err(|_| out_of_range())?;
+            self.reader.seek_relative(delta)?;
+            self.reader_pos = self.pos;
+        }
+        let n = (buf.len() as u64).min(self.len - self.pos) as usize;
+        let k = self.reader.read(&mut buf[..n])?;
         self.pos += k as u64;
+        self.reader_pos = self.pos;
         Ok(k)
     }
 }
 
 impl Seek for FileInput {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = seek_target(to, self.pos, self.len)?;
-        let delta = i64::try_from(target as i128 - self.pos as i128).map_err(|_| out_of_range())?;
-        self.reader.seek_relative(delta)?;
-        self.pos = target;
-        Ok(target)
+        self.pos = seek_target(to, self.pos, self.len)?;
+        Ok(self.pos)
     }
 }
 
@@ -98,13 +116,12 @@ impl Input for FileInput {
         start: u64,
         len: u64,
     ) -> Result<Box<dyn MediaSource>, AudioError> {
-        let mut file = self.reader.into_inner();
-        file.seek(SeekFrom::Start(start)).map_err(io_error)?;
         Ok(Box::new(FileWindow {
-            file,
+            file: self.reader.into_inner(),
             start,
             len: len.saturating_sub(start),
             pos: 0,
+            file_pos: None,
         }))
     }
 }
@@ -124,34 +141,37 @@ impl Input for Cursor<&[u8]> {
 }
 
 /// The part of a file from `start` on (after an ID3 tag), as a seekable
-/// source whose offsets are relative to `start`.
+/// source whose offsets are relative to `start`, reading and seeking as a
+/// `Cursor` over those bytes would (see [`FileInput`]).
 struct FileWindow {
     file: File,
     start: u64,
     len: u64,
     pos: u64,
+    /// Where the file is, relative to `start`, when known.
+    file_pos: Option<u64>,
 }
 
 impl Read for FileWindow {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        let n = (buf.len() as u64).min(left) as usize;
-        if n == 0 {
+        if self.pos >= self.len {
             return Ok(0);
         }
+        if self.file_pos != Some(self.pos) {
+            self.file.seek(SeekFrom::Start(self.start + self.pos))?;
+        }
+        let n = (buf.len() as u64).min(self.len - self.pos) as usize;
         let k = self.file.read(&mut buf[..n])?;
         self.pos += k as u64;
+        self.file_pos = Some(self.pos);
         Ok(k)
     }
 }
 
 impl Seek for FileWindow {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = seek_target(to, self.pos, self.len)?;
-        let abs = self.start.checked_add(target).ok_or_else(out_of_range)?;
-        self.file.seek(SeekFrom::Start(abs))?;
-        self.pos = target;
-        Ok(target)
+        self.pos = seek_target(to, self.pos, self.len)?;
+        Ok(self.pos)
     }
 }
 

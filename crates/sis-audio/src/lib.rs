@@ -7,7 +7,8 @@
 //! The path: an input (a file or a slice, `input`) → its layout (raw as
 //! declared, or the container recognised by its first bytes, `container`) →
 //! one decoder per container (`pcm` for raw and WAV, `amr`, `compressed` for
-//! everything symphonia or libopus decodes) → the chunker that enforces the
+//! everything symphonia or libopus decodes, after the structure checks of
+//! `mp4`, `ogg` and `flac`) → the chunker that enforces the
 //! limits and sanitizes samples (`stream::Stream`). [`decode`] adds
 //! short-audio's rules on top (mono, 8 or 16 kHz, the declared container);
 //! it is not a second parser.
@@ -21,9 +22,11 @@
 mod amr;
 mod compressed;
 mod container;
+mod flac;
 pub mod g711;
 mod input;
 mod mp4;
+mod ogg;
 mod pcm;
 mod resample;
 pub mod stream;
@@ -123,10 +126,12 @@ fn decode_unguarded(
     };
     let stream = stream::open_bytes(bytes, layout, short_audio).map_err(mono)?;
     let rate = stream.sample_rate();
+    // The rate is checked once the audio is read, so an error in the content
+    // comes first whatever size the stream's first chunk is.
+    let mut channels = stream.read_to_end().map_err(mono)?;
     if !DECODE_RATES.contains(&rate) {
         return Err(AudioError::BadSampleRate(rate));
     }
-    let mut channels = stream.read_to_end().map_err(mono)?;
     Ok(Pcm {
         samples: channels.pop().unwrap_or_default(),
         sample_rate: rate,

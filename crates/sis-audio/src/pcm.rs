@@ -290,9 +290,6 @@ fn parse_fmt(c: &[u8]) -> Result<Fmt, AudioError> {
     if channels == 0 {
         return Err(corrupt("0 channels"));
     }
-    if rate == 0 || rate > 768_000 {
-        return Err(corrupt(format!("sample rate {rate} Hz")));
-    }
     let frame = codec.width() as u32 * channels;
     if block_align != frame || byte_rate as u64 != rate as u64 * frame as u64 {
         return Err(corrupt(format!(

@@ -52,6 +52,10 @@ use crate::{amr, compressed, contain, pcm, AudioError};
 /// The most channels a stream delivers.
 pub const MAX_CHANNELS: u32 = 2;
 
+/// The highest sample rate taken (the highest any audio format uses); a
+/// header stating more lies, and the chunk buffers are sized by the rate.
+const MAX_RATE: u32 = 768_000;
+
 /// How to read a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileFormat {
@@ -318,10 +322,10 @@ pub(crate) struct Stream<'a> {
 impl<'a> Stream<'a> {
     fn new(source: Box<dyn Source + 'a>, limits: StreamLimits) -> Result<Self, AudioError> {
         let info = source.info();
-        if info.rate == 0 {
+        if info.rate == 0 || info.rate > MAX_RATE {
             return Err(AudioError::Corrupt(format!(
-                "{}: sample rate 0",
-                info.codec
+                "{}: sample rate {} Hz",
+                info.codec, info.rate
             )));
         }
         if info.channels == 0 {
