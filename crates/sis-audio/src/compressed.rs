@@ -65,15 +65,139 @@ fn push_decoded(decoded: &AudioBufferRef<'_>, out: &mut [Vec<f32>]) {
     }
 }
 
-/// The channels of the FLAC frame `data` starts with, by its channel
-/// assignment (`None`: no frame header, or a reserved assignment).
+/// The channels of the FLAC frame in `data`, by the channel assignment of
+/// its header, found as the decoder finds it: at the first byte pair whose
+/// top 14 bits are the frame sync code (`None`: no header, or a reserved
+/// assignment).
 fn flac_frame_channels(data: &[u8]) -> Option<usize> {
-    let assignment = data.get(3)? >> 4;
+    let sync = data
+        .windows(2)
+        .position(|w| u16::from_be_bytes([w[0], w[1]]) & 0xFFFC == 0xFFF8)?;
+    let assignment = data.get(sync + 3)? >> 4;
     match assignment {
         0..=7 => Some(assignment as usize + 1),
         8..=10 => Some(2),
         _ => None,
     }
+}
+
+/// Reads bits most-significant first, as AAC packs them.
+struct MsbBits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl MsbBits<'_> {
+    fn read(&mut self, n: usize) -> Option<usize> {
+        let mut v = 0;
+        for _ in 0..n {
+            let byte = self.data.get(self.pos / 8)?;
+            v = (v << 1) | ((byte >> (7 - self.pos % 8)) & 1) as usize;
+            self.pos += 1;
+        }
+        Some(v)
+    }
+
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.pos = self.pos.checked_add(n)?;
+        (self.pos <= self.data.len() * 8).then_some(())
+    }
+}
+
+/// The sample rate an AAC AudioSpecificConfig states (ISO/IEC 14496-3
+/// 1.6.2.1), if it can be read.
+fn aac_rate(config: Option<&[u8]>) -> Option<u32> {
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
+    let mut b = MsbBits {
+        data: config?,
+        pos: 0,
+    };
+    if b.read(5)? == 31 {
+        b.read(6)?;
+    }
+    match b.read(4)? {
+        15 => u32::try_from(b.read(24)?).ok(),
+        i => RATES.get(i).copied(),
+    }
+}
+
+/// The number of scale-factor bands of long and short windows at `rate`
+/// (the rate's nearest standard rate, ISO/IEC 14496-3 4.5.4 and its tables).
+fn aac_band_counts(rate: u32) -> (usize, usize) {
+    match rate {
+        75132.. => (41, 12),
+        55426.. => (47, 12),
+        37566.. => (49, 14),
+        27713.. => (51, 14),
+        18783.. => (47, 15),
+        9391.. => (43, 15),
+        _ => (40, 15),
+    }
+}
+
+/// Whether the first channel stream of the AAC frame `data` (of a single
+/// channel element, or of a pair; after any fill and data stream elements)
+/// uses no more scale-factor bands than the decoder has (`bands`: long,
+/// short windows): symphonia's decoder indexes its band table with the
+/// frame's count unchecked (a panic). Frames this cannot read are left to
+/// the decoder. (The second stream of a pair without a common window, and
+/// later elements, come after spectral data this does not parse.)
+fn aac_bands_fit(data: &[u8], bands: (usize, usize)) -> bool {
+    first_ics_fits(&mut MsbBits { data, pos: 0 }, bands).unwrap_or(true)
+}
+
+fn first_ics_fits(b: &mut MsbBits, bands: (usize, usize)) -> Option<bool> {
+    // fill and data stream elements before the first channel element
+    let mut id = b.read(3)?;
+    while id == 6 || id == 4 {
+        let bytes = if id == 6 {
+            // fill: a 4-bit count, 15 escaping to 14 + an 8-bit one
+            match b.read(4)? {
+                15 => 14 + b.read(8)?,
+                n => n,
+            }
+        } else {
+            // data stream: tag, byte-align flag, an 8-bit count (255
+            // escaping to 255 + another), the bytes after an alignment
+            b.read(4)?;
+            let align = b.read(1)? == 1;
+            let n = match b.read(8)? {
+                255 => 255 + b.read(8)?,
+                n => n,
+            };
+            if align {
+                b.pos = b.pos.div_ceil(8) * 8;
+            }
+            n
+        };
+        b.skip(bytes * 8)?;
+        id = b.read(3)?;
+    }
+    match id {
+        // single channel or LFE element: tag, global gain, ics_info
+        0 | 3 => {
+            b.read(4 + 8)?;
+        }
+        // channel pair: tag, common window, then a shared ics_info or the
+        // first channel's global gain and ics_info
+        1 => {
+            b.read(4)?;
+            if b.read(1)? == 0 {
+                b.read(8)?;
+            }
+        }
+        _ => return Some(true),
+    }
+    b.read(1)?; // reserved
+    let sequence = b.read(2)?;
+    b.read(1)?; // window shape
+    Some(if sequence == 2 {
+        b.read(4)? <= bands.1
+    } else {
+        b.read(6)? <= bands.0
+    })
 }
 
 /// Ogg Opus through libopus. The Ogg demuxer (with gapless on) trims the end
@@ -191,6 +315,9 @@ struct SymphoniaSource {
     first: Vec<Vec<f32>>,
     /// FLAC: the stream's channel count, which every frame must have.
     flac_channels: Option<usize>,
+    /// AAC: the scale-factor bands of the decoder's rate (long, short
+    /// windows), which a frame may not exceed.
+    aac_bands: Option<(usize, usize)>,
     decoded_frames: u64,
     bad_in_a_row: u32,
     ended: bool,
@@ -302,6 +429,13 @@ pub(crate) fn open<'a>(
         first: Vec::new(),
         flac_channels: (params.codec == CODEC_TYPE_FLAC)
             .then(|| params.channels.map_or(0, |c| c.count())),
+        aac_bands: if params.codec == CODEC_TYPE_AAC {
+            aac_rate(params.extra_data.as_deref())
+                .or(params.sample_rate)
+                .map(aac_band_counts)
+        } else {
+            None
+        },
         decoded_frames: 0,
         bad_in_a_row: 0,
         ended: false,
@@ -364,13 +498,16 @@ impl SymphoniaSource {
                 PacketDecoder::Symphonia(d) => {
                     let frame_fits = self
                         .flac_channels
-                        .is_none_or(|n| flac_frame_channels(&packet.data) == Some(n));
+                        .is_none_or(|n| flac_frame_channels(&packet.data) == Some(n))
+                        && self
+                            .aac_bands
+                            .is_none_or(|bands| aac_bands_fit(&packet.data, bands));
                     let pushed = (|| -> Result<(), SymError> {
                         if !frame_fits {
                             // the decoder would index a channel it has no
                             // buffer for (a panic)
                             return Err(SymError::DecodeError(
-                                "a frame's channel assignment differs from the stream's",
+                                "a frame the decoder cannot take (channels or bands)",
                             ));
                         }
                         let decoded = d.decode(&packet)?;
