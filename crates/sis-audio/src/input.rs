@@ -2,6 +2,8 @@
 //! jobs) or a slice held in memory (short-audio, RASR, flash). Everything
 //! after this module reads through [`Input`] and cannot tell the two apart,
 //! except symphonia, which must own its source (see [`Input::into_media_source`]).
+//! Both read and seek as a `Cursor` over the bytes does, so nothing
+//! downstream can tell them apart by how they fail either.
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read, Seek, SeekFrom};
@@ -60,26 +62,30 @@ fn seek_target(to: SeekFrom, pos: u64, len: u64) -> io::Result<u64> {
     .ok_or_else(out_of_range)
 }
 
-/// A file of `len` bytes that reads and seeks as a `Cursor` over them would:
-/// any position may be sought (past the end too, where reads give nothing),
-/// and nothing past `len` is read. Seeks only move the position; the read
-/// that follows moves the file, within its buffer when it can (the WAV chunk
-/// walk and the MP4 structure check seek often, a few bytes apart).
+/// The `len` bytes of a file from `base` on, reading and seeking as a
+/// `Cursor` over them would: any position may be sought (past the end too,
+/// where reads give nothing), and nothing past them is read. Seeks only move
+/// the position; the read that follows moves the file, within its buffer
+/// when it can (the WAV chunk walk and the MP4 structure check seek often, a
+/// few bytes apart).
 pub(crate) struct FileInput {
     reader: BufReader<File>,
-    /// Where the buffered reader is, and where the next read starts.
-    reader_pos: u64,
-    pos: u64,
+    base: u64,
     len: u64,
+    pos: u64,
+    /// Where in the file the buffered reader is.
+    reader_at: u64,
 }
 
 impl FileInput {
+    /// The whole file (`len` bytes), from its start.
     pub(crate) fn new(file: File, len: u64) -> FileInput {
         FileInput {
             reader: BufReader::with_capacity(64 * 1024, file),
-            reader_pos: 0,
-            pos: 0,
+            base: 0,
             len,
+            pos: 0,
+            reader_at: 0,
         }
     }
 }
@@ -89,16 +95,17 @@ impl Read for FileInput {
         if self.pos >= self.len {
             return Ok(0);
         }
-        if self.pos != self.reader_pos {
-            let delta = i64::try_from(self.pos as i128 - self.reader_pos as i128)
-                .map_err(|_| out_of_range())?;
+        let at = self.base + self.pos;
+        if at != self.reader_at {
+            let delta =
+                i64::try_from(at as i128 - self.reader_at as i128).map_err(|_| out_of_range())?;
             self.reader.seek_relative(delta)?;
-            self.reader_pos = self.pos;
+            self.reader_at = at;
         }
         let n = (buf.len() as u64).min(self.len - self.pos) as usize;
         let k = self.reader.read(&mut buf[..n])?;
         self.pos += k as u64;
-        self.reader_pos = self.pos;
+        self.reader_at += k as u64;
         Ok(k)
     }
 }
@@ -116,13 +123,23 @@ impl Input for FileInput {
         start: u64,
         len: u64,
     ) -> Result<Box<dyn MediaSource>, AudioError> {
-        Ok(Box::new(FileWindow {
-            file: self.reader.into_inner(),
-            start,
+        // the same file, from `start` on
+        Ok(Box::new(FileInput {
+            base: self.base + start,
             len: len.saturating_sub(start),
             pos: 0,
-            file_pos: None,
+            ..*self
         }))
+    }
+}
+
+impl MediaSource for FileInput {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len)
     }
 }
 
@@ -137,50 +154,5 @@ impl Input for Cursor<&[u8]> {
             .unwrap_or(usize::MAX)
             .min(bytes.len());
         Ok(Box::new(Cursor::new(bytes[from..].to_vec())))
-    }
-}
-
-/// The part of a file from `start` on (after an ID3 tag), as a seekable
-/// source whose offsets are relative to `start`, reading and seeking as a
-/// `Cursor` over those bytes would (see [`FileInput`]).
-struct FileWindow {
-    file: File,
-    start: u64,
-    len: u64,
-    pos: u64,
-    /// Where the file is, relative to `start`, when known.
-    file_pos: Option<u64>,
-}
-
-impl Read for FileWindow {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.len {
-            return Ok(0);
-        }
-        if self.file_pos != Some(self.pos) {
-            self.file.seek(SeekFrom::Start(self.start + self.pos))?;
-        }
-        let n = (buf.len() as u64).min(self.len - self.pos) as usize;
-        let k = self.file.read(&mut buf[..n])?;
-        self.pos += k as u64;
-        self.file_pos = Some(self.pos);
-        Ok(k)
-    }
-}
-
-impl Seek for FileWindow {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        self.pos = seek_target(to, self.pos, self.len)?;
-        Ok(self.pos)
-    }
-}
-
-impl MediaSource for FileWindow {
-    fn is_seekable(&self) -> bool {
-        true
-    }
-
-    fn byte_len(&self) -> Option<u64> {
-        Some(self.len)
     }
 }

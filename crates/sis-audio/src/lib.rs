@@ -75,10 +75,12 @@ const DECODE_RATES: [u32; 2] = [8000, 16000];
 /// [`stream::open`]; on top of them come short-audio's rules: a container
 /// `format` (`wav`, `mp3`, `aac`, `amr`, `amrwb`) must match what the content
 /// is ([`AudioError::Corrupt`] otherwise), `auto` takes any container the
-/// streaming API takes, the audio must be mono ([`AudioError::NotMono`]), at
-/// 8 or 16 kHz ([`AudioError::BadSampleRate`]; whether the rate fits the
-/// model is the caller's check) and no longer than `limits.max_ms`
-/// ([`AudioError::TooLong`]), and it must hold a sample ([`AudioError::Empty`]).
+/// streaming API takes, the audio must be mono ([`AudioError::NotMono`]), no
+/// longer than `limits.max_ms` ([`AudioError::TooLong`]), hold a sample
+/// ([`AudioError::Empty`]) and, once read without error, be at 8 or 16 kHz
+/// ([`AudioError::BadSampleRate`]; whether the rate fits the model is the
+/// caller's check). The rate is checked last so that the answer never depends
+/// on how much audio a stream reads before it opens.
 /// A panic inside a decoder is contained and reported as corrupt data, so one
 /// bad input costs only its own request. Samples that are not finite become
 /// silence and the rest are clamped to [-1, 1].
