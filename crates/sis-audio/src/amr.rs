@@ -1,10 +1,12 @@
-//! AMR-NB and AMR-WB (RFC 4867 storage format) through opencore-amr.
+//! AMR-NB and AMR-WB (RFC 4867 single-channel storage format) through
+//! opencore-amr, frame by frame.
 
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::raw::c_void;
 
-use sis_core::Pcm;
-
-use crate::{check_len, AudioError, DecodeLimits};
+use crate::input::{io_error, Input};
+use crate::stream::{Source, SourceInfo};
+use crate::AudioError;
 
 mod ffi {
     use std::os::raw::{c_int, c_short, c_uchar, c_void};
@@ -68,11 +70,11 @@ const WB_SIZES: [Option<usize>; 16] = [
 ];
 
 pub(crate) struct Codec {
-    pub(crate) magic: &'static [u8],
+    magic: &'static [u8],
     sizes: &'static [Option<usize>; 16],
-    pub(crate) frame_samples: usize,
-    pub(crate) rate: u32,
-    pub(crate) name: &'static str,
+    frame_samples: usize,
+    rate: u32,
+    name: &'static str,
     init: unsafe extern "C" fn() -> *mut c_void,
     exit: unsafe extern "C" fn(*mut c_void),
     dec: unsafe extern "C" fn(*mut c_void, *const u8, *mut i16, i32),
@@ -100,13 +102,13 @@ pub(crate) static WB: Codec = Codec {
 };
 
 /// The largest frame of either codec (header included), and of output samples.
-pub(crate) const MAX_FRAME_BYTES: usize = 64;
-pub(crate) const MAX_FRAME_SAMPLES: usize = 320;
+const MAX_FRAME_BYTES: usize = 64;
+const MAX_FRAME_SAMPLES: usize = 320;
 
 impl Codec {
     /// The size of the frame (header byte included) that starts with `toc`,
     /// `at` being its offset in the file, for the error message.
-    pub(crate) fn frame_size(&self, toc: u8, at: usize) -> Result<usize, AudioError> {
+    fn frame_size(&self, toc: u8, at: u64) -> Result<usize, AudioError> {
         if toc & 0x83 != 0 {
             return Err(AudioError::Corrupt(format!(
                 "{}: bad frame header 0x{toc:02x} at byte {at}",
@@ -120,7 +122,7 @@ impl Codec {
 }
 
 /// One opencore decoder instance; frames go in one at a time.
-pub(crate) struct FrameDecoder {
+struct FrameDecoder {
     codec: &'static Codec,
     state: *mut c_void,
     // The decoders may read up to the largest frame size; frames are copied into this padded buffer.
@@ -133,7 +135,7 @@ pub(crate) struct FrameDecoder {
 unsafe impl Send for FrameDecoder {}
 
 impl FrameDecoder {
-    pub(crate) fn new(codec: &'static Codec) -> Result<Self, AudioError> {
+    fn new(codec: &'static Codec) -> Result<Self, AudioError> {
         // SAFETY: init returns a fresh decoder state or null; Drop calls exit once.
         let state = unsafe { (codec.init)() };
         if state.is_null() {
@@ -152,7 +154,7 @@ impl FrameDecoder {
 
     /// Decodes one whole frame whose header `Codec::frame_size` accepted
     /// (`frame.len()` being that size) into `codec.frame_samples` samples.
-    pub(crate) fn decode(&mut self, frame: &[u8]) -> &[i16] {
+    fn decode(&mut self, frame: &[u8]) -> &[i16] {
         let n = frame.len().min(MAX_FRAME_BYTES);
         self.frame_buf.fill(0);
         self.frame_buf[..n].copy_from_slice(&frame[..n]);
@@ -177,83 +179,117 @@ impl Drop for FrameDecoder {
     }
 }
 
-/// Walks the frames, checking each header and length before the decoder sees it.
-fn frames<'a>(c: &Codec, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, AudioError> {
-    let body = bytes.strip_prefix(c.magic).ok_or_else(|| {
-        AudioError::Corrupt(format!(
-            "{}: missing '{}' header",
-            c.name,
-            String::from_utf8_lossy(c.magic).trim()
-        ))
-    })?;
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        let size = c.frame_size(body[at], at + c.magic.len())?;
-        if at + size > body.len() {
-            return Err(AudioError::Corrupt(format!(
-                "{}: truncated frame at byte {}",
-                c.name,
-                at + c.magic.len()
-            )));
+/// AMR-NB/WB storage format, frame by frame: each frame's header and
+/// length are checked before the decoder sees it.
+struct AmrSource<'a> {
+    info: SourceInfo,
+    codec: &'static Codec,
+    reader: Box<dyn Input + 'a>,
+    decoder: FrameDecoder,
+    /// Offset of the next frame, for error messages.
+    at: u64,
+}
+
+/// Frames decoded per block (one second).
+const BLOCK_FRAMES: usize = 50;
+
+/// Opens the AMR input whose magic starts at `start` (after an ID3 tag).
+pub(crate) fn open<'a>(
+    mut input: Box<dyn Input + 'a>,
+    start: u64,
+    codec: &'static Codec,
+) -> Result<Box<dyn Source + 'a>, AudioError> {
+    let at = start + codec.magic.len() as u64;
+    input.seek(SeekFrom::Start(at)).map_err(io_error)?;
+    Ok(Box::new(AmrSource {
+        info: SourceInfo {
+            rate: codec.rate,
+            channels: 1,
+            codec: if codec.rate == 8000 { "amr" } else { "amr-wb" },
+            total_frames: None,
+            exact_length: false,
+        },
+        codec,
+        reader: input,
+        decoder: FrameDecoder::new(codec)?,
+        at,
+    }))
+}
+
+impl Source for AmrSource<'_> {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn read_block(&mut self, out: &mut [Vec<f32>]) -> Result<bool, AudioError> {
+        let mut frame = [0u8; MAX_FRAME_BYTES];
+        let mut decoded = 0;
+        while decoded < BLOCK_FRAMES {
+            match self.reader.read(&mut frame[..1]) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(e)),
+            }
+            let size = self.codec.frame_size(frame[0], self.at)?;
+            self.reader
+                .read_exact(&mut frame[1..size])
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => AudioError::Corrupt(format!(
+                        "{}: truncated frame at byte {}",
+                        self.codec.name, self.at
+                    )),
+                    _ => io_error(e),
+                })?;
+            self.at += size as u64;
+            let samples = self.decoder.decode(&frame[..size]);
+            if let Some(o) = out.first_mut() {
+                o.extend(samples.iter().map(|&s| s as f32 / 32768.0));
+            }
+            decoded += 1;
         }
-        out.push(&body[at..at + size]);
-        at += size;
+        Ok(decoded > 0)
     }
-    Ok(out)
-}
-
-fn decode_with(c: &'static Codec, bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
-    let frames = frames(c, bytes)?;
-    check_len(frames.len() * c.frame_samples, c.rate, limits)?;
-    let mut dec = FrameDecoder::new(c)?;
-    let mut samples = Vec::with_capacity(frames.len() * c.frame_samples);
-    for f in frames {
-        samples.extend(dec.decode(f).iter().map(|&s| s as f32 / 32768.0));
-    }
-    Ok(Pcm {
-        samples,
-        sample_rate: c.rate,
-    })
-}
-
-pub fn decode_nb(bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
-    decode_with(&NB, bytes, limits)
-}
-
-pub fn decode_wb(bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
-    decode_with(&WB, bytes, limits)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::{decode, AudioError, DecodeLimits};
+    use sis_core::AudioFormat;
+
     const L: DecodeLimits = DecodeLimits { max_ms: 60_000 };
+
+    fn nb(bytes: &[u8]) -> Result<sis_core::Pcm, AudioError> {
+        decode(AudioFormat::Amr, bytes, L)
+    }
+
+    fn wb(bytes: &[u8]) -> Result<sis_core::Pcm, AudioError> {
+        decode(AudioFormat::AmrWb, bytes, L)
+    }
 
     #[test]
     fn rejects_bad_streams() {
-        assert!(matches!(
-            decode_nb(b"garbage", L),
-            Err(AudioError::Corrupt(_))
-        ));
+        assert!(matches!(nb(b"garbage"), Err(AudioError::Corrupt(_))));
         // mode 7 frame header (0x3c) with a truncated body
         assert!(matches!(
-            decode_nb(b"#!AMR\n\x3c\x00\x00", L),
-            Err(AudioError::Corrupt(_))
+            nb(b"#!AMR\n\x3c\x00\x00"),
+            Err(AudioError::Corrupt(m)) if m.contains("truncated frame at byte 6")
         ));
         // reserved frame type 10
         assert!(matches!(
-            decode_wb(b"#!AMR-WB\n\x54", L),
-            Err(AudioError::Corrupt(_))
+            wb(b"#!AMR-WB\n\x54"),
+            Err(AudioError::Corrupt(m)) if m.contains("invalid frame type 10")
         ));
+        // a header only: no frame, no sample
+        assert_eq!(nb(b"#!AMR\n"), Err(AudioError::Empty));
     }
 
     #[test]
     fn decodes_no_data_frames() {
         // NO_DATA frames (type 15) decode to comfort silence
-        let p = decode_nb(b"#!AMR\n\x7c\x7c", L).unwrap();
+        let p = nb(b"#!AMR\n\x7c\x7c").unwrap();
         assert_eq!((p.samples.len(), p.sample_rate), (320, 8000));
-        let p = decode_wb(b"#!AMR-WB\n\x7c", L).unwrap();
+        let p = wb(b"#!AMR-WB\n\x7c").unwrap();
         assert_eq!((p.samples.len(), p.sample_rate), (320, 16000));
     }
 }

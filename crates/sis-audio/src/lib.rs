@@ -1,25 +1,41 @@
-//! Turns the bytes of any SIS `audio_format` into mono float samples
-//! ([`decode`], for short audio held in memory), and audio files of any
-//! common container into a stream of float chunks ([`stream::open`], for
-//! recorded-file jobs of up to 5 hours, in memory that does not grow with the
-//! file).
+//! Turns audio bytes into float samples along one decode path, whichever
+//! API receives them: [`decode`] for audio held in memory (short-audio,
+//! RASR frames; next flash recognition and TTS checks) and [`stream::open`]
+//! for files read chunk by chunk (recorded-file jobs of up to 5 hours, in
+//! memory that does not grow with the file).
+//!
+//! The path: an input (a file or a slice, `input`) → its layout (raw as
+//! declared, or the container recognised by its first bytes, `container`) →
+//! one decoder per container (`pcm` for raw and WAV, `amr`, `compressed` for
+//! everything symphonia or libopus decodes, after the structure checks of
+//! `mp4`, `ogg` and `flac`) → the chunker that enforces the
+//! limits and sanitizes samples (`stream::Stream`). [`decode`] adds
+//! short-audio's rules on top (mono, 8 or 16 kHz, the declared container);
+//! it is not a second parser.
 //!
 //! Architecture invariant: knows audio, not SIS JSON and not engines. Every
 //! decoder is bounded: it stops at `max_ms` of audio so a small compressed
-//! body cannot expand into unbounded work or memory.
+//! body cannot expand into unbounded work or memory; every decoder call runs
+//! inside [`contain`], so a panic costs one input, not the process.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod amr;
 mod compressed;
+mod container;
+mod flac;
 pub mod g711;
+mod input;
 mod mp4;
+mod ogg;
+mod pcm;
 mod resample;
 pub mod stream;
 mod vorbis;
-mod wav;
 
 pub use resample::{resample, StreamResampler};
 use sis_core::{AudioFormat, Pcm, RawEncoding};
+
+use stream::{FileFormat, Layout, PcmStream, StreamLimits};
 
 /// Why audio could not be decoded. Everything but `Io` describes the input.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,23 +66,96 @@ pub struct DecodeLimits {
     pub max_ms: u64,
 }
 
-pub(crate) fn check_len(samples: usize, rate: u32, limits: DecodeLimits) -> Result<(), AudioError> {
-    if rate > 0 && samples as u64 * 1000 / rate as u64 > limits.max_ms {
-        return Err(AudioError::TooLong {
-            limit_ms: limits.max_ms,
-        });
-    }
-    Ok(())
-}
+/// The sample rates [`decode`] accepts (the rates of the SIS models).
+const DECODE_RATES: [u32; 2] = [8000, 16000];
 
-/// Decodes `bytes` declared as `format`. A panic inside a decoder (a
-/// third-party decoder meeting malformed data) is contained and reported as
-/// corrupt data, so one bad input costs only its own request. Samples that
-/// are not finite (a float decoder on garbage) become silence.
+/// Decodes `bytes` declared as `format` into mono samples at 8 or 16 kHz.
+///
+/// The bytes go through the same layout detection and decoders as
+/// [`stream::open`]; on top of them come short-audio's rules: a container
+/// `format` (`wav`, `mp3`, `aac`, `amr`, `amrwb`) must match what the content
+/// is ([`AudioError::Corrupt`] otherwise), `auto` takes any container the
+/// streaming API takes, the audio must be mono ([`AudioError::NotMono`]), no
+/// longer than `limits.max_ms` ([`AudioError::TooLong`]), hold a sample
+/// ([`AudioError::Empty`]) and, once read without error, be at 8 or 16 kHz
+/// ([`AudioError::BadSampleRate`]; whether the rate fits the model is the
+/// caller's check). The rate is checked last so that the answer never depends
+/// on how much audio a stream reads before it opens.
+/// A panic inside a decoder is contained and reported as corrupt data, so one
+/// bad input costs only its own request. Samples that are not finite become
+/// silence and the rest are clamped to [-1, 1].
 pub fn decode(format: AudioFormat, bytes: &[u8], limits: DecodeLimits) -> Result<Pcm, AudioError> {
     let mut pcm = contain(format.as_str(), || decode_unguarded(format, bytes, limits))?;
     sanitize(&mut pcm.samples);
     Ok(pcm)
+}
+
+fn decode_unguarded(
+    format: AudioFormat,
+    bytes: &[u8],
+    limits: DecodeLimits,
+) -> Result<Pcm, AudioError> {
+    if let Some((encoding, rate)) = format.raw() {
+        let pcm = decode_raw(encoding, rate, bytes, limits)?;
+        if pcm.samples.is_empty() {
+            return Err(AudioError::Empty);
+        }
+        return Ok(pcm);
+    }
+    let layout = match stream::layout_of_bytes(bytes, FileFormat::Auto) {
+        Ok(layout) => layout,
+        Err(AudioError::Empty) => return Err(AudioError::Empty),
+        Err(e) => {
+            let found = match &e {
+                AudioError::Corrupt(m) | AudioError::Unsupported(m) => m.clone(),
+                other => other.to_string(),
+            };
+            return Err(mismatch(format, &found).unwrap_or(e));
+        }
+    };
+    if let Layout::Container { container, .. } = layout {
+        if format != AudioFormat::Auto && container.audio_format() != Some(format) {
+            let found = format!("found {}", container.name());
+            if let Some(e) = mismatch(format, &found) {
+                return Err(e);
+            }
+        }
+    }
+    let short_audio = StreamLimits {
+        max_ms: limits.max_ms,
+        max_channels: 1,
+        ..StreamLimits::default()
+    };
+    let stream = stream::open_bytes(bytes, layout, short_audio).map_err(mono)?;
+    let rate = stream.sample_rate();
+    // The rate is checked once the audio is read, so an error in the content
+    // comes first whatever size the stream's first chunk is.
+    let mut channels = stream.read_to_end().map_err(mono)?;
+    if !DECODE_RATES.contains(&rate) {
+        return Err(AudioError::BadSampleRate(rate));
+    }
+    Ok(Pcm {
+        samples: channels.pop().unwrap_or_default(),
+        sample_rate: rate,
+    })
+}
+
+/// The error for content that is not the container `declared` promises
+/// (`found` says what it is instead); `None` when `declared` promises
+/// nothing (`auto`).
+fn mismatch(declared: AudioFormat, found: &str) -> Option<AudioError> {
+    let promise = container::promise(declared)?;
+    Some(AudioError::Corrupt(format!(
+        "{declared}: {promise} expected, {found}"
+    )))
+}
+
+/// Short-audio takes one channel: more is "not mono", whatever the count.
+fn mono(e: AudioError) -> AudioError {
+    match e {
+        AudioError::TooManyChannels { found, .. } => AudioError::NotMono(found),
+        other => other,
+    }
 }
 
 /// Runs a decoder, turning a panic into [`AudioError::Corrupt`].
@@ -81,112 +170,50 @@ pub(crate) fn contain<T>(
     })
 }
 
+/// A sample as it leaves a decoder: a non-finite value (a float decoder on
+/// garbage) becomes silence.
+pub(crate) fn finite(x: f32) -> f32 {
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
+}
+
 /// Replaces NaN and infinite samples with silence and clamps the rest to
 /// [-1, 1], so nothing past this crate sees a value no microphone makes.
 pub fn sanitize(samples: &mut [f32]) {
     for x in samples {
-        *x = if x.is_finite() {
-            x.clamp(-1.0, 1.0)
-        } else {
-            0.0
-        };
+        *x = finite(*x).clamp(-1.0, 1.0);
     }
 }
 
-fn decode_unguarded(
-    format: AudioFormat,
-    bytes: &[u8],
-    limits: DecodeLimits,
-) -> Result<Pcm, AudioError> {
-    let format = if format == AudioFormat::Auto {
-        detect(bytes)
-            .ok_or_else(|| AudioError::Unsupported("cannot detect the audio container".into()))?
-    } else {
-        format
-    };
-    let pcm = match format {
-        AudioFormat::Wav => wav::decode(bytes, limits)?,
-        AudioFormat::Amr => amr::decode_nb(bytes, limits)?,
-        AudioFormat::AmrWb => amr::decode_wb(bytes, limits)?,
-        AudioFormat::Mp3 => compressed::decode(bytes, "mp3", limits)?,
-        AudioFormat::Aac => compressed::decode(bytes, "aac", limits)?,
-        AudioFormat::Auto => return Err(AudioError::Unsupported("auto".into())),
-        raw => {
-            let (enc, rate) = raw
-                .raw()
-                .ok_or_else(|| AudioError::Unsupported(raw.as_str().into()))?;
-            decode_raw(enc, rate, bytes, limits)?
-        }
-    };
-    if pcm.samples.is_empty() {
-        return Err(AudioError::Empty);
-    }
-    Ok(pcm)
-}
-
-/// Headerless PCM / A-law / mu-law.
+/// Headerless PCM / A-law / mu-law held in memory: the raw decoder of the
+/// one path (the same layout rules as [`stream::FileFormat::Raw`]),
+/// converted in one pass because RASR calls it for every frame. Fails with
+/// [`AudioError::TooLong`] past `limits.max_ms`; empty input gives no
+/// samples (not an error: [`decode`] refuses it).
 pub fn decode_raw(
     enc: RawEncoding,
     rate: u32,
     bytes: &[u8],
     limits: DecodeLimits,
 ) -> Result<Pcm, AudioError> {
-    let samples = match enc {
-        RawEncoding::Pcm16Le => {
-            if !bytes.len().is_multiple_of(2) {
-                return Err(AudioError::Corrupt(format!(
-                    "16-bit PCM needs an even number of bytes, got {}",
-                    bytes.len()
-                )));
-            }
-            check_len(bytes.len() / 2, rate, limits)?;
-            bytes
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
-                .collect()
-        }
-        RawEncoding::MuLaw => {
-            check_len(bytes.len(), rate, limits)?;
-            bytes.iter().map(|&b| g711::ulaw_to_f32(b)).collect()
-        }
-        RawEncoding::ALaw => {
-            check_len(bytes.len(), rate, limits)?;
-            bytes.iter().map(|&b| g711::alaw_to_f32(b)).collect()
-        }
-    };
     Ok(Pcm {
-        samples,
+        samples: pcm::decode_raw(enc, rate, bytes, limits.max_ms)?,
         sample_rate: rate,
     })
 }
 
-/// Container detection for `audio_format=auto`.
+/// The SIS `audio_format` of the container `bytes` start with (after any
+/// ID3v2 tags), by the same recognition as `auto` uses; `None` when the
+/// bytes are no container, or one SIS has no name for (FLAC, Ogg: [`decode`]
+/// takes those as `auto`).
 pub fn detect(bytes: &[u8]) -> Option<AudioFormat> {
-    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE" {
-        return Some(AudioFormat::Wav);
+    match stream::layout_of_bytes(bytes, FileFormat::Auto) {
+        Ok(Layout::Container { container, .. }) => container.audio_format(),
+        _ => None,
     }
-    if bytes.starts_with(b"#!AMR-WB\n") {
-        return Some(AudioFormat::AmrWb);
-    }
-    if bytes.starts_with(b"#!AMR\n") {
-        return Some(AudioFormat::Amr);
-    }
-    if bytes.len() >= 8 && &bytes[4..8] == b"ftyp" {
-        return Some(AudioFormat::Aac);
-    }
-    if bytes.starts_with(b"ID3") {
-        return Some(AudioFormat::Mp3);
-    }
-    if bytes.len() >= 2 && bytes[0] == 0xFF {
-        // ADTS: 12-bit sync, layer bits 00. MPEG audio: 11-bit sync, layer != 00.
-        if bytes[1] & 0xF6 == 0xF0 {
-            return Some(AudioFormat::Aac);
-        }
-        if bytes[1] & 0xE0 == 0xE0 && bytes[1] & 0x06 != 0 {
-            return Some(AudioFormat::Mp3);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -223,5 +250,38 @@ mod tests {
         assert_eq!(detect(&[0xFF, 0xF1, 0x50]), Some(AudioFormat::Aac));
         assert_eq!(detect(&[0xFF, 0xFB, 0x90]), Some(AudioFormat::Mp3));
         assert_eq!(detect(b"hello"), None);
+        assert_eq!(detect(b"\0\0\0\x20ftypM4A "), Some(AudioFormat::Aac));
+        assert_eq!(detect(b"fLaC\0\0\0\x22"), None);
+        assert_eq!(detect(b""), None);
+    }
+
+    #[test]
+    fn declared_container_must_match() {
+        // the content is Ogg, the request says wav
+        let e = decode(AudioFormat::Wav, b"OggS\0\x02\0\0\0\0\0\0\0\0", L).unwrap_err();
+        assert!(
+            matches!(&e, AudioError::Corrupt(m) if m.contains("RIFF") && m.contains("ogg")),
+            "{e}"
+        );
+        // not a container at all
+        let e = decode(AudioFormat::Mp3, b"\x00garbage\x00garbage", L).unwrap_err();
+        assert!(
+            matches!(&e, AudioError::Corrupt(m) if m.starts_with("mp3: ")),
+            "{e}"
+        );
+        // AMR-WB declared as AMR-NB
+        let e = decode(AudioFormat::Amr, b"#!AMR-WB\n\x7c", L).unwrap_err();
+        assert!(
+            matches!(&e, AudioError::Corrupt(m) if m.contains("amr-wb")),
+            "{e}"
+        );
+        // auto takes either; empty input is empty whatever was declared
+        assert_eq!(
+            decode(AudioFormat::Auto, b"#!AMR-WB\n\x7c", L)
+                .unwrap()
+                .sample_rate,
+            16000
+        );
+        assert_eq!(decode(AudioFormat::Wav, b"", L), Err(AudioError::Empty));
     }
 }

@@ -7,8 +7,12 @@
 //! allocation aborts the process: it is not a panic, so nothing can contain
 //! it. This walk refuses such files first: every atom must fit inside its
 //! parent (so no declared length exceeds the file), and every sample table's
-//! entries must fit inside its atom (so no count exceeds what the file holds).
-//! Allocations are then bounded by a small multiple of the file's size.
+//! entries must fit inside its atom (so no count exceeds what the file holds),
+//! no sample may be larger than the file (the demuxer allocates each sample's
+//! stated size, in `stsz`, `trex`, `tfhd` and `trun`, before reading it), and
+//! the MPEG-4 descriptors of `esds` must fit in their parents (the decoder
+//! configuration is allocated at its stated length). Allocations are then
+//! bounded by a small multiple of the file's size.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -23,13 +27,44 @@ fn bad(msg: impl Into<String>) -> AudioError {
     AudioError::Corrupt(format!("mp4: {}", msg.into()))
 }
 
-struct Walker<'a, R> {
+/// Where atoms are found.
+#[derive(Clone, Copy)]
+enum Within {
+    /// In `ilst`: metadata items, each a container.
+    Ilst,
+    /// In a metadata item: `data`, `mean` and `name` atoms.
+    Item,
+    Other,
+}
+
+/// An atom of a metadata item, whose payload is `len` bytes: the demuxer
+/// subtracts the fields of `data` (8 bytes), `mean` and `name` (4) from the
+/// length it reads, so a shorter one would wrap around to an allocation of
+/// some 2^64 bytes.
+fn item_atom(kind: &[u8; 4], len: u64) -> Result<(), AudioError> {
+    let fields = match kind {
+        b"data" => 8,
+        b"mean" | b"name" => 4,
+        _ => 0,
+    };
+    if len < fields {
+        return Err(bad(format!(
+            "a metadata '{}' atom of {len} bytes",
+            String::from_utf8_lossy(kind)
+        )));
+    }
+    Ok(())
+}
+
+struct Walker<'a, R: ?Sized> {
     r: &'a mut R,
     base: u64,
+    /// The bytes the walk covers: no sample is larger.
+    len: u64,
     atoms: usize,
 }
 
-impl<R: Read + Seek> Walker<'_, R> {
+impl<R: Read + Seek + ?Sized> Walker<'_, R> {
     fn read<const N: usize>(&mut self, at: u64) -> Result<[u8; N], AudioError> {
         let mut b = [0u8; N];
         self.r
@@ -43,9 +78,116 @@ impl<R: Read + Seek> Walker<'_, R> {
         Ok(u32::from_be_bytes(self.read::<4>(at)?) as u64)
     }
 
-    /// Checks the atoms in `[from, to)`; `items`: they are the metadata items
-    /// of an `ilst`, each a container of `data` atoms.
-    fn atoms(&mut self, from: u64, to: u64, depth: usize, items: bool) -> Result<(), AudioError> {
+    fn u8(&mut self, at: u64) -> Result<u64, AudioError> {
+        Ok(self.read::<1>(at)?[0] as u64)
+    }
+
+    /// A sample size the demuxer will allocate before reading the sample.
+    fn sample_size(&self, kind: &[u8; 4], size: u64) -> Result<(), AudioError> {
+        if size > self.len {
+            return Err(bad(format!(
+                "'{}' declares a sample of {size} bytes, more than the file holds",
+                String::from_utf8_lossy(kind)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks every `stride`-byte entry's 32-bit field at `offset` in the
+    /// `count` entries from `at`, as a sample size.
+    fn sample_sizes(
+        &mut self,
+        kind: &[u8; 4],
+        at: u64,
+        count: u64,
+        stride: u64,
+        offset: u64,
+    ) -> Result<(), AudioError> {
+        const BLOCK: u64 = 4096;
+        let mut buf = vec![0u8; (BLOCK * stride) as usize];
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(BLOCK);
+            let bytes = &mut buf[..(n * stride) as usize];
+            self.r
+                .seek(SeekFrom::Start(self.base + at + done * stride))
+                .and_then(|_| self.r.read_exact(bytes))
+                .map_err(|_| bad("the file ends inside a sample table"))?;
+            for e in bytes.chunks_exact(stride as usize) {
+                let o = offset as usize;
+                let size = u32::from_be_bytes([e[o], e[o + 1], e[o + 2], e[o + 3]]) as u64;
+                self.sample_size(kind, size)?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The MPEG-4 descriptors in `[at, end)` (an `esds` atom or a
+    /// descriptor's body): each must fit, and the lengths symphonia reads
+    /// before a descriptor's own fields (3 for ES, 13 for DecoderConfig)
+    /// must be there; returns whether an ES descriptor was found.
+    fn descriptors(&mut self, mut at: u64, end: u64, depth: usize) -> Result<bool, AudioError> {
+        let mut es = false;
+        while end.saturating_sub(at) > 2 {
+            let tag = self.u8(at)?;
+            let mut size = 0u64;
+            let mut head = 1;
+            for _ in 0..4 {
+                let b = self.u8(at + head)?;
+                head += 1;
+                size = (size << 7) | (b & 0x7F);
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            let body = at + head;
+            if body > end || size > end - body {
+                return Err(bad(
+                    "an esds descriptor declares more than its parent holds",
+                ));
+            }
+            match tag {
+                3 if depth == 0 => {
+                    if size < 3 {
+                        return Err(bad("a short ES descriptor"));
+                    }
+                    es = true;
+                    let flags = self.u8(body + 2)?;
+                    let mut q = body + 3;
+                    if flags & 0x80 != 0 {
+                        q += 2;
+                    }
+                    if flags & 0x40 != 0 {
+                        q += 1 + self.u8(q)?;
+                    }
+                    if flags & 0x20 != 0 {
+                        q += 2;
+                    }
+                    // (symphonia scopes the rest to size - 3 from here on)
+                    self.descriptors(q, (q + size - 3).min(end), 1)?;
+                }
+                4 if depth == 1 => {
+                    if size < 13 {
+                        return Err(bad("a short decoder config descriptor"));
+                    }
+                    self.descriptors(body + 13, body + size, 2)?;
+                }
+                _ => {}
+            }
+            at = body + size;
+        }
+        Ok(es)
+    }
+
+    /// Checks the atoms in `[from, to)`, found in `within`.
+    fn atoms(
+        &mut self,
+        from: u64,
+        to: u64,
+        depth: usize,
+        within: Within,
+    ) -> Result<(), AudioError> {
         if depth > MAX_DEPTH {
             return Err(bad("atoms nested too deep"));
         }
@@ -58,6 +200,14 @@ impl<R: Read + Seek> Walker<'_, R> {
             let size = self.u32(at)?;
             let kind = self.read::<4>(at + 4)?;
             let (header, size) = match size {
+                // "to the end": symphonia reads the length of any other atom
+                // as 0 and subtracts its fields from that
+                0 if &kind != b"mdat" => {
+                    return Err(bad(format!(
+                        "atom '{}' at byte {at} has size 0",
+                        String::from_utf8_lossy(&kind)
+                    )))
+                }
                 0 => (8, to - at),
                 1 => {
                     if at + 16 > to {
@@ -78,10 +228,10 @@ impl<R: Read + Seek> Walker<'_, R> {
                     String::from_utf8_lossy(&kind)
                 )));
             }
-            if items {
-                self.atoms(at + header, at + size, depth + 1, false)?;
-            } else {
-                self.atom(&kind, at + header, at + size, depth)?;
+            match within {
+                Within::Ilst => self.atoms(at + header, at + size, depth + 1, Within::Item)?,
+                Within::Item => item_atom(&kind, size - header)?,
+                Within::Other => self.atom(&kind, at + header, at + size, depth)?,
             }
             at += size;
         }
@@ -109,20 +259,35 @@ impl<R: Read + Seek> Walker<'_, R> {
         };
         match kind {
             b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" | b"edts" | b"dinf" | b"mvex"
-            | b"moof" | b"traf" | b"udta" | b"mfra" => self.atoms(p, end, depth + 1, false),
-            b"ilst" => self.atoms(p, end, depth + 1, true),
+            | b"moof" | b"traf" | b"udta" | b"mfra" => self.atoms(p, end, depth + 1, Within::Other),
+            b"ilst" => self.atoms(p, end, depth + 1, Within::Ilst),
+            // audio sample entries (in `stsd`): fields by version, then atoms
+            b"mp4a" | b"alac" | b"fLaC" | b"Opus" | b"enca" if len >= 28 => {
+                let version = u16::from_be_bytes(self.read::<2>(p + 8)?);
+                let fields = match version {
+                    0 => 28,
+                    1 => 44,
+                    _ => 64,
+                };
+                if len < fields {
+                    // the demuxer subtracts the fields from the atom's length
+                    return Err(bad("an audio sample entry shorter than its fields"));
+                }
+                self.atoms(p + fields, end, depth + 1, Within::Other)
+            }
             // full boxes holding atoms
             b"meta" => {
                 if len < 4 {
                     return Err(bad("'meta' is too short"));
                 }
-                self.atoms(p + 4, end, depth + 1, false)
+                self.atoms(p + 4, end, depth + 1, Within::Other)
             }
             b"stsd" => {
                 need(self, 8, 8)?;
-                self.atoms(p + 8, end, depth + 1, false)
+                self.atoms(p + 8, end, depth + 1, Within::Other)
             }
             b"hdlr" if len < 24 => Err(bad("'hdlr' is too short")),
+            b"ftyp" if len < 8 => Err(bad("'ftyp' is too short")),
             // version/flags, entry count, entries
             b"stco" | b"stss" => need(self, 8, 4),
             b"co64" | b"stts" | b"ctts" => need(self, 8, 8),
@@ -132,7 +297,61 @@ impl<R: Read + Seek> Walker<'_, R> {
                     return Err(bad("'stsz' is too short"));
                 }
                 let sample_size = self.u32(p + 4)?;
-                need(self, 12, if sample_size == 0 { 4 } else { 0 })
+                need(self, 12, if sample_size == 0 { 4 } else { 0 })?;
+                if sample_size == 0 {
+                    let count = self.u32(p + 8)?;
+                    self.sample_sizes(kind, p + 12, count, 4, 0)
+                } else {
+                    self.sample_size(kind, sample_size)
+                }
+            }
+            // fragments: default sizes and each run's sizes
+            b"trex" if len >= 24 => {
+                let size = self.u32(p + 16)?;
+                self.sample_size(kind, size)
+            }
+            b"tfhd" if len >= 8 => {
+                let flags = self.u32(p)? & 0xFF_FFFF;
+                let mut q = p + 8;
+                for (flag, width) in [(0x1, 8), (0x2, 4), (0x8, 4)] {
+                    if flags & flag != 0 {
+                        q += width;
+                    }
+                }
+                if flags & 0x10 != 0 && q + 4 <= end {
+                    let size = self.u32(q)?;
+                    self.sample_size(kind, size)?;
+                }
+                Ok(())
+            }
+            b"trun" if len >= 8 => {
+                let flags = self.u32(p)? & 0xFF_FFFF;
+                let count = self.u32(p + 4)?;
+                let mut q = p + 8;
+                for flag in [0x1, 0x4] {
+                    if flags & flag != 0 {
+                        q += 4;
+                    }
+                }
+                // per sample: duration, size, flags, composition offset
+                let stride = 4 * (flags & 0xF00).count_ones() as u64;
+                if flags & 0x200 == 0 || q > end {
+                    return Ok(());
+                }
+                let offset = if flags & 0x100 != 0 { 4 } else { 0 };
+                // as many entries as the atom holds (the reader stops there)
+                let count = count.min((end - q) / stride);
+                self.sample_sizes(kind, q, count, stride, offset)
+            }
+            b"esds" => {
+                if len < 4 {
+                    return Err(bad("'esds' is too short"));
+                }
+                // symphonia unwraps the ES descriptor: it must be there
+                if !self.descriptors(p + 4, end, 0)? {
+                    return Err(bad("'esds' without an ES descriptor"));
+                }
+                Ok(())
             }
             b"elst" => {
                 let version = self.read::<1>(p)?[0];
@@ -144,13 +363,18 @@ impl<R: Read + Seek> Walker<'_, R> {
 }
 
 /// Checks the MP4 structure of the `len` bytes of `r` from `start` on.
-pub(crate) fn check<R: Read + Seek>(r: &mut R, start: u64, len: u64) -> Result<(), AudioError> {
+pub(crate) fn check<R: Read + Seek + ?Sized>(
+    r: &mut R,
+    start: u64,
+    len: u64,
+) -> Result<(), AudioError> {
     let mut w = Walker {
         r,
         base: start,
+        len,
         atoms: 0,
     };
-    w.atoms(0, len, 0, false)?;
+    w.atoms(0, len, 0, Within::Other)?;
     w.r.seek(SeekFrom::Start(start))
         .map_err(|e| AudioError::Io(e.to_string()))?;
     Ok(())

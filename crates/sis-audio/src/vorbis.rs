@@ -1,23 +1,23 @@
-//! A check of Ogg Vorbis setup headers before symphonia's Vorbis decoder sees
-//! them. The decoder allocates each codebook's vector-quantisation table as
-//! `entries × dimensions` floats straight from the header (up to 2^40 of
-//! them), and a length-ordered codebook declares 2^24 entries in a few bits:
-//! a file of a few hundred bytes asks for terabytes, and the failed
-//! allocation aborts the process (not a panic; nothing can contain it). This
-//! reassembles the first three packets of every Vorbis stream in the file
-//! and reads each codebook as far as its lookup table, refusing tables larger
-//! than any real encoder writes.
-
-use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+//! Checks of Vorbis structures before symphonia sees them (the Ogg walk in
+//! `ogg.rs` and the FLAC metadata walk in `flac.rs` find them):
+//!
+//! - setup headers: the Vorbis decoder allocates each codebook's
+//!   vector-quantisation table as `entries × dimensions` floats straight from
+//!   the header (up to 2^40 of them), and a length-ordered codebook declares
+//!   2^24 entries in a few bits: a file of a few hundred bytes asks for
+//!   terabytes. Each codebook is read as far as its lookup table, and tables
+//!   larger than any real encoder writes are refused.
+//! - comments (Vorbis, Opus, FLAC): the comment reader allocates each
+//!   comment's declared length before reading it.
+//!
+//! A failed allocation aborts the process (not a panic; nothing can contain
+//! it), so these inputs must be refused before the decoder runs.
 
 use crate::AudioError;
 
 /// Largest `entries × dimensions` of a codebook with a lookup table
 /// (libvorbis writes a few thousand; 2^24 floats is 64 MiB).
 const MAX_LOOKUP: u64 = 1 << 24;
-/// Header packets are looked for in this many bytes of pages.
-const MAX_HEADER_BYTES: u64 = 16 << 20;
 
 fn bad(msg: impl Into<String>) -> AudioError {
     AudioError::Corrupt(format!("vorbis: {}", msg.into()))
@@ -49,7 +49,7 @@ fn ilog(x: u64) -> u32 {
 }
 
 /// The codebooks of a setup header packet (`\x05vorbis...`).
-fn check_setup(packet: &[u8]) -> Result<(), AudioError> {
+pub(crate) fn check_setup(packet: &[u8]) -> Result<(), AudioError> {
     let mut b = Bits {
         data: packet,
         pos: 7 * 8,
@@ -62,28 +62,47 @@ fn check_setup(packet: &[u8]) -> Result<(), AudioError> {
         }
         let dims = b.read(16)?;
         let entries = b.read(24)?;
+        // Kraft sum of the codeword lengths, in units of 2^-32
+        let mut kraft = 0u64;
         if b.read(1)? == 0 {
             let sparse = b.read(1)? == 1;
             for _ in 0..entries {
                 if !sparse || b.read(1)? == 1 {
-                    b.read(5)?;
+                    kraft += 1 << (32 - (b.read(5)? + 1));
                 }
             }
         } else {
-            b.read(5)?;
+            let mut length = b.read(5)? + 1;
             let mut cur = 0u64;
             while cur < entries {
-                cur += b.read(ilog(entries - cur))?;
+                let n = b.read(ilog(entries - cur))?;
+                if n > 0 && length > 32 {
+                    // the decoder indexes its codeword table by length
+                    return Err(bad(format!("a codeword of {length} bits")));
+                }
+                kraft = kraft.saturating_add(n << (32 - length.min(32)));
+                cur += n;
+                length += 1;
             }
             if cur > entries {
                 return Ok(());
             }
+        }
+        // more codewords than a prefix code of these lengths can have: the
+        // decoder's tree walk runs off its table (a panic)
+        if kraft > 1 << 32 {
+            return Err(bad("a codebook is overspecified"));
         }
         let lookup = b.read(4)?;
         if lookup == 1 || lookup == 2 {
             if entries.saturating_mul(dims) > MAX_LOOKUP {
                 return Err(bad(format!(
                     "a codebook of {entries} entries × {dims} dimensions is larger than any encoder writes"
+                )));
+            }
+            if lookup == 1 && !float_lookup1_holds(entries, dims) {
+                return Err(bad(format!(
+                    "a codebook of {entries} entries × {dims} dimensions has no exact lookup table size"
                 )));
             }
             b.read(32)?;
@@ -103,6 +122,26 @@ fn check_setup(packet: &[u8]) -> Result<(), AudioError> {
     Ok(())
 }
 
+/// Whether symphonia's lookup table size (computed in `f32`, then asserted
+/// exact, a panic otherwise) comes out right for this codebook: the value
+/// `v = floor(entries^(1/dims))` in `f32` must satisfy
+/// `v^dims <= entries < (v+1)^dims` without overflowing 32 bits.
+fn float_lookup1_holds(entries: u64, dims: u64) -> bool {
+    let Ok(dims) = u32::try_from(dims) else {
+        return false;
+    };
+    if dims == 0 {
+        return false;
+    }
+    let v = (entries as f32).powf(1.0 / dims as f32).floor() as u32;
+    let below = v.checked_pow(dims).is_some_and(|p| p as u64 <= entries);
+    let above = v
+        .checked_add(1)
+        .and_then(|w| w.checked_pow(dims))
+        .is_some_and(|p| p as u64 > entries);
+    below && above
+}
+
 /// The largest v with v^dims <= entries (Vorbis I, 9.2.3).
 fn lookup1_values(entries: u64, dims: u64) -> u64 {
     if dims == 0 {
@@ -115,62 +154,41 @@ fn lookup1_values(entries: u64, dims: u64) -> u64 {
     v
 }
 
-/// Checks every Vorbis setup header in the Ogg pages of the `len` bytes of
-/// `r` from `start` on.
-pub(crate) fn check<R: Read + Seek>(r: &mut R, start: u64, len: u64) -> Result<(), AudioError> {
-    r.seek(SeekFrom::Start(start))
-        .map_err(|e| AudioError::Io(e.to_string()))?;
-    let limit = len.min(MAX_HEADER_BYTES);
-    let mut data = Vec::new();
-    r.take(limit)
-        .read_to_end(&mut data)
-        .map_err(|e| AudioError::Io(e.to_string()))?;
-    r.seek(SeekFrom::Start(start))
-        .map_err(|e| AudioError::Io(e.to_string()))?;
-    // per logical stream: packets so far, and the one being assembled
-    let mut streams: HashMap<u32, (usize, Vec<u8>)> = HashMap::new();
-    let mut at = 0usize;
-    while at + 27 <= data.len() {
-        if &data[at..at + 4] != b"OggS" {
-            // the demuxer resynchronises on garbage; so does this
-            at += 1;
-            continue;
-        }
-        let serial =
-            u32::from_le_bytes([data[at + 14], data[at + 15], data[at + 16], data[at + 17]]);
-        let segments = data[at + 26] as usize;
-        let table = at + 27;
-        let Some(lacing) = data.get(table..table + segments) else {
-            break;
+/// Checks a Vorbis comment structure (vendor string, then length-prefixed
+/// comments, all little-endian) at `at` in `data`, the bytes symphonia's
+/// comment reader may read (a packet, or a FLAC metadata block). That reader
+/// allocates each comment's declared length before reading it (up to 4 GiB):
+/// a length past the end of `data` is refused. Running out of bytes where a
+/// field should be is left to the reader, which fails without allocating.
+pub(crate) fn check_comment(data: &[u8], mut at: usize, what: &str) -> Result<(), AudioError> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = data.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let Some(vendor) = u32_at(at) else {
+        return Ok(());
+    };
+    // the vendor string is skipped, never allocated
+    at = match (at + 4).checked_add(vendor) {
+        Some(end) if end <= data.len() => end,
+        _ => return Ok(()),
+    };
+    let Some(count) = u32_at(at) else {
+        return Ok(());
+    };
+    at += 4;
+    for _ in 0..count {
+        let Some(n) = u32_at(at) else {
+            return Ok(());
         };
-        let mut body = table + segments;
-        let (done, packet) = streams.entry(serial).or_insert((0, Vec::new()));
-        for &lace in lacing {
-            let Some(seg) = data.get(body..body + lace as usize) else {
-                break;
-            };
-            body += lace as usize;
-            if *done >= 3 {
-                continue;
-            }
-            packet.extend_from_slice(seg);
-            if lace < 255 {
-                if packet.starts_with(b"\x05vorbis") {
-                    check_setup(packet)?;
-                }
-                // a stream whose first packet is not Vorbis is not checked
-                *done = if *done == 0 && !packet.starts_with(b"\x01vorbis") {
-                    3
-                } else {
-                    *done + 1
-                };
-                packet.clear();
-            }
+        at += 4;
+        let left = data.len() - at;
+        if n > left {
+            return Err(AudioError::Corrupt(format!(
+                "{what}: a comment declares {n} bytes, only {left} follow"
+            )));
         }
-        at = body.max(at + 1);
-        if !streams.is_empty() && streams.values().all(|(d, _)| *d >= 3) {
-            break;
-        }
+        at += n;
     }
     Ok(())
 }
@@ -194,16 +212,18 @@ mod tests {
         }
     }
 
-    fn setup(entries: u64, dims: u64) -> Vec<u8> {
+    /// One length-ordered codebook, every entry `length` bits, lookup type
+    /// `lookup`.
+    fn codebook(entries: u64, dims: u64, length: u64, lookup: u64) -> Vec<u8> {
         let mut w = W(b"\x05vorbis".to_vec(), 56);
         w.put(0, 8); // one codebook
         w.put(0x564342, 24);
         w.put(dims, 16);
         w.put(entries, 24);
         w.put(1, 1); // length-ordered
-        w.put(0, 5);
+        w.put(length - 1, 5);
         w.put(entries, ilog(entries)); // every entry of one length
-        w.put(2, 4); // lookup type 2
+        w.put(lookup, 4);
         w.put(0, 32);
         w.put(0, 32);
         w.put(0, 4);
@@ -214,10 +234,23 @@ mod tests {
         w.0
     }
 
+    /// A codebook whose every entry has the shortest length that fits.
+    fn setup(entries: u64, dims: u64) -> Vec<u8> {
+        codebook(entries, dims, ilog(entries - 1).max(1) as u64, 2)
+    }
+
     #[test]
     fn huge_codebooks_are_refused() {
         assert!(check_setup(&setup((1 << 24) - 1, 1 << 15)).is_err());
         assert!(check_setup(&setup(16, 2)).is_ok());
+        // 16 codewords of 1 bit: no prefix code has them
+        assert!(check_setup(&codebook(16, 2, 1, 2)).is_err());
+        // lookup type 1: 81 entries of 4 dimensions is 3^4, exact in f32;
+        // 0 dimensions has no size at all
+        assert!(check_setup(&codebook(81, 4, 7, 1)).is_ok());
+        assert!(check_setup(&codebook(81, 0, 7, 1)).is_err());
+        assert!(float_lookup1_holds(81, 4));
+        assert!(!float_lookup1_holds(1, 40)); // 2^40 overflows
         assert_eq!(lookup1_values(81, 4), 3);
         assert_eq!(lookup1_values(80, 4), 2);
     }

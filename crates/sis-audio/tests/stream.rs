@@ -460,15 +460,7 @@ fn garbage_and_unsupported_input() {
         p
     };
     // Pseudo-random bytes (a fixed LCG, so failures reproduce).
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let noise: Vec<u8> = (0..65536)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (x >> 56) as u8
-        })
-        .collect();
+    let noise = common::noise(65536);
 
     assert_eq!(decode_err(&write("empty", b"")), Some(AudioError::Empty));
     assert!(matches!(
@@ -618,22 +610,6 @@ fn damaged_mp3_keeps_its_timeline() {
     assert!((d.ms() - 3000.0).abs() < 200.0, "{} ms", d.ms());
 }
 
-/// CRC-32 of Ogg pages (polynomial 0x04c11db7, no reflection, initial 0).
-fn ogg_crc(data: &[u8]) -> u32 {
-    let mut crc = 0u32;
-    for &b in data {
-        crc ^= (b as u32) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
 /// A real Vorbis file whose first codebook is rewritten to declare 2^24 - 1
 /// entries of 31 dimensions with a lookup table: a few bits in the file, 2 GB
 /// of floats for the decoder to allocate and fill (larger declarations make
@@ -694,7 +670,7 @@ fn vorbis_codebook_bomb_is_refused() {
         .sum();
     let end = page + 27 + segs + body;
     bytes[page + 22..page + 26].fill(0);
-    let crc = ogg_crc(&bytes[page..end]);
+    let crc = common::ogg_crc(&bytes[page..end]);
     bytes[page + 22..page + 26].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     match decode(&path, FileFormat::Auto, StreamLimits::default()) {

@@ -1,5 +1,8 @@
 //! Streaming decoding of audio files, for recorded-file transcription jobs
-//! (SIS: files up to 5 hours and 300 MB).
+//! (SIS: files up to 5 hours and 300 MB), and the one decode path behind
+//! every API of this crate: [`crate::decode`] runs the same layout detection,
+//! decoders and limits over bytes in memory (`open_bytes`), then reads the
+//! stream to its end.
 //!
 //! [`open`] reads a file incrementally and yields [`Chunk`]s of planar float
 //! samples, about `chunk_ms` each; memory does not grow with the length of
@@ -31,23 +34,27 @@
 //! (MP3 with a LAME/Xing header, Ogg Vorbis and Opus); AAC streams keep the
 //! encoder's priming samples (1024 frames), as in most decoders.
 //!
-//! Errors: every malformed input is an [`AudioError`], never a panic (the
-//! third-party demuxers and decoders run behind `catch_unwind` as a last line
-//! of defence). An error ends the stream: later calls return it again.
-
-mod compressed;
-mod pcm;
-mod sniff;
+//! Errors: every malformed input is an [`AudioError`], never a panic (every
+//! decoder call, opening and each read, runs inside `contain`, a
+//! `catch_unwind`, as a last line of defence). An error ends the stream:
+//! later calls return it again.
 
 use std::fs::File;
+use std::io::Cursor;
 use std::path::Path;
 
 use sis_core::{AudioFormat, RawEncoding};
 
-use crate::AudioError;
+use crate::container::{self, Container};
+use crate::input::{io_error, FileInput, Input};
+use crate::{amr, compressed, contain, pcm, AudioError};
 
 /// The most channels a stream delivers.
 pub const MAX_CHANNELS: u32 = 2;
+
+/// The highest sample rate taken (the highest any audio format uses); a
+/// header stating more lies, and the chunk buffers are sized by the rate.
+const MAX_RATE: u32 = 768_000;
 
 /// How to read a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,8 +126,9 @@ pub struct Chunk {
     /// Index of the chunk's first frame from the start of the stream (at
     /// [`PcmStream::sample_rate`]), so `start_frame / rate` is its time.
     pub start_frame: u64,
-    /// Planar samples in [-1, 1] (floating-point input may exceed it), one
-    /// vector per channel (left first), all of the same length.
+    /// Planar samples in [-1, 1] (what a decoder gives outside it is clamped,
+    /// what is not finite becomes 0), one vector per channel (left first),
+    /// all of the same length.
     pub channels: Vec<Vec<f32>>,
 }
 
@@ -170,33 +178,109 @@ pub fn open(
     format: FileFormat,
     limits: StreamLimits,
 ) -> Result<Box<dyn PcmStream + Send>, AudioError> {
+    let file = File::open(path).map_err(io_error)?;
+    let len = file.metadata().map_err(io_error)?.len();
+    let mut input: Box<dyn Input> = Box::new(FileInput::new(file, len));
+    let layout = contain("detection", || Layout::of(&mut *input, len, format))?;
+    Ok(Box::new(open_layout(input, len, layout, limits)?))
+}
+
+/// The largest number of frames at `rate` that `max_ms` allows.
+pub(crate) fn max_frames(max_ms: u64, rate: u32) -> u64 {
+    max_ms.saturating_mul(rate as u64) / 1000
+}
+
+/// How the bytes of an input are laid out: the one decision between reading
+/// them and decoding them, the same for every entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Headerless SIS raw audio.
+    Raw {
+        encoding: RawEncoding,
+        sample_rate: u32,
+    },
+    /// A container recognised by its first bytes, starting at `start`
+    /// (after any ID3v2 tags).
+    Container { container: Container, start: u64 },
+}
+
+impl Layout {
+    /// The layout of an input read as `format`: raw as declared, otherwise
+    /// recognised by content ([`container::sniff`]).
+    pub(crate) fn of(
+        input: &mut dyn Input,
+        len: u64,
+        format: FileFormat,
+    ) -> Result<Layout, AudioError> {
+        Ok(match format {
+            FileFormat::Raw {
+                encoding,
+                sample_rate,
+            } => Layout::Raw {
+                encoding,
+                sample_rate,
+            },
+            FileFormat::Auto => {
+                let (container, start) = container::sniff(input, len)?;
+                Layout::Container { container, start }
+            }
+        })
+    }
+}
+
+/// The one decode path: opens the decoder for `layout` over `input` (`len`
+/// bytes) and wraps it in the chunker that enforces `limits`. A panic in
+/// any decoder, ours or third-party, becomes [`AudioError::Corrupt`] here or
+/// in [`Stream`], whichever call it happens in.
+pub(crate) fn open_layout<'a>(
+    input: Box<dyn Input + 'a>,
+    len: u64,
+    layout: Layout,
+    limits: StreamLimits,
+) -> Result<Stream<'a>, AudioError> {
     let limits = StreamLimits {
         max_channels: limits.max_channels.clamp(1, MAX_CHANNELS),
         chunk_ms: limits.chunk_ms.clamp(10, 10_000),
         ..limits
     };
-    let mut file = File::open(path).map_err(io_error)?;
-    let len = file.metadata().map_err(io_error)?.len();
-    let source = match format {
-        FileFormat::Raw {
+    let what = match layout {
+        Layout::Raw { .. } => "raw",
+        Layout::Container { container, .. } => container.name(),
+    };
+    let source = contain(what, || match layout {
+        Layout::Raw {
             encoding,
             sample_rate,
-        } => pcm::open_raw(file, len, encoding, sample_rate)?,
-        FileFormat::Auto => {
-            let (container, start) = sniff::sniff(&mut file, len)?;
-            match container {
-                sniff::Container::Wav => pcm::open_wav(file, len)?,
-                sniff::Container::AmrNb => compressed::open_amr(file, &crate::amr::NB)?,
-                sniff::Container::AmrWb => compressed::open_amr(file, &crate::amr::WB)?,
-                other => compressed::open_symphonia(file, start, len, other, &limits)?,
-            }
-        }
-    };
-    Ok(Box::new(Stream::new(source, limits)?))
+        } => pcm::open_raw(input, len, encoding, sample_rate),
+        Layout::Container { container, start } => match container {
+            Container::Wav => pcm::open_wav(input, start, len),
+            Container::AmrNb => amr::open(input, start, &amr::NB),
+            Container::AmrWb => amr::open(input, start, &amr::WB),
+            other => compressed::open(input, start, len, other, &limits),
+        },
+    })?;
+    Stream::new(source, limits)
 }
 
-pub(crate) fn io_error(e: std::io::Error) -> AudioError {
-    AudioError::Io(e.to_string())
+/// [`open_layout`] over bytes in memory.
+pub(crate) fn open_bytes(
+    bytes: &[u8],
+    layout: Layout,
+    limits: StreamLimits,
+) -> Result<Stream<'_>, AudioError> {
+    open_layout(
+        Box::new(Cursor::new(bytes)),
+        bytes.len() as u64,
+        layout,
+        limits,
+    )
+}
+
+/// The layout of bytes in memory read as `format`.
+pub(crate) fn layout_of_bytes(bytes: &[u8], format: FileFormat) -> Result<Layout, AudioError> {
+    contain("detection", || {
+        Layout::of(&mut Cursor::new(bytes), bytes.len() as u64, format)
+    })
 }
 
 /// What a source knows once opened.
@@ -219,8 +303,8 @@ pub(crate) trait Source: Send {
 }
 
 /// Cuts a source's blocks into chunks and enforces the limits.
-struct Stream {
-    source: Box<dyn Source>,
+pub(crate) struct Stream<'a> {
+    source: Box<dyn Source + 'a>,
     rate: u32,
     channels: u32,
     codec: &'static str,
@@ -235,13 +319,13 @@ struct Stream {
     failed: Option<AudioError>,
 }
 
-impl Stream {
-    fn new(source: Box<dyn Source>, limits: StreamLimits) -> Result<Self, AudioError> {
+impl<'a> Stream<'a> {
+    fn new(source: Box<dyn Source + 'a>, limits: StreamLimits) -> Result<Self, AudioError> {
         let info = source.info();
-        if info.rate == 0 {
+        if info.rate == 0 || info.rate > MAX_RATE {
             return Err(AudioError::Corrupt(format!(
-                "{}: sample rate 0",
-                info.codec
+                "{}: sample rate {} Hz",
+                info.codec, info.rate
             )));
         }
         if info.channels == 0 {
@@ -253,7 +337,7 @@ impl Stream {
                 max: limits.max_channels,
             });
         }
-        let max_frames = limits.max_ms.saturating_mul(info.rate as u64) / 1000;
+        let max_frames = max_frames(limits.max_ms, info.rate);
         if let (true, Some(n)) = (info.exact_length, info.total_frames) {
             if n > max_frames {
                 return Err(AudioError::TooLong {
@@ -285,8 +369,15 @@ impl Stream {
 
     /// Reads blocks until a whole chunk is pending or the audio ends.
     fn fill(&mut self) -> Result<(), AudioError> {
-        while !self.ended && self.pending[0].len() < self.chunk_frames {
-            if !self.source.read_block(&mut self.pending)? {
+        self.fill_to(self.chunk_frames)
+    }
+
+    /// Reads blocks until `frames` are pending or the audio ends. Each read
+    /// runs inside [`contain`].
+    fn fill_to(&mut self, frames: usize) -> Result<(), AudioError> {
+        while !self.ended && self.pending[0].len() < frames {
+            let (source, pending) = (&mut self.source, &mut self.pending);
+            if !contain(self.codec, || source.read_block(pending))? {
                 self.ended = true;
             }
             let n = self.pending[0].len();
@@ -304,9 +395,20 @@ impl Stream {
         }
         Ok(())
     }
+
+    /// The whole audio (one vector per channel), each sample
+    /// [`sanitize`](crate::sanitize)d, as the chunks would have delivered it.
+    pub(crate) fn read_to_end(mut self) -> Result<Vec<Vec<f32>>, AudioError> {
+        self.fill_to(usize::MAX)?;
+        let mut channels = std::mem::take(&mut self.pending);
+        for c in &mut channels {
+            crate::sanitize(c);
+        }
+        Ok(channels)
+    }
 }
 
-impl PcmStream for Stream {
+impl PcmStream for Stream<'_> {
     fn sample_rate(&self) -> u32 {
         self.rate
     }

@@ -1,5 +1,6 @@
-//! Helpers shared by the streaming tests: test files made by Debian's ffmpeg
-//! (and the repo's `amr-encode`) from synthetic tones, and signal checks.
+//! Helpers shared by the tests and the decoder fuzz driver: test files made
+//! by Debian's ffmpeg (and the repo's `amr-encode`) from synthetic tones or
+//! real speech, and signal checks.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -42,10 +43,29 @@ pub fn tone(stereo: bool, rate: u32, seconds: f64) -> String {
 
 /// Runs `ffmpeg -f lavfi -i SOURCE ARGS... OUT` and returns OUT.
 pub fn ffmpeg(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
+    run_ffmpeg(
+        dir,
+        name,
+        &[
+            "-f".as_ref(),
+            "lavfi".as_ref(),
+            "-i".as_ref(),
+            source.as_ref(),
+        ],
+        args,
+    )
+}
+
+/// Runs `ffmpeg -i INPUT ARGS... OUT` and returns OUT.
+pub fn ffmpeg_file(dir: &Path, name: &str, input: &Path, args: &[&str]) -> PathBuf {
+    run_ffmpeg(dir, name, &["-i".as_ref(), input.as_os_str()], args)
+}
+
+fn run_ffmpeg(dir: &Path, name: &str, input: &[&std::ffi::OsStr], args: &[&str]) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(["-f", "lavfi", "-i", source])
+        .args(input)
         .args(args)
         .arg(&out)
         .status()
@@ -102,4 +122,84 @@ pub fn vm_hwm_kib() -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The WAV files of real speech under `dir`, or `SIS_SHARED_AUDIO`, or
+/// `../shared/audio` next to the repository (never committed), one level
+/// of folders deep, sorted.
+pub fn speech_files(dir: Option<&Path>) -> Vec<PathBuf> {
+    let dir = dir
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SIS_SHARED_AUDIO").map(PathBuf::from))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/audio"));
+    let entries = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    let mut found: Vec<PathBuf> = entries(&dir)
+        .into_iter()
+        .flat_map(|p| if p.is_dir() { entries(&p) } else { vec![p] })
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// One clip of real speech for test inputs (see [`speech_files`]); `None`
+/// when there is none.
+pub fn speech_clip() -> Option<PathBuf> {
+    let files = speech_files(None);
+    files
+        .iter()
+        .find(|p| p.ends_with("sherpa-onnx-paraformer-zh-int8-2025-10-07/1.wav"))
+        .or(files.first())
+        .cloned()
+}
+
+/// Pseudo-random bytes (a fixed LCG, so failures reproduce).
+pub fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+/// CRC-32 of Ogg pages (polynomial 0x04c11db7, no reflection, initial 0).
+pub fn ogg_crc(data: &[u8]) -> u32 {
+    let mut crc = 0u32;
+    for &b in data {
+        crc ^= (b as u32) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// Encodes headerless 16-bit PCM (`raw`) with the repository's AMR encoder
+/// (`kind`: "nb" or "wb"); `None` when it is not built.
+pub fn amr_encode(dir: &Path, name: &str, kind: &str, raw: &Path) -> Option<PathBuf> {
+    let encoder = amr_encoder()?;
+    let out = dir.join(name);
+    let status = Command::new(encoder)
+        .arg(kind)
+        .arg(raw)
+        .arg(&out)
+        .status()
+        .expect("run amr-encode");
+    assert!(status.success(), "amr-encode {kind} failed");
+    Some(out)
 }

@@ -1,16 +1,24 @@
 //! Uncompressed samples: headerless SIS raw formats, and RIFF/WAVE, whose
-//! header is parsed here and checked against the file, never trusted.
+//! header is parsed here and checked against the input, never trusted.
+//!
+//! WAV: PCM 8/16/24/32-bit, float 32/64, A-law and mu-law, also inside
+//! `WAVE_FORMAT_EXTENSIBLE` (standard sub-format GUIDs only), any rate and
+//! channel count (the limits of the caller decide). A data size of 0 or
+//! 0xFFFFFFFF (written by streaming encoders that cannot seek back) means "to
+//! the end of the input"; a larger one than the input holds is refused.
 
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 
 use sis_core::RawEncoding;
 
-use super::{io_error, Source, SourceInfo};
-use crate::{g711, AudioError};
+use crate::input::{io_error, Input};
+use crate::stream::{Source, SourceInfo};
+use crate::{finite, g711, AudioError};
 
-/// Frames read per block.
+/// Frames read per block, and the most bytes a block may take (a header may
+/// declare frames of up to 64 KiB).
 const BLOCK_FRAMES: usize = 4096;
+const BLOCK_BYTES: usize = 64 * 1024;
 /// The largest `fmt ` chunk read (the standard ones are 16, 18 or 40 bytes).
 const MAX_FMT_LEN: u32 = 1024;
 /// The most chunks walked before `data` (real files have a handful).
@@ -53,17 +61,13 @@ impl SampleCodec {
     }
 }
 
-fn finite(x: f32) -> f32 {
-    if x.is_finite() {
-        x
-    } else {
-        0.0
-    }
-}
-
 /// Decodes interleaved little-endian samples into planar floats.
 fn deinterleave(codec: SampleCodec, bytes: &[u8], out: &mut [Vec<f32>]) {
     fn run(bytes: &[u8], width: usize, out: &mut [Vec<f32>], f: impl Fn(&[u8]) -> f32) {
+        if let [mono] = out {
+            mono.extend(bytes.chunks_exact(width).map(f));
+            return;
+        }
         let channels = out.len();
         for frame in bytes.chunks_exact(width * channels) {
             for (c, s) in frame.chunks_exact(width).enumerate() {
@@ -95,29 +99,33 @@ fn deinterleave(codec: SampleCodec, bytes: &[u8], out: &mut [Vec<f32>]) {
     }
 }
 
-/// Interleaved samples from a known byte range of the file.
-struct PcmSource {
+/// Interleaved samples from a known byte range of the input.
+struct PcmSource<'a> {
     info: SourceInfo,
-    reader: BufReader<File>,
+    reader: Box<dyn Input + 'a>,
     codec: SampleCodec,
     /// Bytes of whole frames left to read.
     remaining: u64,
     buf: Vec<u8>,
 }
 
-impl PcmSource {
+impl<'a> PcmSource<'a> {
     fn open(
-        file: File,
+        mut reader: Box<dyn Input + 'a>,
         offset: u64,
         codec: SampleCodec,
         channels: u32,
         rate: u32,
         frames: u64,
         name: &'static str,
-    ) -> Result<Box<dyn Source>, AudioError> {
-        let mut reader = BufReader::with_capacity(64 * 1024, file);
+    ) -> Result<Box<dyn Source + 'a>, AudioError> {
         reader.seek(SeekFrom::Start(offset)).map_err(io_error)?;
         let frame_bytes = codec.width() * channels as usize;
+        // never more than the input holds, so a lying header costs nothing
+        let block = (BLOCK_BYTES / frame_bytes)
+            .clamp(1, BLOCK_FRAMES)
+            .min(usize::try_from(frames).unwrap_or(usize::MAX))
+            .max(1);
         Ok(Box::new(PcmSource {
             info: SourceInfo {
                 rate,
@@ -129,12 +137,12 @@ impl PcmSource {
             reader,
             codec,
             remaining: frames * frame_bytes as u64,
-            buf: vec![0; BLOCK_FRAMES * frame_bytes],
+            buf: vec![0; block * frame_bytes],
         }))
     }
 }
 
-impl Source for PcmSource {
+impl Source for PcmSource<'_> {
     fn info(&self) -> &SourceInfo {
         &self.info
     }
@@ -148,7 +156,7 @@ impl Source for PcmSource {
             .read_exact(&mut self.buf[..n])
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => AudioError::Corrupt(format!(
-                    "{}: the file ended early (was it truncated while being read?)",
+                    "{}: the input ended early (was it truncated while being read?)",
                     self.info.codec
                 )),
                 _ => io_error(e),
@@ -159,13 +167,13 @@ impl Source for PcmSource {
     }
 }
 
-/// A headerless SIS raw file: every byte is audio.
-pub(crate) fn open_raw(
-    file: File,
-    len: u64,
+/// The layout of headerless SIS raw audio of `len` bytes: its sample codec
+/// and name, and its length in frames. Every byte is audio, mono.
+fn raw_layout(
     encoding: RawEncoding,
     rate: u32,
-) -> Result<Box<dyn Source>, AudioError> {
+    len: u64,
+) -> Result<(SampleCodec, &'static str, u64), AudioError> {
     let (codec, name) = match encoding {
         RawEncoding::Pcm16Le => (SampleCodec::S16, "raw/pcm_s16le"),
         RawEncoding::MuLaw => (SampleCodec::MuLaw, "raw/pcm_mulaw"),
@@ -180,7 +188,37 @@ pub(crate) fn open_raw(
             "16-bit PCM needs an even number of bytes, got {len}"
         )));
     }
-    PcmSource::open(file, 0, codec, 1, rate, len / width, name)
+    Ok((codec, name, len / width))
+}
+
+/// A headerless SIS raw input of `len` bytes, streamed.
+pub(crate) fn open_raw<'a>(
+    input: Box<dyn Input + 'a>,
+    len: u64,
+    encoding: RawEncoding,
+    rate: u32,
+) -> Result<Box<dyn Source + 'a>, AudioError> {
+    let (codec, name, frames) = raw_layout(encoding, rate, len)?;
+    PcmSource::open(input, 0, codec, 1, rate, frames, name)
+}
+
+/// Headerless SIS raw audio held in memory, converted in one pass (no
+/// reads, no blocks: RASR calls this for every frame it receives). Checks
+/// the same layout and length rule as [`open_raw`] with the stream's limits.
+pub(crate) fn decode_raw(
+    encoding: RawEncoding,
+    rate: u32,
+    bytes: &[u8],
+    max_ms: u64,
+) -> Result<Vec<f32>, AudioError> {
+    let (codec, _, frames) = raw_layout(encoding, rate, bytes.len() as u64)?;
+    if frames > crate::stream::max_frames(max_ms, rate) {
+        return Err(AudioError::TooLong { limit_ms: max_ms });
+    }
+    let mut out = [Vec::with_capacity(frames as usize)];
+    deinterleave(codec, bytes, &mut out);
+    let [samples] = out;
+    Ok(samples)
 }
 
 fn u16le(b: &[u8], at: usize) -> u16 {
@@ -252,9 +290,6 @@ fn parse_fmt(c: &[u8]) -> Result<Fmt, AudioError> {
     if channels == 0 {
         return Err(corrupt("0 channels"));
     }
-    if rate == 0 || rate > 768_000 {
-        return Err(corrupt(format!("sample rate {rate} Hz")));
-    }
     let frame = codec.width() as u32 * channels;
     if block_align != frame || byte_rate as u64 != rate as u64 * frame as u64 {
         return Err(corrupt(format!(
@@ -269,32 +304,37 @@ fn parse_fmt(c: &[u8]) -> Result<Fmt, AudioError> {
     })
 }
 
-/// Reads exactly `buf.len()` bytes; the file ending first is a corrupt header.
-fn read_header(file: &mut File, buf: &mut [u8], what: &str) -> Result<(), AudioError> {
-    file.read_exact(buf).map_err(|e| match e.kind() {
+/// Reads exactly `buf.len()` bytes; the input ending first is a corrupt header.
+fn read_header(input: &mut dyn Input, buf: &mut [u8], what: &str) -> Result<(), AudioError> {
+    input.read_exact(buf).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => corrupt(format!("{what} truncated")),
         _ => io_error(e),
     })
 }
 
-/// Walks the RIFF chunks up to `data` (seeking over the others), then
-/// streams the data chunk. A data size of 0 or 0xFFFFFFFF (written by
-/// encoders that cannot seek back) means "to the end of the file".
-pub(crate) fn open_wav(mut file: File, len: u64) -> Result<Box<dyn Source>, AudioError> {
-    file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+/// Walks the RIFF chunks of the input from `start` (after an ID3 tag) up
+/// to `data` (seeking over the others), then streams the data chunk. A data
+/// size of 0 or 0xFFFFFFFF (written by encoders that cannot seek back) means
+/// "to the end of the input".
+pub(crate) fn open_wav<'a>(
+    mut input: Box<dyn Input + 'a>,
+    start: u64,
+    len: u64,
+) -> Result<Box<dyn Source + 'a>, AudioError> {
+    input.seek(SeekFrom::Start(start)).map_err(io_error)?;
     let mut riff = [0u8; 12];
-    read_header(&mut file, &mut riff, "RIFF header")?;
+    read_header(&mut *input, &mut riff, "RIFF header")?;
     if &riff[0..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
         return Err(corrupt("missing RIFF/WAVE header"));
     }
-    let mut at = 12u64;
+    let mut at = start + 12;
     let mut fmt: Option<Fmt> = None;
     for _ in 0..MAX_CHUNKS {
         if at + 8 > len {
             return Err(corrupt("no data chunk"));
         }
         let mut head = [0u8; 8];
-        read_header(&mut file, &mut head, "chunk header")?;
+        read_header(&mut *input, &mut head, "chunk header")?;
         let id = [head[0], head[1], head[2], head[3]];
         let size = u32le(&head, 4);
         let body = at + 8;
@@ -313,7 +353,7 @@ pub(crate) fn open_wav(mut file: File, len: u64) -> Result<Box<dyn Source>, Audi
             // A partial trailing frame is padding, not audio.
             let frames = bytes / (fmt.codec.width() as u64 * fmt.channels as u64);
             return PcmSource::open(
-                file,
+                input,
                 body,
                 fmt.codec,
                 fmt.channels,
@@ -333,12 +373,12 @@ pub(crate) fn open_wav(mut file: File, len: u64) -> Result<Box<dyn Source>, Audi
                 return Err(corrupt(format!("fmt chunk of {size} bytes")));
             }
             let mut c = vec![0u8; size as usize];
-            read_header(&mut file, &mut c, "fmt chunk")?;
+            read_header(&mut *input, &mut c, "fmt chunk")?;
             fmt = Some(parse_fmt(&c)?);
         }
         // Chunks are padded to even sizes.
         at = body + size as u64 + (size as u64 & 1);
-        file.seek(SeekFrom::Start(at)).map_err(io_error)?;
+        input.seek(SeekFrom::Start(at)).map_err(io_error)?;
     }
     Err(corrupt(format!(
         "no data chunk in the first {MAX_CHUNKS} chunks"
@@ -415,5 +455,125 @@ mod tests {
         let mut bad = extensible(1, 16, true);
         bad[12] = 3;
         assert!(matches!(parse_fmt(&bad), Err(AudioError::Corrupt(_))));
+    }
+
+    const L: crate::DecodeLimits = crate::DecodeLimits { max_ms: 60_000 };
+
+    /// A WAV with a LIST chunk between `fmt ` and `data`, as many tools write.
+    fn wav(tag: u16, ch: u16, rate: u32, bits: u16, data: &[u8], declared: Option<u32>) -> Vec<u8> {
+        let mut v = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+        v.extend(16u32.to_le_bytes());
+        v.extend(tag.to_le_bytes());
+        v.extend(ch.to_le_bytes());
+        v.extend(rate.to_le_bytes());
+        let align = ch * bits / 8;
+        v.extend((rate * align as u32).to_le_bytes());
+        v.extend(align.to_le_bytes());
+        v.extend(bits.to_le_bytes());
+        v.extend(b"LIST");
+        v.extend(4u32.to_le_bytes());
+        v.extend(b"INFO");
+        v.extend(b"data");
+        v.extend(declared.unwrap_or(data.len() as u32).to_le_bytes());
+        v.extend(data);
+        v
+    }
+
+    fn decode(bytes: &[u8]) -> Result<sis_core::Pcm, AudioError> {
+        crate::decode(sis_core::AudioFormat::Wav, bytes, L)
+    }
+
+    #[test]
+    fn accepted() {
+        let p = decode(&wav(1, 1, 16000, 16, &[0, 0x40, 0, 0xC0], None)).unwrap();
+        assert_eq!((p.sample_rate, p.samples.clone()), (16000, vec![0.5, -0.5]));
+        let p = decode(&wav(7, 1, 8000, 8, &[0xFF, 0x80], None)).unwrap();
+        assert_eq!(p.samples.len(), 2);
+        let p = decode(&wav(6, 1, 8000, 8, &[0xD5; 10], Some(u32::MAX))).unwrap();
+        assert_eq!(p.samples.len(), 10);
+        // any standard sample format, as for recorded files (short-audio
+        // took only 16-bit PCM, A-law and mu-law before the paths were one)
+        let p = decode(&wav(1, 1, 16000, 24, &[0, 0, 0x40, 0, 0, 0xC0], None)).unwrap();
+        assert_eq!(p.samples, vec![0.5, -0.5]);
+        let mut f32s = 0.25f32.to_le_bytes().to_vec();
+        f32s.extend(f32::NAN.to_le_bytes());
+        let p = decode(&wav(3, 1, 8000, 32, &f32s, None)).unwrap();
+        assert_eq!(p.samples, vec![0.25, 0.0]);
+        // a smaller data size than the file holds: the rest is not audio
+        let p = decode(&wav(1, 1, 16000, 16, &[0; 40], Some(8))).unwrap();
+        assert_eq!(p.samples.len(), 4);
+    }
+
+    #[test]
+    fn lies_and_unsupported() {
+        assert!(matches!(
+            decode(&wav(1, 1, 16000, 16, &[0; 10], Some(100000))),
+            Err(AudioError::Corrupt(m)) if m.contains("header declares")
+        ));
+        assert_eq!(
+            decode(&wav(1, 2, 16000, 16, &[0; 8], None)),
+            Err(AudioError::NotMono(2))
+        );
+        assert_eq!(
+            decode(&wav(1, 1, 44100, 16, &[0; 8], None)),
+            Err(AudioError::BadSampleRate(44100))
+        );
+        assert!(matches!(
+            decode(&wav(1, 1, 16000, 12, &[0; 9], None)),
+            Err(AudioError::Unsupported(_))
+        ));
+        assert!(matches!(
+            decode(&wav(85, 1, 16000, 0, &[0; 9], None)),
+            Err(AudioError::Unsupported(_))
+        ));
+        let mut bad = wav(1, 1, 16000, 16, &[0; 8], None);
+        bad[28..32].copy_from_slice(&1234u32.to_le_bytes()); // byte_rate lies
+        assert!(matches!(decode(&bad), Err(AudioError::Corrupt(m)) if m.contains("inconsistent")));
+        assert!(matches!(
+            decode(b"RIFF\0\0\0\0WAVE"),
+            Err(AudioError::Corrupt(_))
+        ));
+        assert!(matches!(decode(b"nonsense"), Err(AudioError::Corrupt(_))));
+        // a header without data is empty, whichever way it says so
+        assert_eq!(
+            decode(&wav(1, 1, 16000, 16, &[], None)),
+            Err(AudioError::Empty)
+        );
+        assert_eq!(
+            decode(&wav(1, 1, 16000, 16, &[7], None)),
+            Err(AudioError::Empty)
+        );
+    }
+
+    #[test]
+    fn raw_in_memory_and_streamed_agree() {
+        use crate::stream::{open_bytes, Layout, StreamLimits};
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        for enc in [RawEncoding::Pcm16Le, RawEncoding::ALaw, RawEncoding::MuLaw] {
+            let one = decode_raw(enc, 8000, &bytes, u64::MAX).unwrap();
+            let layout = Layout::Raw {
+                encoding: enc,
+                sample_rate: 8000,
+            };
+            let streamed = open_bytes(&bytes, layout, StreamLimits::default())
+                .unwrap()
+                .read_to_end()
+                .unwrap();
+            assert_eq!(streamed, vec![one]);
+        }
+        assert!(matches!(
+            decode_raw(RawEncoding::Pcm16Le, 8000, &[0; 3], u64::MAX),
+            Err(AudioError::Corrupt(_))
+        ));
+        assert_eq!(
+            decode_raw(RawEncoding::MuLaw, 8000, &[0; 8001], 1000),
+            Err(AudioError::TooLong { limit_ms: 1000 })
+        );
+        assert_eq!(
+            decode_raw(RawEncoding::MuLaw, 8000, &[0; 8000], 1000)
+                .unwrap()
+                .len(),
+            8000
+        );
     }
 }

@@ -1,9 +1,10 @@
-//! Container recognition from a file's first bytes.
+//! Container recognition from the first bytes, never from a name: the one
+//! detection behind `audio_format=auto` (short-audio), recorded-file jobs and
+//! the check that a declared `audio_format` matches the content.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use sis_core::AudioFormat;
 
-use super::io_error;
+use crate::input::{read_at, Input};
 use crate::AudioError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +32,32 @@ impl Container {
             Container::Adts => "aac",
         }
     }
+
+    /// The SIS `audio_format` that names this container, if there is one
+    /// (FLAC and Ogg have none; they are read as `auto`).
+    pub(crate) fn audio_format(self) -> Option<AudioFormat> {
+        match self {
+            Container::Wav => Some(AudioFormat::Wav),
+            Container::AmrNb => Some(AudioFormat::Amr),
+            Container::AmrWb => Some(AudioFormat::AmrWb),
+            Container::Mp3 => Some(AudioFormat::Mp3),
+            Container::Adts | Container::Mp4 => Some(AudioFormat::Aac),
+            Container::Flac | Container::Ogg => None,
+        }
+    }
+}
+
+/// What a declared container `audio_format` promises, for the error when the
+/// content is something else; `None` for `auto` and the raw formats.
+pub(crate) fn promise(declared: AudioFormat) -> Option<&'static str> {
+    match declared {
+        AudioFormat::Wav => Some("a RIFF/WAVE header"),
+        AudioFormat::Amr => Some("the AMR-NB '#!AMR' header"),
+        AudioFormat::AmrWb => Some("the AMR-WB '#!AMR-WB' header"),
+        AudioFormat::Mp3 => Some("MP3 (MPEG audio layer III) frames"),
+        AudioFormat::Aac => Some("AAC in ADTS or in MP4/M4A"),
+        _ => None,
+    }
 }
 
 /// The GUID that starts an ASF (WMA/WMV) file.
@@ -41,28 +68,13 @@ const ASF_GUID: [u8; 16] = [
 /// At most this many ID3v2 tags in a row are skipped.
 const MAX_ID3_TAGS: usize = 4;
 
-/// Reads up to `buf.len()` bytes at `at`; returns how many.
-fn read_at(file: &mut File, at: u64, buf: &mut [u8]) -> Result<usize, AudioError> {
-    file.seek(SeekFrom::Start(at)).map_err(io_error)?;
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_error(e)),
-        }
-    }
-    Ok(n)
-}
-
-/// The container of the file and the offset where it starts (after any ID3v2 tags).
-pub(crate) fn sniff(file: &mut File, len: u64) -> Result<(Container, u64), AudioError> {
+/// The container of the input and the offset where it starts (after any ID3v2 tags).
+pub(crate) fn sniff(input: &mut dyn Input, len: u64) -> Result<(Container, u64), AudioError> {
     let mut start = 0u64;
     let mut tags = 0;
     loop {
         let mut head = [0u8; 16];
-        let n = read_at(file, start, &mut head)?;
+        let n = read_at(input, start, &mut head)?;
         let head = &head[..n];
         if let Some(tag_len) = id3_len(head) {
             tags += 1;
@@ -125,7 +137,7 @@ fn classify(h: &[u8]) -> Result<Container, AudioError> {
     if at(4..8) == Some(b"ftyp") {
         return Ok(Container::Mp4);
     }
-    if h.len() >= 4 && h[0] == 0xFF {
+    if h.len() >= 3 && h[0] == 0xFF {
         // ADTS: 12-bit sync, layer 00, a valid sampling-frequency index.
         if h[1] & 0xF6 == 0xF0 && (h[2] >> 2) & 0x0F < 13 {
             return Ok(Container::Adts);
