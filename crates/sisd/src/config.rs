@@ -79,11 +79,11 @@ pub mod defaults {
         (job_workers / 2).max(1)
     }
 
-    /// `--password-checks`: twice the cores, at most 4. Each check holds
-    /// 19 MiB while it runs: a few are plenty for sign-ins (tokens last a
-    /// day) and bound the memory.
+    /// `--password-checks`: one per core, at most 4. Each check holds
+    /// 19 MiB and a core while it runs: more checks than cores add memory,
+    /// not sign-ins per second (and tokens last a day).
     pub fn password_checks() -> usize {
-        (2 * workers()).min(4)
+        workers().min(4)
     }
 
     /// `--models`: DATA_DIR/models.
@@ -538,7 +538,7 @@ pub struct ServeArgs {
           value_parser = seconds(0.0, 86_400.0), value_name = "SECONDS")]
     pub shutdown_grace: Duration,
     /// Password checks (argon2id, 19 MiB each) of POST /v3/auth/tokens run at
-    /// once; more sign-ins get 429 APIG.0308 (default: twice the cores, at
+    /// once; more sign-ins get 429 APIG.0308 (default: one per core, at
     /// most 4).
     #[arg(long, env = "SIS_PASSWORD_CHECKS", value_parser = between(1, 1024))]
     pub password_checks: Option<usize>,
