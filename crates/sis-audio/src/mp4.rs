@@ -12,7 +12,9 @@
 //! stated size, in `stsz`, `trex`, `tfhd` and `trun`, before reading it), and
 //! the MPEG-4 descriptors of `esds` must fit in their parents (the decoder
 //! configuration is allocated at its stated length). Allocations are then
-//! bounded by a small multiple of the file's size.
+//! bounded by a small multiple of the file's size. It also refuses what makes
+//! the demuxer panic: a missing ES descriptor, atoms shorter than the fields
+//! it subtracts from their length, a media timescale of 0.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -288,6 +290,14 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
             }
             b"hdlr" if len < 24 => Err(bad("'hdlr' is too short")),
             b"ftyp" if len < 8 => Err(bad("'ftyp' is too short")),
+            // the track's time base is 1/timescale (0: a panic)
+            b"mdhd" if len >= 4 => {
+                let at = if self.u8(p)? == 1 { 20 } else { 12 };
+                if at + 4 <= len && self.u32(p + at)? == 0 {
+                    return Err(bad("'mdhd' states a timescale of 0"));
+                }
+                Ok(())
+            }
             // version/flags, entry count, entries
             b"stco" | b"stss" => need(self, 8, 4),
             b"co64" | b"stts" | b"ctts" => need(self, 8, 8),
@@ -436,5 +446,39 @@ mod tests {
         lie.extend_from_slice(b"data");
         let meta = atom(b"meta", &[vec![0; 4], atom(b"ilst", &lie)].concat());
         assert!(run(&[ftyp, atom(b"moov", &atom(b"udta", &meta))].concat()).is_err());
+    }
+
+    #[test]
+    fn what_the_demuxer_trusts_is_checked() {
+        let ftyp = atom(b"ftyp", b"M4A \0\0\0\0");
+        let with = |moov: Vec<u8>| [ftyp.clone(), moov].concat();
+        // a sample of 1 GiB in a file of a few bytes (stsz, uniform size)
+        let mut stsz = vec![0, 0, 0, 0];
+        stsz.extend_from_slice(&(1u32 << 30).to_be_bytes());
+        stsz.extend_from_slice(&1u32.to_be_bytes());
+        let big = with(atom(b"moov", &atom(b"stbl", &atom(b"stsz", &stsz))));
+        assert!(matches!(run(&big), Err(AudioError::Corrupt(m)) if m.contains("sample of")));
+        // a media timescale of 0, and a true one
+        let mut mdhd = vec![0u8; 24];
+        let zero = with(atom(b"moov", &atom(b"mdia", &atom(b"mdhd", &mdhd))));
+        assert!(matches!(run(&zero), Err(AudioError::Corrupt(m)) if m.contains("timescale")));
+        mdhd[12..16].copy_from_slice(&16000u32.to_be_bytes());
+        assert!(run(&with(atom(b"moov", &atom(b"mdia", &atom(b"mdhd", &mdhd))))).is_ok());
+        // an esds without an ES descriptor (only a decoder config one)
+        let esds = [vec![0; 4], vec![4, 13], vec![0; 13]].concat();
+        let mut mp4a = vec![0u8; 28];
+        mp4a.extend_from_slice(&atom(b"esds", &esds));
+        let no_es = with(atom(
+            b"moov",
+            &atom(b"stsd", &[vec![0; 8], atom(b"mp4a", &mp4a)].concat()),
+        ));
+        assert!(matches!(run(&no_es), Err(AudioError::Corrupt(m)) if m.contains("ES descriptor")));
+        // an atom of size 0 other than mdat, a metadata data atom without its fields
+        let mut hdlr0 = 0u32.to_be_bytes().to_vec();
+        hdlr0.extend_from_slice(b"hdlr");
+        assert!(run(&with(atom(b"moov", &hdlr0))).is_err());
+        let item = atom(b"\xa9too", &atom(b"data", &[0; 4]));
+        let meta = atom(b"meta", &[vec![0; 4], atom(b"ilst", &item)].concat());
+        assert!(run(&with(atom(b"moov", &atom(b"udta", &meta)))).is_err());
     }
 }

@@ -96,9 +96,10 @@ impl Kind {
         }
     }
 
-    fn check(self, packet: &[u8]) -> Result<(), AudioError> {
+    /// Checks a packet `checked` took; `ident`: the stream's first packet.
+    fn check(self, packet: &[u8], ident: Option<&[u8]>) -> Result<(), AudioError> {
         match self {
-            Kind::Vorbis if packet[0] == 5 => check_setup(packet),
+            Kind::Vorbis if packet[0] == 5 => check_setup(packet, ident),
             Kind::Vorbis => check_comment(packet, 7, "ogg/vorbis"),
             Kind::Opus => check_comment(packet, 8, "ogg/opus"),
             // the block reader is not scoped: the packet bounds it
@@ -114,6 +115,8 @@ impl Kind {
 /// A logical stream being reassembled.
 struct Stream {
     kind: Kind,
+    /// The identification packet (Vorbis: channels and block sizes).
+    ident: Vec<u8>,
     last_sequence: Option<u32>,
     /// Bytes of the packet begun on an earlier page (0: none).
     partial: usize,
@@ -135,9 +138,11 @@ impl Stream {
             Some(mut packet) => {
                 *held -= packet.len();
                 packet.extend_from_slice(rest);
-                self.kind.check(&packet)
+                self.kind.check(&packet, Some(&self.ident))
             }
-            None if self.partial == 0 && self.kind.checked(rest) => self.kind.check(rest),
+            None if self.partial == 0 && self.kind.checked(rest) => {
+                self.kind.check(rest, Some(&self.ident))
+            }
             None => Ok(()),
         };
         self.partial = 0;
@@ -238,11 +243,12 @@ pub(crate) fn check(input: &mut dyn Input, start: u64, len: u64) -> Result<(), A
             if let Some(s) = streams.get_mut(&serial) {
                 s.drop_partial(&mut held);
             }
-            let kind = packets.first().map_or(Kind::Other, |p| Kind::of(p));
+            let first = packets.first().copied().unwrap_or_default();
             streams.insert(
                 serial,
                 Stream {
-                    kind,
+                    kind: Kind::of(first),
+                    ident: first[..first.len().min(64)].to_vec(),
                     last_sequence: None,
                     partial: 0,
                     held: None,

@@ -42,14 +42,25 @@ impl Bits<'_> {
         }
         Ok(v)
     }
+
+    /// Skips `n` bits.
+    fn skip(&mut self, n: u64) -> Result<(), AudioError> {
+        self.pos = self.pos.saturating_add(n as usize);
+        if self.pos > self.data.len() * 8 {
+            return Err(bad("setup header ends early"));
+        }
+        Ok(())
+    }
 }
 
 fn ilog(x: u64) -> u32 {
     64 - x.leading_zeros()
 }
 
-/// The codebooks of a setup header packet (`\x05vorbis...`).
-pub(crate) fn check_setup(packet: &[u8]) -> Result<(), AudioError> {
+/// A setup header packet (`\x05vorbis...`): its codebooks, then, with the
+/// stream's identification header (`ident`: channels and block sizes), its
+/// floors, residues, mappings and modes.
+pub(crate) fn check_setup(packet: &[u8], ident: Option<&[u8]>) -> Result<(), AudioError> {
     let mut b = Bits {
         data: packet,
         pos: 7 * 8,
@@ -119,7 +130,150 @@ pub(crate) fn check_setup(packet: &[u8]) -> Result<(), AudioError> {
             }
         }
     }
-    Ok(())
+    match ident {
+        // a header that ends early is refused by the decoder, which
+        // allocates nothing for it
+        Some(ident) => check_configurations(&mut b, books, ident).unwrap_or(Ok(())),
+        None => Ok(()),
+    }
+}
+
+/// Channels and the two block sizes of an identification header.
+fn ident_fields(ident: &[u8]) -> Option<(u64, [u64; 2])> {
+    let channels = *ident.get(11)? as u64;
+    let sizes = *ident.get(28)?;
+    Some((channels, [1 << (sizes & 0x0F), 1 << (sizes >> 4)]))
+}
+
+/// The rest of a setup header after the codebooks (Vorbis I, 4.2.4), as far
+/// as it decides what symphonia's decoder indexes without checking: a floor1
+/// X value of 0 (the implicit first point is 0: the line between them
+/// divides by 0) or not below the half block size of a mode that uses the
+/// floor (its curve is written past the block), and a residue classbook that
+/// is no codebook. `None`: the header ends early.
+fn check_configurations(b: &mut Bits, books: u64, ident: &[u8]) -> Option<Result<(), AudioError>> {
+    let (channels, block_sizes) = ident_fields(ident)?;
+    // time domain transforms (placeholders)
+    for _ in 0..b.read(6).ok()? + 1 {
+        b.read(16).ok()?;
+    }
+    // floors: for floor 1, the largest X value it states
+    let mut floor_x = Vec::new();
+    for _ in 0..b.read(6).ok()? + 1 {
+        match b.read(16).ok()? {
+            0 => {
+                b.skip(8 + 16 + 16 + 6 + 8).ok()?;
+                let n = b.read(4).ok()? + 1;
+                b.skip(8 * n).ok()?;
+                floor_x.push(None);
+            }
+            1 => {
+                let partitions = b.read(5).ok()?;
+                let mut classes = Vec::new();
+                for _ in 0..partitions {
+                    classes.push(b.read(4).ok()? as usize);
+                }
+                let count = classes.iter().max().map_or(0, |&c| c + 1);
+                let mut dims = Vec::new();
+                for _ in 0..count {
+                    dims.push(b.read(3).ok()? + 1);
+                    let sub = b.read(2).ok()?;
+                    if sub > 0 {
+                        b.read(8).ok()?;
+                    }
+                    b.skip(8 << sub).ok()?;
+                }
+                b.read(2).ok()?;
+                let bits = b.read(4).ok()? as u32;
+                let mut max_x = 0;
+                for c in classes {
+                    for _ in 0..dims[c] {
+                        let x = b.read(bits).ok()?;
+                        if x == 0 {
+                            return Some(Err(bad("a floor states the point 0 twice")));
+                        }
+                        max_x = max_x.max(x);
+                    }
+                }
+                floor_x.push(Some(max_x));
+            }
+            // the decoder refuses other types itself
+            _ => return None,
+        }
+    }
+    for _ in 0..b.read(6).ok()? + 1 {
+        if b.read(16).ok()? > 2 {
+            return None;
+        }
+        b.skip(24 + 24 + 24).ok()?;
+        let classifications = b.read(6).ok()? + 1;
+        let classbook = b.read(8).ok()?;
+        if classbook >= books {
+            return Some(Err(bad(format!(
+                "a residue's classbook {classbook} is not one of the {books} codebooks"
+            ))));
+        }
+        let mut cascade = Vec::new();
+        for _ in 0..classifications {
+            let low = b.read(3).ok()?;
+            let high = if b.read(1).ok()? == 1 {
+                b.read(5).ok()?
+            } else {
+                0
+            };
+            cascade.push(high << 3 | low);
+        }
+        for c in cascade {
+            b.skip(8 * c.count_ones() as u64).ok()?;
+        }
+    }
+    // mappings: the floors each uses
+    let mut mapping_floors = Vec::new();
+    for _ in 0..b.read(6).ok()? + 1 {
+        if b.read(16).ok()? != 0 {
+            return None;
+        }
+        let submaps = if b.read(1).ok()? == 1 {
+            b.read(4).ok()? + 1
+        } else {
+            1
+        };
+        if b.read(1).ok()? == 1 {
+            let width = ilog(channels.saturating_sub(1));
+            for _ in 0..b.read(8).ok()? + 1 {
+                b.skip(2 * width as u64).ok()?;
+            }
+        }
+        b.read(2).ok()?;
+        if submaps > 1 {
+            b.skip(4 * channels).ok()?;
+        }
+        let mut floors = Vec::new();
+        for _ in 0..submaps {
+            b.read(8).ok()?;
+            floors.push(b.read(8).ok()? as usize);
+            b.read(8).ok()?;
+        }
+        mapping_floors.push(floors);
+    }
+    // modes: each floor's X values against the half block of its mode
+    for _ in 0..b.read(6).ok()? + 1 {
+        let long = b.read(1).ok()? as usize;
+        b.skip(16 + 16).ok()?;
+        let mapping = b.read(8).ok()? as usize;
+        let half = block_sizes[long] / 2;
+        let used = mapping_floors.get(mapping).map_or(&[][..], |f| &f[..]);
+        for &f in used {
+            if let Some(Some(x)) = floor_x.get(f) {
+                if *x >= half {
+                    return Some(Err(bad(format!(
+                        "a floor states X {x}, past its block of {half}"
+                    ))));
+                }
+            }
+        }
+    }
+    Some(Ok(()))
 }
 
 /// Whether symphonia's lookup table size (computed in `f32`, then asserted
@@ -241,17 +395,90 @@ mod tests {
 
     #[test]
     fn huge_codebooks_are_refused() {
-        assert!(check_setup(&setup((1 << 24) - 1, 1 << 15)).is_err());
-        assert!(check_setup(&setup(16, 2)).is_ok());
+        assert!(check_setup(&setup((1 << 24) - 1, 1 << 15), None).is_err());
+        assert!(check_setup(&setup(16, 2), None).is_ok());
         // 16 codewords of 1 bit: no prefix code has them
-        assert!(check_setup(&codebook(16, 2, 1, 2)).is_err());
+        assert!(check_setup(&codebook(16, 2, 1, 2), None).is_err());
         // lookup type 1: 81 entries of 4 dimensions is 3^4, exact in f32;
         // 0 dimensions has no size at all
-        assert!(check_setup(&codebook(81, 4, 7, 1)).is_ok());
-        assert!(check_setup(&codebook(81, 0, 7, 1)).is_err());
+        assert!(check_setup(&codebook(81, 4, 7, 1), None).is_ok());
+        assert!(check_setup(&codebook(81, 0, 7, 1), None).is_err());
         assert!(float_lookup1_holds(81, 4));
         assert!(!float_lookup1_holds(1, 40)); // 2^40 overflows
         assert_eq!(lookup1_values(81, 4), 3);
         assert_eq!(lookup1_values(80, 4), 2);
+    }
+
+    /// A whole setup header: one codebook (two 1-bit codewords), one floor 1
+    /// with the single X value `x` (8 range bits), one residue with
+    /// `classbook`, one mapping and one short-block mode.
+    fn configured(x: u64, classbook: u64) -> Vec<u8> {
+        let mut w = W(b"\x05vorbis".to_vec(), 56);
+        for (v, n) in [
+            (0, 8),         // one codebook
+            (0x564342, 24), // its sync
+            (1, 16),        // 1 dimension
+            (2, 24),        // 2 entries
+            (0, 1),         // not length-ordered
+            (0, 1),         // not sparse
+            (0, 5),         // length 1
+            (0, 5),         // length 1
+            (0, 4),         // no lookup table
+            (0, 6),         // one time domain transform
+            (0, 16),
+            (0, 6),  // one floor
+            (1, 16), // of type 1
+            (1, 5),  // one partition
+            (0, 4),  // of class 0
+            (0, 3),  // 1 dimension
+            (0, 2),  // no subclasses
+            (0, 8),  // subclass book: none
+            (1, 2),  // multiplier 2
+            (8, 4),  // 8 range bits
+            (x, 8),
+            (0, 6),  // one residue
+            (0, 16), // of type 0
+            (0, 24),
+            (0, 24),
+            (0, 24),
+            (0, 6), // one classification
+            (classbook, 8),
+            (0, 3),
+            (0, 1),
+            (0, 6),  // one mapping
+            (0, 16), // of type 0
+            (0, 1),  // one submap
+            (0, 1),  // no coupling
+            (0, 2),
+            (0, 8),
+            (0, 8), // floor 0
+            (0, 8), // residue 0
+            (0, 6), // one mode
+            (0, 1), // short blocks
+            (0, 16),
+            (0, 16),
+            (0, 8), // mapping 0
+        ] {
+            w.put(v, n);
+        }
+        w.0
+    }
+
+    #[test]
+    fn floors_and_residues_are_checked_against_blocks_and_codebooks() {
+        // mono, blocks of 256 samples (a floor covers 128)
+        let mut ident = b"\x01vorbis\0\0\0\0\x01".to_vec();
+        ident.resize(28, 0);
+        ident.extend_from_slice(&[0x88, 1]);
+        let check = |setup: Vec<u8>| check_setup(&setup, Some(&ident));
+        assert!(check(configured(100, 0)).is_ok());
+        let e = check(configured(0, 0)).unwrap_err();
+        assert!(e.to_string().contains("point 0"), "{e}");
+        let e = check(configured(180, 0)).unwrap_err();
+        assert!(e.to_string().contains("past its block of 128"), "{e}");
+        let e = check(configured(100, 5)).unwrap_err();
+        assert!(e.to_string().contains("classbook 5"), "{e}");
+        // without the identification header only the codebooks are checked
+        assert!(check_setup(&configured(180, 5), None).is_ok());
     }
 }
