@@ -64,6 +64,10 @@ struct Walker<'a, R: ?Sized> {
     /// The bytes the walk covers: no sample is larger.
     len: u64,
     atoms: usize,
+    /// The start of the last `moof`, and the data offset its `tfhd` states:
+    /// what a `trun`'s data offset is relative to.
+    moof_at: u64,
+    fragment_base: Option<u64>,
 }
 
 impl<R: Read + Seek + ?Sized> Walker<'_, R> {
@@ -119,6 +123,39 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
                 let o = offset as usize;
                 let size = u32::from_be_bytes([e[o], e[o + 1], e[o + 2], e[o + 3]]) as u64;
                 self.sample_size(kind, size)?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Checks the `count` chunk offsets of `width` bytes from `at`: each
+    /// within the file.
+    fn offsets(
+        &mut self,
+        kind: &[u8; 4],
+        at: u64,
+        count: u64,
+        width: u64,
+    ) -> Result<(), AudioError> {
+        const BLOCK: u64 = 4096;
+        let mut buf = vec![0u8; (BLOCK * width) as usize];
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(BLOCK);
+            let bytes = &mut buf[..(n * width) as usize];
+            self.r
+                .seek(SeekFrom::Start(self.base + at + done * width))
+                .and_then(|_| self.r.read_exact(bytes))
+                .map_err(|_| bad("the file ends inside a chunk table"))?;
+            for e in bytes.chunks_exact(width as usize) {
+                let offset = e.iter().fold(0u64, |a, &b| (a << 8) | b as u64);
+                if offset > self.len {
+                    return Err(bad(format!(
+                        "'{}' places a chunk at byte {offset}, past the file",
+                        String::from_utf8_lossy(kind)
+                    )));
+                }
             }
             done += n;
         }
@@ -230,6 +267,12 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
                     String::from_utf8_lossy(&kind)
                 )));
             }
+            if &kind == b"moof" {
+                self.moof_at = at;
+            }
+            if &kind == b"traf" {
+                self.fragment_base = None;
+            }
             match within {
                 Within::Ilst => self.atoms(at + header, at + size, depth + 1, Within::Item)?,
                 Within::Item => item_atom(&kind, size - header)?,
@@ -298,9 +341,20 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
                 }
                 Ok(())
             }
-            // version/flags, entry count, entries
-            b"stco" | b"stss" => need(self, 8, 4),
-            b"co64" | b"stts" | b"ctts" => need(self, 8, 8),
+            // version/flags, entry count, entries; chunk offsets within the
+            // file (the demuxer seeks to them; past 2^63 is a panic)
+            b"stco" => {
+                need(self, 8, 4)?;
+                let count = self.u32(p + 4)?;
+                self.offsets(kind, p + 8, count, 4)
+            }
+            b"co64" => {
+                need(self, 8, 8)?;
+                let count = self.u32(p + 4)?;
+                self.offsets(kind, p + 8, count, 8)
+            }
+            b"stss" => need(self, 8, 4),
+            b"stts" | b"ctts" => need(self, 8, 8),
             b"stsc" => need(self, 8, 12),
             b"stsz" => {
                 if len < 12 {
@@ -323,6 +377,13 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
             b"tfhd" if len >= 8 => {
                 let flags = self.u32(p)? & 0xFF_FFFF;
                 let mut q = p + 8;
+                if flags & 0x1 != 0 && q + 8 <= end {
+                    let base = u64::from_be_bytes(self.read::<8>(q)?);
+                    if base > self.len {
+                        return Err(bad("'tfhd' states a data offset past the file"));
+                    }
+                    self.fragment_base = Some(base);
+                }
                 for (flag, width) in [(0x1, 8), (0x2, 4), (0x8, 4)] {
                     if flags & flag != 0 {
                         q += width;
@@ -338,6 +399,16 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
                 let flags = self.u32(p)? & 0xFF_FFFF;
                 let count = self.u32(p + 4)?;
                 let mut q = p + 8;
+                if flags & 0x1 != 0 && q + 4 <= end {
+                    // the run's data, relative to the fragment's base: the
+                    // demuxer's subtraction must not wrap around, nor land
+                    // past the file
+                    let offset = self.u32(q)? as u32 as i32 as i64;
+                    let base = self.fragment_base.unwrap_or(self.moof_at) as i64;
+                    if !(0..=self.len as i64).contains(&(base + offset)) {
+                        return Err(bad("'trun' places its data outside the file"));
+                    }
+                }
                 for flag in [0x1, 0x4] {
                     if flags & flag != 0 {
                         q += 4;
@@ -383,6 +454,8 @@ pub(crate) fn check<R: Read + Seek + ?Sized>(
         base: start,
         len,
         atoms: 0,
+        moof_at: 0,
+        fragment_base: None,
     };
     w.atoms(0, len, 0, Within::Other)?;
     w.r.seek(SeekFrom::Start(start))
@@ -480,5 +553,22 @@ mod tests {
         let item = atom(b"\xa9too", &atom(b"data", &[0; 4]));
         let meta = atom(b"meta", &[vec![0; 4], atom(b"ilst", &item)].concat());
         assert!(run(&with(atom(b"moov", &atom(b"udta", &meta)))).is_err());
+        // a chunk past the end of the file
+        let mut stco = vec![0, 0, 0, 0];
+        stco.extend_from_slice(&1u32.to_be_bytes());
+        stco.extend_from_slice(&1_000_000u32.to_be_bytes());
+        let far = with(atom(b"moov", &atom(b"stbl", &atom(b"stco", &stco))));
+        assert!(matches!(run(&far), Err(AudioError::Corrupt(m)) if m.contains("past the file")));
+        // a fragment's run placed before the start of the file
+        let mut trun = vec![0, 0, 0, 1]; // data offset present
+        trun.extend_from_slice(&0u32.to_be_bytes());
+        trun.extend_from_slice(&(-100_000i32).to_be_bytes());
+        let moof = atom(b"moof", &atom(b"traf", &atom(b"trun", &trun)));
+        assert!(matches!(run(&with(moof)), Err(AudioError::Corrupt(m)) if m.contains("outside")));
+        let mut trun = vec![0, 0, 0, 1];
+        trun.extend_from_slice(&0u32.to_be_bytes());
+        trun.extend_from_slice(&8i32.to_be_bytes());
+        let moof = atom(b"moof", &atom(b"traf", &atom(b"trun", &trun)));
+        assert!(run(&with(moof)).is_ok());
     }
 }

@@ -73,6 +73,10 @@ pub(crate) fn check_setup(packet: &[u8], ident: Option<&[u8]>) -> Result<(), Aud
         }
         let dims = b.read(16)?;
         let entries = b.read(24)?;
+        if dims == 0 {
+            // residue decoding steps and divides by a book's dimensions
+            return Err(bad("a codebook of 0 dimensions"));
+        }
         // Kraft sum of the codeword lengths, in units of 2^-32
         let mut kraft = 0u64;
         if b.read(1)? == 0 {
@@ -403,6 +407,8 @@ mod tests {
         // 0 dimensions has no size at all
         assert!(check_setup(&codebook(81, 4, 7, 1), None).is_ok());
         assert!(check_setup(&codebook(81, 0, 7, 1), None).is_err());
+        // 0 dimensions, whatever the lookup type
+        assert!(check_setup(&codebook(16, 0, 4, 0), None).is_err());
         assert!(float_lookup1_holds(81, 4));
         assert!(!float_lookup1_holds(1, 40)); // 2^40 overflows
         assert_eq!(lookup1_values(81, 4), 3);
