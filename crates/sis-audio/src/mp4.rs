@@ -29,6 +29,18 @@ fn bad(msg: impl Into<String>) -> AudioError {
     AudioError::Corrupt(format!("mp4: {}", msg.into()))
 }
 
+/// A sample size the demuxer allocates before reading the sample: no larger
+/// than the `len` bytes of the file.
+fn sample_fits(kind: &[u8; 4], size: u64, len: u64) -> Result<(), AudioError> {
+    if size > len {
+        return Err(bad(format!(
+            "'{}' declares a sample of {size} bytes, more than the file holds",
+            String::from_utf8_lossy(kind)
+        )));
+    }
+    Ok(())
+}
+
 /// Where atoms are found.
 #[derive(Clone, Copy)]
 enum Within {
@@ -90,24 +102,17 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
 
     /// A sample size the demuxer will allocate before reading the sample.
     fn sample_size(&self, kind: &[u8; 4], size: u64) -> Result<(), AudioError> {
-        if size > self.len {
-            return Err(bad(format!(
-                "'{}' declares a sample of {size} bytes, more than the file holds",
-                String::from_utf8_lossy(kind)
-            )));
-        }
-        Ok(())
+        sample_fits(kind, size, self.len)
     }
 
-    /// Checks every `stride`-byte entry's 32-bit field at `offset` in the
-    /// `count` entries from `at`, as a sample size.
-    fn sample_sizes(
+    /// The big-endian field of `width` bytes at `offset` in each of the
+    /// `count` entries of `stride` bytes from `at`, read a block at a time,
+    /// each passed to `check`.
+    fn entries(
         &mut self,
-        kind: &[u8; 4],
-        at: u64,
-        count: u64,
-        stride: u64,
-        offset: u64,
+        (at, count, stride): (u64, u64, u64),
+        (offset, width): (usize, usize),
+        mut check: impl FnMut(u64) -> Result<(), AudioError>,
     ) -> Result<(), AudioError> {
         const BLOCK: u64 = 4096;
         let mut buf = vec![0u8; (BLOCK * stride) as usize];
@@ -118,19 +123,35 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
             self.r
                 .seek(SeekFrom::Start(self.base + at + done * stride))
                 .and_then(|_| self.r.read_exact(bytes))
-                .map_err(|_| bad("the file ends inside a sample table"))?;
+                .map_err(|_| bad("the file ends inside a table"))?;
             for e in bytes.chunks_exact(stride as usize) {
-                let o = offset as usize;
-                let size = u32::from_be_bytes([e[o], e[o + 1], e[o + 2], e[o + 3]]) as u64;
-                self.sample_size(kind, size)?;
+                let field = e[offset..offset + width]
+                    .iter()
+                    .fold(0u64, |a, &b| (a << 8) | b as u64);
+                check(field)?;
             }
             done += n;
         }
         Ok(())
     }
 
-    /// Checks the `count` chunk offsets of `width` bytes from `at`: each
-    /// within the file.
+    /// Each of `count` sample sizes (the 32-bit field at `offset` of entries
+    /// of `stride` bytes from `at`).
+    fn sample_sizes(
+        &mut self,
+        kind: &[u8; 4],
+        at: u64,
+        count: u64,
+        stride: u64,
+        offset: u64,
+    ) -> Result<(), AudioError> {
+        let len = self.len;
+        self.entries((at, count, stride), (offset as usize, 4), |size| {
+            sample_fits(kind, size, len)
+        })
+    }
+
+    /// Each of `count` chunk offsets of `width` bytes from `at`: within the file.
     fn offsets(
         &mut self,
         kind: &[u8; 4],
@@ -138,28 +159,16 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
         count: u64,
         width: u64,
     ) -> Result<(), AudioError> {
-        const BLOCK: u64 = 4096;
-        let mut buf = vec![0u8; (BLOCK * width) as usize];
-        let mut done = 0;
-        while done < count {
-            let n = (count - done).min(BLOCK);
-            let bytes = &mut buf[..(n * width) as usize];
-            self.r
-                .seek(SeekFrom::Start(self.base + at + done * width))
-                .and_then(|_| self.r.read_exact(bytes))
-                .map_err(|_| bad("the file ends inside a chunk table"))?;
-            for e in bytes.chunks_exact(width as usize) {
-                let offset = e.iter().fold(0u64, |a, &b| (a << 8) | b as u64);
-                if offset > self.len {
-                    return Err(bad(format!(
-                        "'{}' places a chunk at byte {offset}, past the file",
-                        String::from_utf8_lossy(kind)
-                    )));
-                }
+        let len = self.len;
+        self.entries((at, count, width), (0, width as usize), |offset| {
+            if offset > len {
+                return Err(bad(format!(
+                    "'{}' places a chunk at byte {offset}, past the file",
+                    String::from_utf8_lossy(kind)
+                )));
             }
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The MPEG-4 descriptors in `[at, end)` (an `esds` atom or a
