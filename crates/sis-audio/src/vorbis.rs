@@ -66,6 +66,7 @@ pub(crate) fn check_setup(packet: &[u8], ident: Option<&[u8]>) -> Result<(), Aud
         pos: 7 * 8,
     };
     let books = b.read(8)? + 1;
+    let mut book_entries = Vec::new();
     for _ in 0..books {
         if b.read(24)? != 0x564342 {
             // the decoder refuses it itself, allocating nothing
@@ -73,6 +74,7 @@ pub(crate) fn check_setup(packet: &[u8], ident: Option<&[u8]>) -> Result<(), Aud
         }
         let dims = b.read(16)?;
         let entries = b.read(24)?;
+        book_entries.push(entries);
         if dims == 0 {
             // residue decoding steps and divides by a book's dimensions
             return Err(bad("a codebook of 0 dimensions"));
@@ -137,7 +139,7 @@ pub(crate) fn check_setup(packet: &[u8], ident: Option<&[u8]>) -> Result<(), Aud
     match ident {
         // a header that ends early is refused by the decoder, which
         // allocates nothing for it
-        Some(ident) => check_configurations(&mut b, books, ident).unwrap_or(Ok(())),
+        Some(ident) => check_configurations(&mut b, &book_entries, ident).unwrap_or(Ok(())),
         None => Ok(()),
     }
 }
@@ -153,9 +155,16 @@ fn ident_fields(ident: &[u8]) -> Option<(u64, [u64; 2])> {
 /// as it decides what symphonia's decoder indexes without checking: a floor1
 /// X value of 0 (the implicit first point is 0: the line between them
 /// divides by 0) or not below the half block size of a mode that uses the
-/// floor (its curve is written past the block), and a residue classbook that
-/// is no codebook. `None`: the header ends early.
-fn check_configurations(b: &mut Bits, books: u64, ident: &[u8]) -> Option<Result<(), AudioError>> {
+/// floor (its curve is written past the block), an X value stated twice
+/// (the same division), a floor whose decoded Y values can leave its range
+/// (symphonia indexes its 256-entry dB table with them unchecked), and a
+/// residue classbook that is no codebook. `None`: the header ends early.
+fn check_configurations(
+    b: &mut Bits,
+    book_entries: &[u64],
+    ident: &[u8],
+) -> Option<Result<(), AudioError>> {
+    let books = book_entries.len() as u64;
     let (channels, block_sizes) = ident_fields(ident)?;
     // time domain transforms (placeholders)
     for _ in 0..b.read(6).ok()? + 1 {
@@ -179,22 +188,44 @@ fn check_configurations(b: &mut Bits, books: u64, ident: &[u8]) -> Option<Result
                 }
                 let count = classes.iter().max().map_or(0, |&c| c + 1);
                 let mut dims = Vec::new();
+                // the largest value any of the floor's subclass books decodes
+                let mut largest = 0u64;
                 for _ in 0..count {
                     dims.push(b.read(3).ok()? + 1);
                     let sub = b.read(2).ok()?;
                     if sub > 0 {
                         b.read(8).ok()?;
                     }
-                    b.skip(8 << sub).ok()?;
+                    for _ in 0..1u32 << sub {
+                        if let Some(book) = b.read(8).ok()?.checked_sub(1) {
+                            let entries = book_entries.get(book as usize).copied().unwrap_or(0);
+                            largest = largest.max(entries.saturating_sub(1));
+                        }
+                    }
                 }
-                b.read(2).ok()?;
+                // Y values are decoded within `range` (Vorbis I, 7.2.4) only
+                // if every coded value is below it, and the two end points,
+                // read in ilog(range - 1) bits, fit only when the multiplier
+                // is not 3 (range 86, 7 bits): a stream breaking either is
+                // malformed, and symphonia would index past its table
+                let multiplier = b.read(2).ok()? + 1;
+                let range = [256, 128, 86, 64][multiplier as usize - 1];
+                if multiplier == 3 {
+                    return Some(Err(bad("a floor of multiplier 3 (no encoder writes one)")));
+                }
+                if largest >= range {
+                    return Some(Err(bad(format!(
+                        "a floor codes Y values up to {largest}, past its range of {range}"
+                    ))));
+                }
                 let bits = b.read(4).ok()? as u32;
                 let mut max_x = 0;
+                let mut seen = std::collections::HashSet::from([0u64]);
                 for c in classes {
                     for _ in 0..dims[c] {
                         let x = b.read(bits).ok()?;
-                        if x == 0 {
-                            return Some(Err(bad("a floor states the point 0 twice")));
+                        if !seen.insert(x) {
+                            return Some(Err(bad(format!("a floor states the point {x} twice"))));
                         }
                         max_x = max_x.max(x);
                     }
@@ -419,29 +450,38 @@ mod tests {
     /// with the single X value `x` (8 range bits), one residue with
     /// `classbook`, one mapping and one short-block mode.
     fn configured(x: u64, classbook: u64) -> Vec<u8> {
+        floored(&[x], 2, None, classbook)
+    }
+
+    /// The same with the floor's X values `xs` (one partition class of
+    /// `xs.len()` dimensions) and its `multiplier`; with `Some(entries)` the
+    /// codebook has that many entries and is the class's one subclass book.
+    fn floored(xs: &[u64], multiplier: u64, subbook: Option<u64>, classbook: u64) -> Vec<u8> {
         let mut w = W(b"\x05vorbis".to_vec(), 56);
-        for (v, n) in [
+        let entries = subbook.unwrap_or(2);
+        let length = ilog(entries - 1);
+        let head = [
             (0, 8),         // one codebook
             (0x564342, 24), // its sync
             (1, 16),        // 1 dimension
-            (2, 24),        // 2 entries
-            (0, 1),         // not length-ordered
-            (0, 1),         // not sparse
-            (0, 5),         // length 1
-            (0, 5),         // length 1
-            (0, 4),         // no lookup table
-            (0, 6),         // one time domain transform
+            (entries, 24),
+            (1, 1), // length-ordered
+            (u64::from(length) - 1, 5),
+            (entries, ilog(entries)), // all of them that length
+            (0, 4),                   // no lookup table
+            (0, 6),                   // one time domain transform
             (0, 16),
-            (0, 6),  // one floor
-            (1, 16), // of type 1
-            (1, 5),  // one partition
-            (0, 4),  // of class 0
-            (0, 3),  // 1 dimension
-            (0, 2),  // no subclasses
-            (0, 8),  // subclass book: none
-            (1, 2),  // multiplier 2
-            (8, 4),  // 8 range bits
-            (x, 8),
+            (0, 6),                            // one floor
+            (1, 16),                           // of type 1
+            (1, 5),                            // one partition
+            (0, 4),                            // of class 0
+            (xs.len() as u64 - 1, 3),          // its dimensions
+            (0, 2),                            // no subclasses
+            (u64::from(subbook.is_some()), 8), // subclass book: none or book 0
+            (multiplier - 1, 2),
+            (8, 4), // 8 range bits
+        ];
+        let tail = [
             (0, 6),  // one residue
             (0, 16), // of type 0
             (0, 24),
@@ -464,7 +504,9 @@ mod tests {
             (0, 16),
             (0, 16),
             (0, 8), // mapping 0
-        ] {
+        ];
+        let xs = xs.iter().map(|&x| (x, 8));
+        for (v, n) in head.into_iter().chain(xs).chain(tail) {
             w.put(v, n);
         }
         w.0
@@ -486,5 +528,34 @@ mod tests {
         assert!(e.to_string().contains("classbook 5"), "{e}");
         // without the identification header only the codebooks are checked
         assert!(check_setup(&configured(180, 5), None).is_ok());
+        // X values stated twice divide by 0 as the point 0 does
+        assert!(check(floored(&[10, 20, 30], 2, Some(2), 0)).is_ok());
+        let e = check(floored(&[10, 20, 10], 2, Some(2), 0)).unwrap_err();
+        assert!(e.to_string().contains("point 10 twice"), "{e}");
+        // end points read in 7 bits, a range of 86: past the dB table
+        let e = check(floored(&[10], 3, None, 0)).unwrap_err();
+        assert!(e.to_string().contains("multiplier 3"), "{e}");
+        for multiplier in [1, 2, 4] {
+            assert!(check(floored(&[10], multiplier, Some(2), 0)).is_ok());
+        }
+    }
+
+    #[test]
+    fn floor_values_past_the_range_are_refused() {
+        let mut ident = b"\x01vorbis\0\0\0\0\x01".to_vec();
+        ident.resize(28, 0);
+        ident.extend_from_slice(&[0x88, 1]);
+        // a subclass book of 300 entries (values up to 299) against a range
+        // of 128: the values symphonia decodes leave its 256-entry table
+        let check = |setup: Vec<u8>| check_setup(&setup, Some(&ident));
+        let e = check(floored(&[10], 2, Some(300), 0)).unwrap_err();
+        assert!(
+            e.to_string().contains("up to 299, past its range of 128"),
+            "{e}"
+        );
+        assert!(check(floored(&[10], 2, Some(128), 0)).is_ok());
+        assert!(check(floored(&[10], 2, Some(129), 0)).is_err());
+        assert!(check(floored(&[10], 1, Some(256), 0)).is_ok());
+        assert!(check(floored(&[10], 4, Some(65), 0)).is_err());
     }
 }
