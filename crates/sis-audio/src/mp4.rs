@@ -407,6 +407,15 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
             b"trun" if len >= 8 => {
                 let flags = self.u32(p)? & 0xFF_FFFF;
                 let count = self.u32(p + 4)?;
+                // every sample has at least a byte of data in the file; the
+                // demuxer walks a run's count even when the run stores no
+                // per-sample fields (4 billion of them: a hang)
+                if count > self.len {
+                    return Err(bad(format!(
+                        "'trun' states {count} samples in a file of {} bytes",
+                        self.len
+                    )));
+                }
                 let mut q = p + 8;
                 if flags & 0x1 != 0 && q + 4 <= end {
                     // the run's data, relative to the fragment's base: the
@@ -418,10 +427,26 @@ impl<R: Read + Seek + ?Sized> Walker<'_, R> {
                         return Err(bad("'trun' places its data outside the file"));
                     }
                 }
-                for flag in [0x1, 0x4] {
-                    if flags & flag != 0 {
-                        q += 4;
+                if flags & 0x1 != 0 {
+                    q += 4;
+                }
+                if flags & 0x4 != 0 {
+                    // symphonia reads the first sample's flags as if they
+                    // said whether its duration (0x4) and size (0x200) were
+                    // stored, and then indexes those per-sample tables
+                    // although the run stores none (a panic). Those bits lie
+                    // in the degradation priority, which encoders leave 0.
+                    if q + 4 <= end {
+                        let first = self.u32(q)?;
+                        if (first & 0x4 != 0 && flags & 0x100 == 0)
+                            || (first & 0x200 != 0 && flags & 0x200 == 0)
+                        {
+                            return Err(bad(
+                                "'trun' first-sample flags name per-sample fields it lacks",
+                            ));
+                        }
                     }
+                    q += 4;
                 }
                 // per sample: duration, size, flags, composition offset
                 let stride = 4 * (flags & 0xF00).count_ones() as u64;
@@ -579,5 +604,28 @@ mod tests {
         trun.extend_from_slice(&8i32.to_be_bytes());
         let moof = atom(b"moof", &atom(b"traf", &atom(b"trun", &trun)));
         assert!(run(&with(moof)).is_ok());
+        // first-sample flags whose degradation priority symphonia reads as
+        // "the first duration (0x4) or size (0x200) is stored" in a run that
+        // stores no durations or sizes
+        for (first, per_sample) in [(0x4u32, 0u32), (0x200, 0), (0x4, 0x100), (0x200, 0x200)] {
+            let mut trun = (0x4 | per_sample).to_be_bytes().to_vec();
+            trun.extend_from_slice(&1u32.to_be_bytes());
+            trun.extend_from_slice(&first.to_be_bytes());
+            trun.extend_from_slice(&[0; 4]);
+            let moof = atom(b"moof", &atom(b"traf", &atom(b"trun", &trun)));
+            let refused = matches!(run(&with(moof)), Err(AudioError::Corrupt(m)) if m.contains("first-sample"));
+            assert_eq!(
+                refused,
+                per_sample == 0,
+                "first {first:#x}, per sample {per_sample:#x}"
+            );
+        }
+        // a run of 4 billion samples that stores no per-sample fields
+        let mut trun = vec![0, 0, 0, 0];
+        trun.extend_from_slice(&0xFF00_0019u32.to_be_bytes());
+        let moof = atom(b"moof", &atom(b"traf", &atom(b"trun", &trun)));
+        assert!(
+            matches!(run(&with(moof)), Err(AudioError::Corrupt(m)) if m.contains("4278190105 samples"))
+        );
     }
 }
