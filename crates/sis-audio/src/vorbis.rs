@@ -512,12 +512,18 @@ mod tests {
         w.0
     }
 
-    #[test]
-    fn floors_and_residues_are_checked_against_blocks_and_codebooks() {
-        // mono, blocks of 256 samples (a floor covers 128)
+    /// An identification header: mono, blocks of 256 samples (a floor
+    /// covers 128).
+    fn mono_ident() -> Vec<u8> {
         let mut ident = b"\x01vorbis\0\0\0\0\x01".to_vec();
         ident.resize(28, 0);
         ident.extend_from_slice(&[0x88, 1]);
+        ident
+    }
+
+    #[test]
+    fn floors_and_residues_are_checked_against_blocks_and_codebooks() {
+        let ident = mono_ident();
         let check = |setup: Vec<u8>| check_setup(&setup, Some(&ident));
         assert!(check(configured(100, 0)).is_ok());
         let e = check(configured(0, 0)).unwrap_err();
@@ -542,9 +548,7 @@ mod tests {
 
     #[test]
     fn floor_values_past_the_range_are_refused() {
-        let mut ident = b"\x01vorbis\0\0\0\0\x01".to_vec();
-        ident.resize(28, 0);
-        ident.extend_from_slice(&[0x88, 1]);
+        let ident = mono_ident();
         // a subclass book of 300 entries (values up to 299) against a range
         // of 128: the values symphonia decodes leave its 256-entry table
         let check = |setup: Vec<u8>| check_setup(&setup, Some(&ident));
