@@ -258,17 +258,19 @@ def raw_collect(server, job_id):
 
 def test_ssrf_refused(strict):
     s, port = strict["server"], strict["fs"].server_address[1]
-    # literal addresses: refused when the job is created
+    # literal addresses, and localhost (always loopback, never resolved):
+    # refused when the job is created
     for url in [f"http://127.0.0.1:{port}/ab.wav", "http://10.1.2.3/a.wav", "http://169.254.169.254/latest/meta-data",
-                f"http://[::1]:{port}/ab.wav"]:
+                f"http://[::1]:{port}/ab.wav", f"http://localhost:{port}/ab.wav", f"http://a.localhost:{port}/ab.wav"]:
         r = raw_push(s, url)
         assert r.status_code == 400 and r.json()["error_code"] == "SIS.0032", (url, r.text)
         assert "is not allowed" in r.json()["error_msg"], r.text
-    r = raw_push(s, strict["redirector"].url + "/x", callback=f"http://127.0.0.1:{port}/cb")
-    assert r.status_code == 400 and "callback_url is not allowed" in r.json()["error_msg"]
-    # names are resolved when fetched: a name resolving to loopback, and a
-    # redirect from an allowed host to loopback, end the job with a clear error
-    for url in [f"http://localhost:{port}/ab.wav", strict["redirector"].url + "/x"]:
+    for cb in [f"http://127.0.0.1:{port}/cb", f"http://localhost:{port}/cb"]:
+        r = raw_push(s, strict["redirector"].url + "/x", callback=cb)
+        assert r.status_code == 400 and "callback_url is not allowed" in r.json()["error_msg"], (cb, r.text)
+    # other names are resolved when fetched: a redirect from an allowed host
+    # to loopback ends the job with a clear error
+    for url in [strict["redirector"].url + "/x"]:
         r = raw_push(s, url)
         assert r.status_code == 200, r.text
         doc = raw_collect(s, r.json()["job_id"])

@@ -101,6 +101,11 @@ pub enum FetchError {
     /// Writing the downloaded file failed.
     #[error("cannot write the downloaded file: {0}")]
     Io(String),
+    /// A `file:` data URL names a file that may not be read: outside the
+    /// configured directory (after links are resolved), missing, or not a
+    /// regular file.
+    #[error("local file refused: {0}")]
+    LocalFile(String),
     /// A header given to [`Fetcher::post_json`](crate::Fetcher::post_json) is
     /// not a valid HTTP header.
     #[error("invalid header {0:?}")]
@@ -133,6 +138,8 @@ pub enum FetchErrorKind {
     Io,
     /// [`FetchError::InvalidHeader`].
     InvalidHeader,
+    /// [`FetchError::LocalFile`].
+    LocalFile,
 }
 
 impl FetchErrorKind {
@@ -149,6 +156,7 @@ impl FetchErrorKind {
             FetchErrorKind::Network => "network",
             FetchErrorKind::Io => "io",
             FetchErrorKind::InvalidHeader => "invalid_header",
+            FetchErrorKind::LocalFile => "local_file",
         }
     }
 }
@@ -177,6 +185,7 @@ impl FetchError {
             FetchError::Resolve { .. } | FetchError::Network(_) => FetchErrorKind::Network,
             FetchError::Io(_) => FetchErrorKind::Io,
             FetchError::InvalidHeader(_) => FetchErrorKind::InvalidHeader,
+            FetchError::LocalFile(_) => FetchErrorKind::LocalFile,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The HTTP client: URL checks, the checking resolver, downloads and
 //! callbacks.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use url::{Host, Url};
 use crate::address::blocked_range;
 use crate::allow::AllowList;
 use crate::error::FetchError;
+use crate::local::LocalDir;
 use crate::policy::FetchPolicy;
 
 /// URLs must be shorter than this many bytes.
@@ -41,14 +42,21 @@ pub struct Download {
 pub struct Fetcher {
     policy: Arc<FetchPolicy>,
     client: reqwest::Client,
+    /// [`FetchPolicy::local_dir`], resolved.
+    local: Option<Arc<LocalDir>>,
 }
 
 impl Fetcher {
     /// Validates `policy` and builds the client: no proxy (environment proxy
     /// variables are ignored), no automatic redirects, and a resolver that
-    /// refuses blocked addresses.
+    /// refuses blocked addresses. A [`FetchPolicy::local_dir`] must exist
+    /// and be a directory.
     pub fn new(policy: FetchPolicy) -> Result<Fetcher, FetchError> {
         policy.validate()?;
+        let local = match &policy.local_dir {
+            Some(dir) => Some(Arc::new(LocalDir::new(dir)?)),
+            None => None,
+        };
         let allow = Arc::new(policy.allow.clone());
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -62,6 +70,7 @@ impl Fetcher {
         Ok(Fetcher {
             policy: Arc::new(policy),
             client,
+            local,
         })
     }
 
@@ -72,11 +81,24 @@ impl Fetcher {
 
     /// Checks `url` without any network access, for early validation when a
     /// job is created: shorter than [`MAX_URL_LEN`], scheme `http` or
-    /// `https`, a host, no user info, and, when the host is an IP address,
-    /// that address allowed. Host names are checked when fetched, after
-    /// resolution.
+    /// `https`, a host, no user info, and, when the host is an IP address
+    /// or a localhost name (`localhost`, `*.localhost`: always the loopback
+    /// addresses), that address allowed. Other host names are checked when
+    /// fetched, after resolution. For callback URLs; data URLs are checked
+    /// by [`Fetcher::check_data_url`].
     pub fn check_url(&self, url: &str) -> Result<(), FetchError> {
         self.parse_checked(url).map(|_| ())
+    }
+
+    /// [`Fetcher::check_url`] for a URL to [`download`](Fetcher::download):
+    /// also a `file:` URL when [`FetchPolicy::local_dir`] is set, checked
+    /// against the directory (the file exists, is a regular file under it
+    /// once links are resolved, and is not over `max_bytes`).
+    pub fn check_data_url(&self, url: &str) -> Result<(), FetchError> {
+        match self.parse_local(url)? {
+            Some((local, parsed)) => local.check(&parsed, self.policy.max_bytes),
+            None => self.check_url(url),
+        }
     }
 
     /// Downloads `url` into the file `dest` (created or truncated), streaming
@@ -93,7 +115,19 @@ impl Fetcher {
     /// reasonable rate finishes: [`FetchError::TooSlow`]), and it fails as
     /// soon as no byte arrives for `stall_timeout` ([`FetchError::Stalled`]).
     /// On any error the partial file is removed.
+    ///
+    /// A `file:` URL (only with [`FetchPolicy::local_dir`]) is copied from
+    /// that directory under the same size limit; see the crate documentation
+    /// for what it may name.
     pub async fn download(&self, url: &str, dest: &Path) -> Result<Download, FetchError> {
+        if let Some((local, parsed)) = self.parse_local(url)? {
+            let bytes = local.copy(&parsed, dest, self.policy.max_bytes).await?;
+            return Ok(Download {
+                bytes,
+                content_type: None,
+                redirects: 0,
+            });
+        }
         let clock = Clock {
             start: Instant::now(),
             policy: &self.policy,
@@ -213,6 +247,27 @@ impl Fetcher {
         })
     }
 
+    /// A `file:` URL and the directory it may name a file in; `None` for
+    /// any other scheme; refused when no directory is configured.
+    fn parse_local(&self, url: &str) -> Result<Option<(&LocalDir, Url)>, FetchError> {
+        let is_file = url
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("file:"));
+        if !is_file {
+            return Ok(None);
+        }
+        let Some(local) = &self.local else {
+            return Err(FetchError::BadUrl(
+                "scheme \"file\" is not allowed (only http and https: no directory of job files is configured)".to_owned(),
+            ));
+        };
+        if url.len() >= MAX_URL_LEN {
+            return Err(url_too_long());
+        }
+        let parsed = Url::parse(url).map_err(|e| FetchError::BadUrl(format!("{e}")))?;
+        Ok(Some((local, parsed)))
+    }
+
     fn parse_checked(&self, url: &str) -> Result<Url, FetchError> {
         if url.len() >= MAX_URL_LEN {
             return Err(url_too_long());
@@ -244,6 +299,9 @@ impl Fetcher {
         match url.host() {
             None => Err(FetchError::BadUrl("the URL has no host".to_owned())),
             Some(Host::Domain("")) => Err(FetchError::BadUrl("the URL has no host".to_owned())),
+            Some(Host::Domain(name)) if is_localhost(name) => {
+                localhost_addrs(&self.policy.allow, name).map(|_| ())
+            }
             Some(Host::Domain(_)) => Ok(()),
             Some(Host::Ipv4(addr)) => check_addr(&self.policy.allow, host, addr.into()),
             Some(Host::Ipv6(addr)) => check_addr(&self.policy.allow, host, addr.into()),
@@ -356,6 +414,39 @@ fn check_addr(allow: &AllowList, host: &str, addr: IpAddr) -> Result<(), FetchEr
     })
 }
 
+/// Names that are this machine whatever DNS says (RFC 6761 §6.3):
+/// `localhost` and names under `.localhost`, with or without the final dot.
+/// They are not resolved: they stand for [`LOCALHOST`], so a URL naming one
+/// is judged when the job is created, like `127.0.0.1`, instead of failing
+/// when it is fetched.
+fn is_localhost(host: &str) -> bool {
+    let h = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    h == "localhost" || h.ends_with(".localhost")
+}
+
+/// The addresses of a localhost name.
+const LOCALHOST: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
+
+/// The addresses a localhost name `host` may reach: all of [`LOCALHOST`]
+/// when the name is allow-listed, else those allowed by address (with
+/// `127.0.0.1` allowed, `localhost` reaches `127.0.0.1`); refused when none is.
+fn localhost_addrs(allow: &AllowList, host: &str) -> Result<Vec<IpAddr>, FetchError> {
+    let named = allow.allows_host(host) || allow.allows_host(host.trim_end_matches('.'));
+    let addrs: Vec<IpAddr> = LOCALHOST
+        .into_iter()
+        .filter(|a| named || allow.allows_addr(*a))
+        .collect();
+    if addrs.is_empty() {
+        for addr in LOCALHOST {
+            check_addr(allow, host, addr)?;
+        }
+    }
+    Ok(addrs)
+}
+
 /// Resolves host names for the client and refuses the connection when any
 /// address is blocked. The client connects only to the addresses returned
 /// here, so what was checked is what is connected to (a DNS answer that
@@ -369,6 +460,12 @@ impl reqwest::dns::Resolve for CheckingResolver {
         let allow = Arc::clone(&self.allow);
         let host = name.as_str().to_owned();
         Box::pin(async move {
+            if is_localhost(&host) {
+                let addrs = localhost_addrs(&allow, &host)?;
+                let addrs: reqwest::dns::Addrs =
+                    Box::new(addrs.into_iter().map(|a| SocketAddr::new(a, 0)));
+                return Ok(addrs);
+            }
             let resolved = tokio::net::lookup_host((host.as_str(), 0))
                 .await
                 .map_err(|e| FetchError::Resolve {
@@ -401,18 +498,18 @@ impl reqwest::dns::Resolve for CheckingResolver {
 
 /// Removes the destination file when dropped, unless kept: a failed or
 /// timed-out (dropped) download leaves nothing behind.
-struct PartialFile {
+pub(crate) struct PartialFile {
     path: Option<PathBuf>,
 }
 
 impl PartialFile {
-    fn new(path: &Path) -> PartialFile {
+    pub(crate) fn new(path: &Path) -> PartialFile {
         PartialFile {
             path: Some(path.to_path_buf()),
         }
     }
 
-    fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.path = None;
     }
 }

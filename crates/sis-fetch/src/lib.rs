@@ -38,8 +38,19 @@
 //!   (so a body that trickles in is cut off, and a large file at a
 //!   reasonable rate finishes), and it fails when no byte arrives for
 //!   [`FetchPolicy::stall_timeout`].
+//! - `localhost` and names under `.localhost` are never resolved: they stand
+//!   for `127.0.0.1` and `::1` (RFC 6761), so they are judged like those
+//!   addresses when a job is created, and reach only the ones allowed.
 //! - Callbacks ([`Fetcher::post_json`]) obey the same address rules, follow no
 //!   redirect, and are bounded by [`FetchPolicy::callback_timeout`].
+//! - `file:` data URLs ([`Fetcher::check_data_url`], [`Fetcher::download`])
+//!   are refused unless [`FetchPolicy::local_dir`] names a directory; then a
+//!   URL may name a regular file under it, and nothing else: no `..`, no
+//!   path outside it, no symbolic link leading out of it (checked on the
+//!   canonical path), no FIFO, device, socket or directory (checked before
+//!   opening, and on the opened file, which is opened without following a
+//!   link and without blocking), at most [`FetchPolicy::max_bytes`]. A
+//!   redirect never leads to a `file:` URL.
 //!
 //! Every failure is a [`FetchError`] whose [`FetchError::kind`] is stable, so
 //! the server maps them to SIS errors in one place.
@@ -71,6 +82,7 @@ mod address;
 mod allow;
 mod error;
 mod fetcher;
+mod local;
 mod policy;
 
 pub use address::{blocked_range, is_blocked, BlockedRange, Cidr};

@@ -1,5 +1,6 @@
 //! The limits and allow-list of a [`Fetcher`](crate::Fetcher).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::allow::AllowList;
@@ -42,12 +43,16 @@ pub struct FetchPolicy {
     pub max_redirects: usize,
     /// The limit on a whole callback POST, until its response status.
     pub callback_timeout: Duration,
+    /// The directory whose regular files a data URL may name as
+    /// `file:///PATH` (see the `local` rules in the crate documentation);
+    /// `None`: `file:` URLs are refused like any other scheme.
+    pub local_dir: Option<PathBuf>,
 }
 
 impl Default for FetchPolicy {
     /// Nothing allow-listed, 300 MiB, 10 s to connect, a download deadline
     /// of 60 s plus 1 s per 100 kB received, 15 s without data at most,
-    /// 5 redirects, 10 s per callback.
+    /// 5 redirects, 10 s per callback, no local files.
     fn default() -> FetchPolicy {
         FetchPolicy {
             allow: AllowList::none(),
@@ -58,6 +63,7 @@ impl Default for FetchPolicy {
             stall_timeout: Duration::from_secs(15),
             max_redirects: 5,
             callback_timeout: Duration::from_secs(10),
+            local_dir: None,
         }
     }
 }

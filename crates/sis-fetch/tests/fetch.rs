@@ -80,23 +80,32 @@ async fn loopback_literal_refused_before_connecting() {
     assert!(!d.path.exists(), "no file for a refused download");
 }
 
+/// `localhost` names are loopback without resolving: refused by the early
+/// check like `127.0.0.1`, and reaching only the loopback addresses allowed.
 #[tokio::test]
-async fn name_resolving_to_loopback_refused_after_resolution() {
+async fn localhost_names_are_loopback_without_resolution() {
     let srv = server("127.0.0.1").await;
     let f = fetcher("");
-    let url = srv.url("localhost", "/file");
-    // A name cannot be judged before it is resolved.
-    f.check_url(&url).expect("names pass the early check");
-    let err = f.download(&url, &dest().path).await.expect_err("refused");
-    assert_eq!(err.kind(), FetchErrorKind::Forbidden, "{err:?}");
-    match &err {
-        FetchError::Forbidden { host, addr, .. } => {
-            assert_eq!(host, "localhost");
-            assert!(addr.is_loopback(), "{addr}");
+    for host in ["localhost", "LocalHost", "localhost.", "a.b.localhost"] {
+        let url = srv.url(host, "/file");
+        let err = f.check_url(&url).expect_err(host);
+        match &err {
+            FetchError::Forbidden { addr, .. } => assert!(addr.is_loopback(), "{addr}"),
+            other => panic!("{host}: {other:?}"),
         }
-        other => panic!("{other:?}"),
+        let err = f.download(&url, &dest().path).await.expect_err(host);
+        assert_eq!(err.kind(), FetchErrorKind::Forbidden, "{err:?}");
     }
     assert_eq!(srv.connections(), 0);
+    // allowing 127.0.0.1 allows localhost, which then reaches 127.0.0.1 only
+    let f = fetcher("127.0.0.1");
+    let d = dest();
+    for host in ["localhost", "x.localhost"] {
+        let url = srv.url(host, "/file");
+        f.check_url(&url).expect(host);
+        f.download(&url, &d.path).await.expect(host);
+        assert_eq!(std::fs::read(&d.path).expect("read"), file_body());
+    }
 }
 
 #[tokio::test]
@@ -711,4 +720,107 @@ fn invalid_policies_rejected() {
     let f = Fetcher::new(FetchPolicy::default()).expect("the default is valid");
     assert_eq!(f.policy().max_bytes, 300 * 1024 * 1024);
     assert!(f.policy().allow.is_empty());
+}
+
+/// `file:` URLs with a directory of job files: copied under the size
+/// limit; refused without the directory, outside it, through a link leading
+/// out, for a FIFO (without waiting for a writer) and from a redirect.
+#[tokio::test]
+async fn local_files_only_under_the_directory() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("jobs");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(dir.join("a.wav"), file_body()).expect("write");
+    std::fs::write(root.path().join("secret.wav"), b"secret").expect("write");
+    std::os::unix::fs::symlink(root.path().join("secret.wav"), dir.join("out.wav"))
+        .expect("symlink");
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo.wav"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let file_url = |p: &std::path::Path| format!("file://{}", p.display());
+    let good = file_url(&dir.join("a.wav"));
+
+    // not configured: refused like any scheme but http(s)
+    let err = fetcher("").check_data_url(&good).expect_err("no directory");
+    assert_eq!(err.kind(), FetchErrorKind::BadUrl, "{err}");
+    let err = fetcher("")
+        .download(&good, &dest().path)
+        .await
+        .expect_err("no directory");
+    assert_eq!(err.kind(), FetchErrorKind::BadUrl, "{err}");
+
+    let srv = server("127.0.0.1").await;
+    let f = Fetcher::new(FetchPolicy {
+        local_dir: Some(dir.clone()),
+        ..policy("127.0.0.1")
+    })
+    .expect("valid");
+    f.check_data_url(&good).expect("a file under the directory");
+    // callbacks are never files
+    assert_eq!(
+        f.check_url(&good).expect_err("callback").kind(),
+        FetchErrorKind::BadUrl
+    );
+    let d = dest();
+    let got = f.download(&good, &d.path).await.expect("copied");
+    assert_eq!(got.bytes, file_body().len() as u64);
+    assert_eq!(std::fs::read(&d.path).expect("read"), file_body());
+
+    for (url, kind) in [
+        (
+            file_url(&root.path().join("secret.wav")),
+            FetchErrorKind::LocalFile,
+        ),
+        (
+            format!("file://{}/../secret.wav", dir.display()),
+            FetchErrorKind::LocalFile,
+        ),
+        (file_url(&dir.join("out.wav")), FetchErrorKind::LocalFile),
+        (file_url(&dir.join("fifo.wav")), FetchErrorKind::LocalFile),
+        (file_url(&dir), FetchErrorKind::LocalFile),
+        (
+            format!("file://example.com{}", dir.join("a.wav").display()),
+            FetchErrorKind::BadUrl,
+        ),
+    ] {
+        let err = f.check_data_url(&url).expect_err(&url);
+        assert_eq!(err.kind(), kind, "{url}: {err}");
+        let d = dest();
+        let err = tokio::time::timeout(Duration::from_secs(5), f.download(&url, &d.path))
+            .await
+            .expect("refused at once")
+            .expect_err(&url);
+        assert_eq!(err.kind(), kind, "{url}: {err}");
+        assert!(!d.path.exists());
+        assert!(!err.to_string().contains("secret\""), "{err}");
+    }
+
+    // the size limit of downloads
+    let small = Fetcher::new(FetchPolicy {
+        local_dir: Some(dir.clone()),
+        max_bytes: 10,
+        ..policy("127.0.0.1")
+    })
+    .expect("valid");
+    let err = small.check_data_url(&good).expect_err("too large");
+    assert_eq!(err, FetchError::TooLarge { limit: 10 });
+    let d = dest();
+    let err = small.download(&good, &d.path).await.expect_err("too large");
+    assert_eq!(err, FetchError::TooLarge { limit: 10 });
+    assert!(!d.path.exists());
+
+    // an HTTP redirect never leads to a local file
+    let url = srv.url("127.0.0.1", &format!("/redirect?to={good}"));
+    let err = f.download(&url, &dest().path).await.expect_err("redirect");
+    assert_eq!(err.kind(), FetchErrorKind::BadUrl, "{err}");
+
+    // the directory must exist
+    let err = Fetcher::new(FetchPolicy {
+        local_dir: Some(dir.join("missing")),
+        ..FetchPolicy::default()
+    })
+    .expect_err("no such directory");
+    assert_eq!(err.kind(), FetchErrorKind::Config);
 }

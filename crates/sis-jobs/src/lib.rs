@@ -112,7 +112,7 @@ impl Jobs {
         }
         transcribe::check_analysis(&req)?;
         self.fetcher
-            .check_url(&req.data_url)
+            .check_data_url(&req.data_url)
             .map_err(|error| JobError::Fetch {
                 what: "data_url",
                 error,
@@ -131,7 +131,8 @@ impl Jobs {
             .create_job(&id, project, text, now_ms())
             .await
             .map_err(JobError::Store)?;
-        tracing::info!(job_id = id, project, "job accepted");
+        // the request's own line (the server's) names the job
+        tracing::debug!(job_id = id, project, "job accepted");
         Ok(id)
     }
 

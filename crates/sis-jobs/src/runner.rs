@@ -69,6 +69,7 @@ async fn worker(jobs: Arc<Jobs>, fair: Arc<Fairness>, i: usize) {
             Ok(Some((_slot, lease))) => {
                 tracing::info!(
                     job_id = lease.job.id,
+                    project = lease.job.project_id,
                     worker = i,
                     attempt = lease.job.attempts,
                     "job started"
@@ -90,7 +91,11 @@ async fn worker(jobs: Arc<Jobs>, fair: Arc<Fairness>, i: usize) {
 /// How a leased job's run ended.
 #[derive(Debug)]
 enum Outcome {
-    Finished(String),
+    /// The result document and the audio's length.
+    Finished {
+        document: String,
+        audio_ms: u64,
+    },
     Failed(JobError),
     /// The lease went to another worker: write nothing.
     Lost,
@@ -98,29 +103,48 @@ enum Outcome {
     Released,
 }
 
+/// Why a job ended in ERROR: what the client is told, and the cause (for
+/// the log only).
+#[derive(Debug, PartialEq)]
+struct Failure {
+    shown: ApiError,
+    cause: String,
+}
+
 /// What is written for an [`Outcome`].
 #[derive(Debug, PartialEq)]
 enum Settlement {
     /// The job ends with this status and document.
-    Complete { status: JobStatus, document: String },
+    Complete {
+        status: JobStatus,
+        document: String,
+        audio_ms: Option<u64>,
+        failure: Option<Failure>,
+    },
     /// The job goes back to the queue.
     Release,
     /// Nothing: another worker holds the job.
     Nothing,
 }
 
-fn settle(job_id: &str, outcome: Outcome, public: PublicError) -> Settlement {
+fn settle(outcome: Outcome, public: PublicError) -> Settlement {
     match outcome {
-        Outcome::Finished(document) => Settlement::Complete {
+        Outcome::Finished { document, audio_ms } => Settlement::Complete {
             status: JobStatus::Finished,
             document,
+            audio_ms: Some(audio_ms),
+            failure: None,
         },
         Outcome::Failed(e) => {
             let shown = public(&e);
-            tracing::info!(job_id, code = shown.code.as_str(), msg = %shown.message, cause = %e, "job failed");
             Settlement::Complete {
                 status: JobStatus::Error,
                 document: transcriber::error_document(&shown).to_string(),
+                audio_ms: None,
+                failure: Some(Failure {
+                    shown,
+                    cause: e.to_string(),
+                }),
             }
         }
         Outcome::Lost => Settlement::Nothing,
@@ -192,7 +216,45 @@ fn heartbeat(jobs: &Jobs, lease: &Lease, lost: &Arc<AtomicBool>) -> tokio::task:
     })
 }
 
+/// The one line of a job that ended: at info, with what its client is told
+/// and the cause when it failed; never its URLs (a signed URL carries
+/// credentials in its query).
+fn log_done(
+    job: &Job,
+    status: JobStatus,
+    audio_ms: Option<u64>,
+    failure: Option<&Failure>,
+    now: i64,
+    run_ms: u64,
+) {
+    // to 10 ms
+    let audio_s = audio_ms.map(|ms| (ms as f64 / 10.0).round() / 100.0);
+    let latency_ms = now.saturating_sub(job.created_ms);
+    let (code, msg, cause) = match failure {
+        Some(f) => (
+            Some(f.shown.code.as_str()),
+            Some(f.shown.message.as_str()),
+            Some(f.cause.as_str()),
+        ),
+        None => (None, None, None),
+    };
+    tracing::info!(
+        job_id = job.id,
+        project = job.project_id,
+        status = status.as_str(),
+        code,
+        msg,
+        cause,
+        audio_s,
+        latency_ms,
+        run_ms,
+        attempt = job.attempts,
+        "job done"
+    );
+}
+
 async fn run(jobs: &Arc<Jobs>, lease: Lease) {
+    let started = std::time::Instant::now();
     let lost = Arc::new(AtomicBool::new(false));
     let heartbeat = heartbeat(jobs, &lease, &lost);
     let req = transcriber::parse_create(lease.job.request.as_bytes());
@@ -206,7 +268,7 @@ async fn run(jobs: &Arc<Jobs>, lease: Lease) {
     heartbeat.abort();
     let now = now_ms();
     let id = &lease.job.id;
-    let (status, document) = match settle(id, outcome, jobs.public) {
+    let (status, document, audio_ms, failure) = match settle(outcome, jobs.public) {
         Settlement::Release => {
             // the decoder, if running, stops at its next chunk
             lost.store(true, Ordering::SeqCst);
@@ -224,7 +286,12 @@ async fn run(jobs: &Arc<Jobs>, lease: Lease) {
             tracing::warn!(job_id = id, "lease lost; another worker has the job");
             return;
         }
-        Settlement::Complete { status, document } => (status, document),
+        Settlement::Complete {
+            status,
+            document,
+            audio_ms,
+            failure,
+        } => (status, document, audio_ms, failure),
     };
     // a result document goes to object storage first, under a key of this
     // lease's own
@@ -258,7 +325,8 @@ async fn run(jobs: &Arc<Jobs>, lease: Lease) {
         .await;
     match completed {
         Ok(true) => {
-            tracing::info!(job_id = id, status = status.as_str(), "job done");
+            let run_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            log_done(&lease.job, status, audio_ms, failure.as_ref(), now, run_ms);
             if let Some(objects) = &jobs.objects {
                 if let Err(e) = objects.delete(&audio_key(id)).await {
                     tracing::warn!(job_id = id, error = %e, "cannot delete the audio copy");
@@ -360,7 +428,9 @@ async fn process(
     };
     let _ = tokio::fs::remove_file(&path).await;
     match result {
-        Ok(Ok(Transcribed::Done(doc))) => Outcome::Finished(doc),
+        Ok(Ok(Transcribed::Done { document, audio_ms })) => {
+            Outcome::Finished { document, audio_ms }
+        }
         Ok(Ok(Transcribed::LeaseLost)) => Outcome::Lost,
         Ok(Ok(Transcribed::WorkerLost(_))) => Outcome::Failed(JobError::EngineWorkerDied {
             times: ENGINE_TRIES,
@@ -410,25 +480,39 @@ mod tests {
     #[test]
     fn outcomes_settle_into_what_is_written() {
         assert_eq!(
-            settle("j1", Outcome::Finished("{}".into()), public),
+            settle(
+                Outcome::Finished {
+                    document: "{}".into(),
+                    audio_ms: 1500
+                },
+                public
+            ),
             Settlement::Complete {
                 status: JobStatus::Finished,
-                document: "{}".into()
+                document: "{}".into(),
+                audio_ms: Some(1500),
+                failure: None,
             }
         );
-        let Settlement::Complete { status, document } = settle(
-            "j1",
-            Outcome::Failed(JobError::Interrupted { times: 3 }),
-            public,
-        ) else {
+        let Settlement::Complete {
+            status,
+            document,
+            audio_ms,
+            failure,
+        } = settle(Outcome::Failed(JobError::Interrupted { times: 3 }), public)
+        else {
             panic!("a failure completes the job");
         };
         assert_eq!(status, JobStatus::Error);
+        assert_eq!(audio_ms, None);
+        let failure = failure.expect("the failure, for the log");
+        assert_eq!(failure.shown.code.as_str(), "SIS.0100");
+        assert_eq!(failure.cause, "interrupted 3 times");
         let doc: serde_json::Value = serde_json::from_str(&document).expect("JSON");
         assert_eq!(doc["error_code"], "SIS.0100");
         assert_eq!(doc["error_msg"], "interrupted 3 times");
-        assert_eq!(settle("j1", Outcome::Lost, public), Settlement::Nothing);
-        assert_eq!(settle("j1", Outcome::Released, public), Settlement::Release);
+        assert_eq!(settle(Outcome::Lost, public), Settlement::Nothing);
+        assert_eq!(settle(Outcome::Released, public), Settlement::Release);
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub(crate) fn check_analysis(req: &TranscriberRequest) -> Result<(), JobError> {
 /// How one run of a file through the engine ended, short of an error.
 #[derive(Debug)]
 pub(crate) enum Transcribed {
-    /// The result document.
-    Done(String),
+    /// The result document, and the audio's length.
+    Done { document: String, audio_ms: u64 },
     /// The lease went to another worker meanwhile.
     LeaseLost,
     /// The engine worker running it died: the run may be repeated.
@@ -187,14 +187,12 @@ pub(crate) fn transcribe(
         Err(e) => return engine_failed(e),
     };
     let segments = segments(sentences, req.analysis, layout);
-    Ok(Transcribed::Done(
-        transcriber::result_document(
-            duration_ms(samples, rate),
-            &segments,
-            req.options.need_word_info,
-        )
-        .to_string(),
-    ))
+    let audio_ms = duration_ms(samples, rate);
+    Ok(Transcribed::Done {
+        document: transcriber::result_document(audio_ms, &segments, req.options.need_word_info)
+            .to_string(),
+        audio_ms,
+    })
 }
 
 #[cfg(test)]

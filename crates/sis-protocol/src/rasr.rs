@@ -28,6 +28,15 @@ impl Mode {
         }
     }
 
+    /// The mode's path segment, as [`Mode::from_path`] reads it.
+    pub fn as_path(self) -> &'static str {
+        match self {
+            Mode::ShortStream => "short-stream",
+            Mode::ContinueStream => "continue-stream",
+            Mode::SentenceStream => "sentence-stream",
+        }
+    }
+
     /// Longest audio of one session, in ms (continue-stream: 5 h).
     pub fn max_audio_ms(self) -> u64 {
         match self {

@@ -86,8 +86,13 @@ fn parse_analysis(v: &Value) -> Result<AnalysisRequest, ApiError> {
     })
 }
 
-fn check_url(url: &str, what: &str) -> Result<(), ApiError> {
-    let ok_scheme = url.starts_with("http://") || url.starts_with("https://");
+/// The URL's form: `http(s)://`, or for a data URL also `file://` (whether
+/// a file may be read is the fetcher's policy, decided where it is read),
+/// under [`MAX_URL_BYTES`], without whitespace.
+fn check_url(url: &str, what: &str, file_allowed: bool) -> Result<(), ApiError> {
+    let ok_scheme = url.starts_with("http://")
+        || url.starts_with("https://")
+        || (file_allowed && url.starts_with("file://"));
     if !ok_scheme || url.len() >= MAX_URL_BYTES || url.chars().any(char::is_whitespace) {
         return Err(ApiError::invalid(format!("{what} is invalid or too long")));
     }
@@ -106,7 +111,7 @@ pub fn parse_create(body: &[u8]) -> Result<TranscriberRequest, ApiError> {
     if data_url.is_empty() {
         return Err(ApiError::invalid("data url is empty"));
     }
-    check_url(data_url, "data_url")?;
+    check_url(data_url, "data_url", true)?;
     let cfg = config_object(obj)?;
     let format_s = string(
         field(cfg, "audio_format", "config.audio_format")?,
@@ -137,7 +142,7 @@ pub fn parse_create(body: &[u8]) -> Result<TranscriberRequest, ApiError> {
             if u.is_empty() {
                 None
             } else {
-                check_url(u, "callback_url")?;
+                check_url(u, "callback_url", false)?;
                 Some(u.to_string())
             }
         }
@@ -316,6 +321,13 @@ mod tests {
         .expect("valid");
         assert_eq!(r.format, FileFormat::Auto);
         assert!(r.options.digit_norm && !r.options.add_punc && r.analysis.is_none());
+        // a local file is a data URL's form (the server's policy decides)
+        let local = parse_create(&body(serde_json::json!({
+            "data_url": "file:///srv/jobs/a.wav",
+            "config": {"audio_format": "auto", "property": "chinese_8k_common"}
+        })))
+        .expect("valid");
+        assert_eq!(local.data_url, "file:///srv/jobs/a.wav");
         let r = parse_create(&body(serde_json::json!({
             "data_url": "http://h/a",
             "config": {"audio_format": "alaw8k8bit", "property": "chinese_8k_common",
@@ -352,6 +364,11 @@ mod tests {
                 serde_json::json!({"data_url": "ftp://h/a", "config": {}}),
                 "SIS.0032",
                 "data_url is invalid or too long",
+            ),
+            (
+                serde_json::json!({"data_url": "http://h/a", "config": {"audio_format": "auto", "property": "chinese_8k_common", "callback_url": "file:///srv/cb"}}),
+                "SIS.0032",
+                "callback_url is invalid or too long",
             ),
             (
                 serde_json::json!({"data_url": "http://h/a"}),

@@ -17,18 +17,37 @@ pub use objects::Objects;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The URL with any password replaced by `***`, for messages and logs.
+/// The URL with any password replaced by `***` (in its user info, or a
+/// `password=` query parameter), for messages and logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut shown = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => {
+                    format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..])
+                }
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
     }
+    shown
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -641,6 +660,14 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://db/sis"), "postgres://db/sis");
         assert_eq!(redact_url("sqlite://a/b.db"), "sqlite://a/b.db");
+        assert_eq!(
+            redact_url("postgres://sis:p@ss@db/sis?sslmode=require&Password=x&a=b"),
+            "postgres://sis:***@db/sis?sslmode=require&Password=***&a=b"
+        );
+        assert_eq!(
+            redact_url("sqlite:///x/b.db?mode=ro"),
+            "sqlite:///x/b.db?mode=ro"
+        );
     }
 
     #[tokio::test]

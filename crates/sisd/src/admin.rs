@@ -19,16 +19,39 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn open(store: &StoreArgs) -> anyhow::Result<Store> {
-    if store.store.is_none() {
-        config::private_dir(&store.data.data_dir)?;
+/// Whether a command may create the store when there is none yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missing {
+    /// Commands whose purpose is to create something (`projects create`,
+    /// `users create`): the first run of an installation creates the store.
+    Create,
+    /// Every other command reads or changes what exists: a missing store
+    /// means the wrong one was named (another working directory, a missing
+    /// `--data-dir`), and an empty new one would hide that.
+    Refuse,
+}
+
+/// Opens the store found as `serve` finds it ([`StoreArgs::location`]),
+/// saying on stderr which one.
+async fn open(store: &StoreArgs, missing: Missing) -> anyhow::Result<Store> {
+    let loc = store.location()?;
+    if let Some(file) = loc.sqlite_file.as_ref().filter(|f| !f.exists()) {
+        if missing == Missing::Refuse {
+            bail!(
+                "no store at {}; start `sisd serve` once or pass --data-dir (SIS_DATA_DIR) or --store (SIS_STORE_URL)",
+                file.display()
+            );
+        }
+        if loc.default {
+            config::private_dir(&store.data.data_dir)?;
+        }
+        eprintln!("using store {} (new)", loc.shown());
+    } else {
+        eprintln!("using store {}", loc.shown());
     }
-    Store::open(&store.url()).await.with_context(|| {
-        format!(
-            "cannot open the store {}",
-            sis_store::redact_url(&store.url())
-        )
-    })
+    Store::open(&loc.url)
+        .await
+        .with_context(|| format!("cannot open the store {}", loc.shown()))
 }
 
 fn project_json(p: &sis_store::Project) -> serde_json::Value {
@@ -50,12 +73,12 @@ pub fn projects(cmd: ProjectsCommand) -> anyhow::Result<ExitCode> {
             } => {
                 check_name("project name", &name)?;
                 check_name("domain", &domain)?;
-                let s = open(&store).await?;
+                let s = open(&store, Missing::Create).await?;
                 let p = s.create_project(&domain, &name, id.as_deref()).await?;
                 println!("{}", project_json(&p));
             }
             ProjectsCommand::List { store } => {
-                for p in open(&store).await?.list_projects().await? {
+                for p in open(&store, Missing::Refuse).await?.list_projects().await? {
                     println!("{}", project_json(&p));
                 }
             }
@@ -97,19 +120,19 @@ pub fn users(cmd: UsersCommand) -> anyhow::Result<ExitCode> {
                 check_name("domain", &user.domain)?;
                 let pw = read_password()?;
                 let hash = secrets::hash_password(&pw)?;
-                let u = open(&store)
+                let u = open(&store, Missing::Create)
                     .await?
                     .create_user(&user.domain, &user.name, &hash)
                     .await?;
                 println!("{}", user_json(&u));
             }
             UsersCommand::List { store } => {
-                for u in open(&store).await?.list_users().await? {
+                for u in open(&store, Missing::Refuse).await?.list_users().await? {
                     println!("{}", user_json(&u));
                 }
             }
             UsersCommand::Delete { store, user } => {
-                open(&store)
+                open(&store, Missing::Refuse)
                     .await?
                     .delete_user(&user.domain, &user.name)
                     .await?;
@@ -129,7 +152,8 @@ pub fn credentials(cmd: CredentialsCommand) -> anyhow::Result<ExitCode> {
                 description,
             } => {
                 let key = store.require_master_key()?;
-                let s = open(&store).await?;
+                // a credential belongs to a project, which a new store lacks
+                let s = open(&store, Missing::Refuse).await?;
                 let ak = secrets::new_access_key();
                 let sk = secrets::new_secret_key();
                 s.create_credential(&ak, &project, &key.seal(&ak, &sk), &description)
@@ -140,7 +164,7 @@ pub fn credentials(cmd: CredentialsCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             CredentialsCommand::List { store, project } => {
-                for c in open(&store)
+                for c in open(&store, Missing::Refuse)
                     .await?
                     .list_credentials(project.as_deref())
                     .await?
@@ -158,7 +182,11 @@ pub fn credentials(cmd: CredentialsCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             CredentialsCommand::Revoke { store, access_key } => {
-                if !open(&store).await?.revoke_credential(&access_key).await? {
+                if !open(&store, Missing::Refuse)
+                    .await?
+                    .revoke_credential(&access_key)
+                    .await?
+                {
                     bail!("access key {access_key} does not exist or is already revoked");
                 }
                 println!("{}", json!({"revoked": access_key}));

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
@@ -19,7 +19,8 @@ use sis_core::time::{now_ms, rfc3339_utc};
 use crate::config::AuthMode;
 use crate::errors::{self, AppError, HandlerResult};
 use crate::state::{
-    AuthState, Principal, MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_TOKEN_BODY_BYTES, MAX_URI_BYTES,
+    clip, AuthState, Principal, RequestLog, MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_TOKEN_BODY_BYTES,
+    MAX_URI_BYTES,
 };
 
 /// Gives the argon2id block of a finished password check back to the
@@ -61,6 +62,10 @@ pub async fn authenticate(
     let project_id = path_project(req.uri().path())
         .map(str::to_string)
         .ok_or_else(|| errors::unauthenticated("project id not found in the path"))?;
+    // the project asked for, in the request's log line (refused or not)
+    if let Some(log) = req.extensions().get::<RequestLog>() {
+        log.note(|n| n.project = Some(clip(&project_id)));
+    }
     if st.mode == AuthMode::Sis {
         req = if let Some(token) = header(req.headers(), "x-auth-token") {
             let token = token.to_string();
@@ -223,7 +228,12 @@ fn iam_store_error(e: &sis_store::StoreError) -> AppError {
 }
 
 /// `POST /v3/auth/tokens`: password method, project- or domain-scoped.
-pub async fn issue_token(State(st): State<Arc<AuthState>>, body: Body) -> HandlerResult {
+pub async fn issue_token(
+    State(st): State<Arc<AuthState>>,
+    log: Option<Extension<RequestLog>>,
+    body: Body,
+) -> HandlerResult {
+    let log = log.map(|Extension(l)| l).unwrap_or_default();
     let body = axum::body::to_bytes(body, MAX_TOKEN_BODY_BYTES)
         .await
         .map_err(|e| errors::body(&e))?;
@@ -248,6 +258,7 @@ pub async fn issue_token(State(st): State<Arc<AuthState>>, body: Body) -> Handle
     let domain = str_at(user_v, &["domain", "name"])
         .or_else(|| str_at(user_v, &["domain", "id"]))
         .ok_or_else(|| bad_request("auth.identity.password.user.domain needs name or id."))?;
+    log.note(|n| n.user = Some(clip(&format!("{domain}/{name}"))));
     let now = unix_now();
     let lock_key = format!("{domain}\u{0}{name}");
     let who = || format!("domain {domain}, user {name}");
@@ -320,6 +331,7 @@ pub async fn issue_token(State(st): State<Arc<AuthState>>, body: Body) -> Handle
         None
     };
 
+    log.note(|n| n.project = project.as_ref().map(|p| p.id.clone()));
     let token = secrets::new_token();
     let issued = now_ms();
     let expires = issued + st.token_ttl_s * 1000;

@@ -142,6 +142,30 @@ pub enum Command {
     EngineWorker,
 }
 
+/// The log filter when neither `RUST_LOG` nor `SIS_LOG` is set.
+pub const DEFAULT_LOG: &str = "info";
+
+/// The log filter (`tracing_subscriber::EnvFilter` directives): `RUST_LOG`
+/// when set, else `SIS_LOG` (an alias), else [`DEFAULT_LOG`]; `sqlx` at
+/// `warn` unless a directive names it (at debug it logs every SQL
+/// statement, so `RUST_LOG=debug` would be mostly SQL).
+pub fn log_filter(rust_log: Option<&str>, sis_log: Option<&str>) -> String {
+    fn given(v: Option<&str>) -> Option<&str> {
+        v.map(str::trim).filter(|v| !v.is_empty())
+    }
+    let spec = given(rust_log)
+        .or_else(|| given(sis_log))
+        .unwrap_or(DEFAULT_LOG);
+    let names_sqlx = spec
+        .split(',')
+        .any(|d| d.trim_start().trim_start_matches('[').starts_with("sqlx"));
+    if names_sqlx {
+        spec.to_string()
+    } else {
+        format!("sqlx=warn,{spec}")
+    }
+}
+
 /// The data directory.
 #[derive(Args, Debug, Clone)]
 pub struct DataDir {
@@ -164,11 +188,68 @@ pub struct StoreArgs {
     pub master_key_file: Option<PathBuf>,
 }
 
+/// Where the store is: what `serve` and the operator commands open, found
+/// by the one function [`StoreArgs::location`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreLocation {
+    /// `sqlite://ABSOLUTE_PATH[?...]` or the PostgreSQL URL as given.
+    pub url: String,
+    /// The SQLite database file, when the store is one.
+    pub sqlite_file: Option<PathBuf>,
+    /// The store is DATA_DIR's default one (no `--store`).
+    pub default: bool,
+}
+
+impl StoreLocation {
+    /// The URL without a password, for messages and logs.
+    pub fn shown(&self) -> String {
+        sis_store::redact_url(&self.url)
+    }
+}
+
 impl StoreArgs {
-    pub fn url(&self) -> String {
-        self.store
-            .clone()
-            .unwrap_or_else(|| defaults::store_url(&self.data.data_dir))
+    /// The store `--store`/`SIS_STORE_URL` names, else DATA_DIR's
+    /// (`--data-dir`/`SIS_DATA_DIR`), with a SQLite path made absolute (the
+    /// same store whatever the working directory of a later command that
+    /// is given the same settings; the directory's links resolved when it
+    /// exists). Creates nothing.
+    pub fn location(&self) -> anyhow::Result<StoreLocation> {
+        let (url, default) = match &self.store {
+            Some(u) => (u.clone(), false),
+            None => (defaults::store_url(&self.data.data_dir), true),
+        };
+        let Some(rest) = url.strip_prefix("sqlite://") else {
+            return Ok(StoreLocation {
+                url,
+                sqlite_file: None,
+                default,
+            });
+        };
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        if path.is_empty() {
+            bail!("store URL {url}: expected sqlite://PATH or postgres://...");
+        }
+        let file = std::path::absolute(path)
+            .with_context(|| format!("cannot make the store path {path} absolute"))?;
+        // `..` and links of a directory that exists resolved, for the message
+        let file = match (file.parent(), file.file_name()) {
+            (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or(file),
+            _ => file,
+        };
+        let url = match query {
+            Some(q) => format!("sqlite://{}?{q}", file.display()),
+            None => format!("sqlite://{}", file.display()),
+        };
+        Ok(StoreLocation {
+            url,
+            sqlite_file: Some(file),
+            default,
+        })
     }
 
     /// The master key, if the operator provided one.
@@ -467,6 +548,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SIS_FETCH_ALLOW", default_value = defaults::FETCH_ALLOW,
           value_parser = allow_list, value_name = "LIST")]
     pub fetch_allow: sis_fetch::AllowList,
+    /// A directory whose regular files a job's data_url may name as
+    /// file:///PATH (no `..`, no link leading out, no FIFO or device;
+    /// at most --fetch-max-mb). Default: none (file: URLs are refused).
+    #[arg(long, env = "SIS_JOB_FILES_DIR", value_name = "DIR")]
+    pub job_files_dir: Option<PathBuf>,
     /// Largest audio file a job downloads, in MB.
     #[arg(long, env = "SIS_FETCH_MAX_MB", default_value_t = defaults::FETCH_MAX_MB,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -600,6 +686,7 @@ impl ServeArgs {
     /// The [`ServeConfig`]; reads packs and the master key, writes nothing.
     pub fn validate(&self) -> anyhow::Result<ServeConfig> {
         let listen = self.listen;
+        let store = self.store.location()?;
         if self.auth == AuthMode::None && !listen.ip().is_loopback() {
             bail!("--auth none is refused on {listen}: without authentication the server may only listen on a loopback address (use --auth sis)");
         }
@@ -637,7 +724,19 @@ impl ServeArgs {
         if job_project_max > job_workers {
             bail!("--job-project-max {job_project_max}: must be between 1 and --job-workers ({job_workers})");
         }
+        let job_files = match &self.job_files_dir {
+            Some(d) => {
+                let d = std::path::absolute(d)
+                    .with_context(|| format!("--job-files-dir {}", d.display()))?;
+                if !d.is_dir() {
+                    bail!("--job-files-dir {}: not a directory", d.display());
+                }
+                Some(d)
+            }
+            None => None,
+        };
         let fetch = sis_fetch::FetchPolicy {
+            local_dir: job_files,
             allow: self.fetch_allow.clone(),
             max_bytes: self.fetch_max_mb * 1_000_000,
             total_timeout: self.fetch_timeout,
@@ -658,7 +757,7 @@ impl ServeArgs {
             listen,
             data_dir: data_dir.clone(),
             auth: self.auth,
-            store_url: self.store.url(),
+            store_url: store.url,
             master_key,
             token_ttl_s: self.token_ttl_s as i64,
             engine: EngineConfig {
@@ -916,6 +1015,121 @@ mod tests {
         assert_eq!(cfg.engine.workers, defaults::workers());
         assert_eq!(cfg.password_checks, defaults::password_checks());
         assert!(cfg.store_url.ends_with("/sisd.db") && cfg.store_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn serve_and_the_operator_commands_find_the_same_store() {
+        let cwd = std::env::current_dir().expect("a working directory");
+        let args = |argv: &[&str]| match Cli::try_parse_from(argv).expect("valid").command {
+            Command::Projects(ProjectsCommand::List { store }) => store,
+            other => panic!("not projects list: {other:?}"),
+        };
+        let rel = args(&["sisd", "projects", "list", "--data-dir", "some/dir"])
+            .location()
+            .expect("a location");
+        let file = cwd.join("some/dir/sisd.db");
+        assert_eq!(rel.url, format!("sqlite://{}", file.display()));
+        assert_eq!(rel.sqlite_file.as_deref(), Some(file.as_path()));
+        assert!(rel.default);
+        // serve resolves it with the same function
+        let models = testdata_models();
+        let serve = serve_args(&[
+            "--data-dir",
+            "some/dir",
+            "--models",
+            models.to_str().expect("utf-8 path"),
+            "--no-probe",
+        ])
+        .expect("valid flags")
+        .validate()
+        .expect("valid");
+        assert_eq!(serve.store_url, rel.url);
+        let given = args(&[
+            "sisd",
+            "projects",
+            "list",
+            "--store",
+            "sqlite://x.db?mode=rwc",
+        ])
+        .location()
+        .expect("a location");
+        let real_cwd = std::fs::canonicalize(&cwd).expect("the working directory");
+        assert_eq!(
+            given.url,
+            format!("sqlite://{}?mode=rwc", real_cwd.join("x.db").display())
+        );
+        assert!(!given.default);
+        let pg = args(&[
+            "sisd",
+            "projects",
+            "list",
+            "--store",
+            "postgres://sis:s3cret@db/sis",
+        ])
+        .location()
+        .expect("a location");
+        assert_eq!(pg.sqlite_file, None);
+        assert_eq!(pg.shown(), "postgres://sis:***@db/sis");
+        assert!(args(&["sisd", "projects", "list", "--store", "sqlite://"])
+            .location()
+            .is_err());
+    }
+
+    #[test]
+    fn rust_log_wins_and_sqlx_stays_quiet_unless_named() {
+        assert_eq!(log_filter(None, None), "sqlx=warn,info");
+        assert_eq!(log_filter(Some("debug"), Some("warn")), "sqlx=warn,debug");
+        assert_eq!(log_filter(None, Some("sisd=debug")), "sqlx=warn,sisd=debug");
+        assert_eq!(log_filter(Some(" "), Some("warn")), "sqlx=warn,warn");
+        assert_eq!(
+            log_filter(Some("debug,sqlx=debug"), None),
+            "debug,sqlx=debug"
+        );
+        assert_eq!(
+            log_filter(Some("info,sqlx::query=info"), None),
+            "info,sqlx::query=info"
+        );
+        for spec in [log_filter(None, None), log_filter(Some("debug"), None)] {
+            assert!(
+                tracing_subscriber::EnvFilter::try_new(&spec).is_ok(),
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn job_files_dir_must_be_a_directory() {
+        let models = testdata_models();
+        let m = models.to_str().expect("utf-8 path");
+        let dir = temp_dir("job-files");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let d = dir.to_str().expect("utf-8 path");
+        let cfg = serve_args(&["--models", m, "--no-probe", "--job-files-dir", d])
+            .expect("valid flags")
+            .validate()
+            .expect("valid");
+        assert_eq!(cfg.fetch.local_dir.as_deref(), Some(dir.as_path()));
+        let none = serve_args(&["--models", m, "--no-probe"])
+            .expect("valid flags")
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            none.fetch.local_dir, None,
+            "not set: file: URLs are refused"
+        );
+        let missing = dir.join("missing");
+        let err = serve_args(&[
+            "--models",
+            m,
+            "--no-probe",
+            "--job-files-dir",
+            missing.to_str().expect("utf-8 path"),
+        ])
+        .expect("valid flags")
+        .validate()
+        .expect_err("not a directory");
+        assert!(err.to_string().contains("--job-files-dir"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// README.md's table of `sisd serve` flags names every flag, with its

@@ -6,12 +6,14 @@
 //!
 //! Handlers return [`HandlerResult`]; an [`AppError`] becomes a response
 //! that carries the error, and [`request_scope`], the outermost layer, gives
-//! it its request id, renders the body and writes the one log line. The
-//! real-time protocols send errors as messages instead
-//! ([`AppError::into_message`], logged by the same [`AppError::log`]).
+//! it its request id, renders the body and writes the request's one log
+//! line, into which the error is folded (every request gets that line,
+//! failed or not: [`log_request`]). The real-time protocols send errors as
+//! messages instead ([`AppError::into_message`], a [`MessageError`] that the
+//! session's one line carries: `rasr.rs`).
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sis_audio::AudioError;
@@ -22,7 +24,7 @@ use sis_jobs::JobError;
 use sis_protocol::transcriber;
 use sis_protocol::{ApiError, SisCode};
 
-use crate::state::RequestId;
+use crate::state::{Notes, RequestId, RequestLog};
 
 /// What every handler returns.
 pub type HandlerResult<T = Response> = Result<T, AppError>;
@@ -117,14 +119,16 @@ impl AppError {
         }
     }
 
-    /// For protocols that send errors as messages (real time): logs a
-    /// server fault with its cause (a refusal is the client's to see), and
-    /// returns what is sent.
-    pub fn into_message(self) -> ApiError {
-        if self.status().is_server_error() {
-            self.log(None);
+    /// For protocols that send errors as messages (real time): what is
+    /// sent, and what the session's log line adds.
+    pub fn into_message(self) -> MessageError {
+        let server_fault = self.server_fault || self.status().is_server_error();
+        let detail = self.detail.clone();
+        MessageError {
+            shown: self.into_api_error(),
+            detail,
+            server_fault,
         }
-        self.into_api_error()
     }
 
     /// What the client is told.
@@ -135,27 +139,11 @@ impl AppError {
         }
     }
 
-    /// The one log line of an error: at error level for server faults (with
-    /// their cause), info for refusals.
-    fn log(&self, request_id: Option<&str>) {
-        let Some(event) = self.event else {
-            tracing::debug!(
-                request_id,
-                status = self.status().as_u16(),
-                "refused (not logged one by one)"
-            );
-            return;
-        };
-        let (code, msg) = match &self.shown {
+    /// The code and message the client is told, for the log.
+    fn shown_code(&self) -> (&str, &str) {
+        match &self.shown {
             Shown::Sis(e) => (e.code.as_str(), e.message.as_str()),
             Shown::Iam { message, .. } => ("IAM", message.as_str()),
-        };
-        let detail = self.detail.as_deref();
-        let status = self.status().as_u16();
-        if self.server_fault || self.status().is_server_error() {
-            tracing::error!(request_id, status, code, msg, detail, "{event}");
-        } else {
-            tracing::info!(request_id, status, code, msg, detail, "{event}");
         }
     }
 
@@ -195,20 +183,161 @@ impl IntoResponse for AppError {
     }
 }
 
-/// The outermost layer: gives the request its id (`X-Request-Id`), and
-/// renders and logs any [`AppError`] from inside.
+/// An error a real-time protocol sends as a message (ERROR, FATAL_ERROR):
+/// what is sent, and what only the session's log line gets.
+#[derive(Clone, Debug)]
+pub struct MessageError {
+    pub shown: ApiError,
+    /// The internal cause of a server fault; logged, never sent.
+    pub detail: Option<String>,
+    /// Logged at error level.
+    pub server_fault: bool,
+}
+
+impl From<ApiError> for MessageError {
+    fn from(shown: ApiError) -> MessageError {
+        MessageError {
+            server_fault: shown.status >= 500,
+            shown,
+            detail: None,
+        }
+    }
+}
+
+/// The outermost layer: gives the request its id (`X-Request-Id`), renders
+/// any [`AppError`] from inside, and writes the request's one log line.
 pub async fn request_scope(mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let id = RequestId::generate();
+    let api = api_name(req.method(), req.uri().path());
+    let notes = RequestLog::default();
     req.extensions_mut().insert(id.clone());
+    req.extensions_mut().insert(notes.clone());
     let mut resp = next.run(req).await;
-    if let Some(error) = resp.extensions_mut().remove::<AppError>() {
-        error.log(Some(&id.0));
+    let error = resp.extensions_mut().remove::<AppError>();
+    let status = error.as_ref().map_or(resp.status(), AppError::status);
+    log_request(
+        api,
+        &id.0,
+        status,
+        error.as_ref(),
+        &notes.take(),
+        started.elapsed(),
+    );
+    if let Some(error) = error {
         resp = error.render(&id.0);
     }
     if let Ok(v) = HeaderValue::from_str(&id.0) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The API a request calls, by method and path (before routing, so that
+/// requests refused by the outer layers are named too); `None` for
+/// anything else.
+pub fn api_name(method: &Method, path: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let name = match parts.as_slice() {
+        ["", "v1", p, "asr", "short-audio"] if !p.is_empty() && method == Method::POST => {
+            "short-audio"
+        }
+        ["", "v1", p, "asr", "transcriber", "jobs"] if !p.is_empty() && method == Method::POST => {
+            "jobs.create"
+        }
+        ["", "v1", p, "asr", "transcriber", "jobs", j]
+            if !p.is_empty() && !j.is_empty() && method == Method::GET =>
+        {
+            "jobs.get"
+        }
+        ["", "v1", p, "rasr", m] if !p.is_empty() && !m.is_empty() && method == Method::GET => {
+            "rasr"
+        }
+        ["", "v3", "auth", "tokens"] if method == Method::POST => "tokens.issue",
+        ["", "v3", "auth", "tokens"] if method == Method::DELETE => "tokens.revoke",
+        ["", "health"] if method == Method::GET => "health",
+        _ => return None,
+    };
+    Some(name)
+}
+
+/// Seconds of audio rounded to 10 ms, for log lines.
+pub fn seconds(s: f64) -> f64 {
+    (s * 100.0).round() / 100.0
+}
+
+/// Writes one event at a level chosen at run time (tracing fixes the level
+/// of each call site).
+macro_rules! event_at {
+    ($level:expr, $($rest:tt)+) => {
+        match $level {
+            tracing::Level::ERROR => tracing::error!($($rest)+),
+            tracing::Level::WARN => tracing::warn!($($rest)+),
+            tracing::Level::INFO => tracing::info!($($rest)+),
+            _ => tracing::debug!($($rest)+),
+        }
+    };
+}
+pub(crate) use event_at;
+
+/// The level of a request's line: debug for what is not an API call
+/// (unknown paths: scanners), `/health` (polled), refusals not logged one by
+/// one (floods) and accepted WebSocket upgrades (each real-time session has
+/// its own line); error for server faults; info otherwise.
+fn request_level(
+    api: Option<&str>,
+    status: StatusCode,
+    error: Option<&AppError>,
+) -> tracing::Level {
+    let quiet = error.is_some_and(|e| e.event.is_none());
+    let fault = error.is_some_and(|e| e.server_fault) || status.is_server_error();
+    if api.is_none() || api == Some("health") || quiet {
+        tracing::Level::DEBUG
+    } else if fault {
+        tracing::Level::ERROR
+    } else if status == StatusCode::SWITCHING_PROTOCOLS {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    }
+}
+
+/// The one line of an HTTP request: the API, the project, the status and
+/// SIS code, the seconds of audio, the latency and the trace id (the
+/// request id, `X-Request-Id`); an error's message and internal cause
+/// (never sent) are folded into it. Never a body, a header or a secret.
+fn log_request(
+    api: Option<&'static str>,
+    trace_id: &str,
+    status: StatusCode,
+    error: Option<&AppError>,
+    notes: &Notes,
+    latency: std::time::Duration,
+) {
+    let level = request_level(api, status, error);
+    let (code, msg) = match error.map(AppError::shown_code) {
+        Some((c, m)) => (Some(c), Some(m)),
+        None => (None, None),
+    };
+    let detail = error.and_then(|e| e.detail.as_deref());
+    let message = error.and_then(|e| e.event).unwrap_or("request");
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    event_at!(
+        level,
+        target: "sisd::request",
+        api = api.unwrap_or("none"),
+        project = notes.project.as_deref(),
+        user = notes.user.as_deref(),
+        job_id = notes.job_id.as_deref(),
+        status = status.as_u16(),
+        code,
+        msg,
+        detail,
+        audio_s = notes.audio_s.map(seconds),
+        latency_ms,
+        trace_id,
+        "{message}"
+    );
 }
 
 // ---- internal errors ----
@@ -260,11 +389,12 @@ pub fn engine(e: EngineError) -> AppError {
     }
 }
 
-/// A fetch error: the URL's own fault (SIS.0032) or the network's
+/// A fetch error: the URL's own fault (SIS.0032: a scheme, address or
+/// local file the policy refuses, or a file too large) or the network's
 /// (SIS.0001, like SIS's storage connection errors).
 fn fetch(what: &str, e: &FetchError) -> ApiError {
     match e.kind() {
-        FetchErrorKind::Forbidden | FetchErrorKind::BadUrl => {
+        FetchErrorKind::Forbidden | FetchErrorKind::BadUrl | FetchErrorKind::LocalFile => {
             ApiError::invalid(format!("{what} is not allowed: {e}"))
         }
         FetchErrorKind::TooLarge => ApiError::invalid(format!(
@@ -551,6 +681,82 @@ mod tests {
         assert_eq!(v["error"]["code"], 401);
         assert_eq!(v["error"]["title"], "Unauthorized");
         assert_eq!(v["error"]["message"], "The username or password is wrong.");
+    }
+
+    #[test]
+    fn requests_are_named_by_method_and_path() {
+        let name = |m: Method, p: &str| api_name(&m, p);
+        assert_eq!(
+            name(Method::POST, "/v1/p/asr/short-audio"),
+            Some("short-audio")
+        );
+        assert_eq!(name(Method::GET, "/v1/p/asr/short-audio"), None);
+        assert_eq!(
+            name(Method::POST, "/v1/p/asr/transcriber/jobs"),
+            Some("jobs.create")
+        );
+        assert_eq!(
+            name(Method::GET, "/v1/p/asr/transcriber/jobs/j"),
+            Some("jobs.get")
+        );
+        assert_eq!(name(Method::GET, "/v1/p/asr/transcriber/jobs/"), None);
+        assert_eq!(name(Method::GET, "/v1/p/rasr/short-stream"), Some("rasr"));
+        assert_eq!(name(Method::POST, "/v3/auth/tokens"), Some("tokens.issue"));
+        assert_eq!(
+            name(Method::DELETE, "/v3/auth/tokens"),
+            Some("tokens.revoke")
+        );
+        assert_eq!(name(Method::GET, "/health"), Some("health"));
+        assert_eq!(name(Method::GET, "/v1//asr/short-audio"), None);
+        assert_eq!(name(Method::GET, "/wp-login.php"), None);
+    }
+
+    #[test]
+    fn one_line_per_request_at_the_level_it_deserves() {
+        use tracing::Level;
+        let ok = StatusCode::OK;
+        assert_eq!(request_level(Some("short-audio"), ok, None), Level::INFO);
+        assert_eq!(request_level(Some("health"), ok, None), Level::DEBUG);
+        assert_eq!(
+            request_level(Some("rasr"), StatusCode::SWITCHING_PROTOCOLS, None),
+            Level::DEBUG,
+            "each session has its own line"
+        );
+        let refused = AppError::from(ApiError::invalid("x"));
+        assert_eq!(
+            request_level(Some("short-audio"), refused.status(), Some(&refused)),
+            Level::INFO
+        );
+        let fault = internal_error().detail("store down");
+        assert_eq!(
+            request_level(Some("jobs.get"), fault.status(), Some(&fault)),
+            Level::ERROR
+        );
+        let config = unauthenticated("Get secretKey failed").server_fault();
+        assert_eq!(
+            request_level(Some("short-audio"), config.status(), Some(&config)),
+            Level::ERROR
+        );
+        let scan = not_found();
+        assert_eq!(
+            request_level(None, scan.status(), Some(&scan)),
+            Level::DEBUG
+        );
+        let flood = sign_ins_throttled();
+        assert_eq!(
+            request_level(Some("tokens.issue"), flood.status(), Some(&flood)),
+            Level::DEBUG
+        );
+    }
+
+    #[test]
+    fn real_time_errors_keep_their_cause_for_the_session_line() {
+        let m = engine(EngineError::WorkerLost("pipe closed".into())).into_message();
+        assert!(m.server_fault);
+        assert_eq!(m.detail.as_deref(), Some("engine worker lost: pipe closed"));
+        assert!(!m.shown.message.contains("pipe"));
+        let m: MessageError = rasr::idle().into();
+        assert!(!m.server_fault && m.detail.is_none());
     }
 
     #[test]

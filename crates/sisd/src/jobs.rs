@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use sis_protocol::transcriber;
 
 use crate::errors::{self, HandlerResult};
-use crate::state::{AppState, Principal, MAX_JOB_BODY_BYTES};
+use crate::state::{clip, AppState, Principal, RequestLog, MAX_JOB_BODY_BYTES};
 
 fn json(body: String) -> Response {
     (
@@ -23,19 +23,27 @@ fn json(body: String) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
+    log: Option<Extension<RequestLog>>,
     body: Body,
 ) -> HandlerResult {
     let bytes = axum::body::to_bytes(body, MAX_JOB_BODY_BYTES)
         .await
         .map_err(|e| errors::body(&e))?;
     let id = state.jobs.create(&caller.project_id, &bytes).await?;
+    if let Some(Extension(log)) = log {
+        log.note(|n| n.job_id = Some(id.clone()));
+    }
     Ok(json(transcriber::create_response(&id)))
 }
 
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
+    log: Option<Extension<RequestLog>>,
     Path((_project, job_id)): Path<(String, String)>,
 ) -> HandlerResult {
+    if let Some(Extension(log)) = log {
+        log.note(|n| n.job_id = Some(clip(&job_id)));
+    }
     Ok(json(state.jobs.get(&caller.project_id, &job_id).await?))
 }

@@ -29,11 +29,14 @@ use sis_pool::EnginePool;
 
 fn main() -> ExitCode {
     return_large_blocks();
+    let var = |name: &str| std::env::var(name).ok();
+    let spec = config::log_filter(var("RUST_LOG").as_deref(), var("SIS_LOG").as_deref());
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("sisd: ignoring the log filter {spec:?} ({e}); logging at info");
+        tracing_subscriber::EnvFilter::new(config::log_filter(None, None))
+    });
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIS_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -77,7 +80,14 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = args.validate()?;
     let prepared = cfg.prepare()?;
     cfg.http.max_connections = fit_descriptors(cfg.http.max_connections);
-    tracing::info!(packs = cfg.engine.packs.len(), data_dir = %cfg.data_dir.display(), auth = ?cfg.auth, "loading model packs");
+    tracing::info!(
+        packs = cfg.engine.packs.len(),
+        data_dir = %cfg.data_dir.display(),
+        store = %sis_store::redact_url(&cfg.store_url),
+        auth = ?cfg.auth,
+        job_files_dir = cfg.fetch.local_dir.as_ref().map(|d| d.display().to_string()),
+        "loading model packs"
+    );
     let engine = Arc::new(
         EnginePool::start(cfg.engine.clone(), cfg.engine_workers).context("cannot start")?,
     );

@@ -2,7 +2,7 @@
 //! §6). One async task per connection speaks the protocol; recognition runs
 //! on the engine's stream workers (`sis_engine::stream`), never here.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -13,8 +13,8 @@ use sis_protocol::rasr::{self, Command, EndReason, Mode, StartConfig};
 use sis_protocol::ApiError;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::errors::{self, rasr as refuse, HandlerResult};
-use crate::state::{AppState, Principal};
+use crate::errors::{self, event_at, rasr as refuse, HandlerResult, MessageError};
+use crate::state::{AppState, Principal, RequestId};
 use crate::ws::{self, close, Inbound, Socket};
 
 /// Audio a session may have waiting for its stream worker; beyond it the
@@ -25,18 +25,58 @@ const MAX_BACKLOG: Duration = Duration::from_secs(2);
 pub async fn upgrade(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
+    id: Option<Extension<RequestId>>,
     Path((_project_id, mode)): Path<(String, String)>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> HandlerResult {
     let mode = Mode::from_path(&mode).ok_or_else(errors::not_found)?;
     let open = state.rasr_connections.clone();
+    let who = Who {
+        project: caller.project_id.clone(),
+        request_id: id.map(|Extension(RequestId(id))| id).unwrap_or_default(),
+    };
     ws::accept(upgrade, &caller, ws::REALTIME, &open, move |socket| {
-        Connection::new(state, mode, socket).run()
+        Connection::new(state, mode, who, socket).run()
     })
+}
+
+/// Whose connection it is, for its log lines.
+struct Who {
+    project: String,
+    /// The upgrade request's id (`X-Request-Id`): every session of the
+    /// connection names it.
+    request_id: String,
+}
+
+/// How a session ended, for its one log line.
+struct Ending {
+    /// `end` (END, final result sent), `cancel` (END with cancel),
+    /// `client_gone` (closed or stopped reading), `error` (ERROR, then
+    /// END(ERROR)), `idle_timeout`, `too_long`, `shutdown`, `engine_failed`
+    /// (FATAL_ERROR).
+    how: &'static str,
+    /// What the client was told, when an error ended it.
+    error: Option<MessageError>,
+}
+
+impl Ending {
+    fn new(how: &'static str) -> Ending {
+        Ending { how, error: None }
+    }
+
+    fn error(how: &'static str, e: MessageError) -> Ending {
+        Ending {
+            how,
+            error: Some(e),
+        }
+    }
 }
 
 struct Session {
     trace_id: String,
+    started: Instant,
+    /// Final results sent.
+    sentences: u64,
     cfg: StartConfig,
     handle: Option<StreamHandle>,
     events: UnboundedReceiver<StreamEvent>,
@@ -53,6 +93,7 @@ struct Session {
 struct Connection {
     state: AppState,
     mode: Mode,
+    who: Who,
     socket: Socket,
     session: Option<Session>,
     /// An error was reported for stray audio since the last START.
@@ -65,10 +106,11 @@ enum Flow {
 }
 
 impl Connection {
-    fn new(state: AppState, mode: Mode, socket: Socket) -> Connection {
+    fn new(state: AppState, mode: Mode, who: Who, socket: Socket) -> Connection {
         Connection {
             state,
             mode,
+            who,
             socket,
             session: None,
             stray_reported: false,
@@ -99,7 +141,7 @@ impl Connection {
                 msg = self.socket.recv(), if !backlogged => self.on_message(msg).await,
                 ev = next_event(&mut self.session) => self.on_event(ev).await,
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.fatal(refuse::connection_too_long()).await;
+                    self.fatal(refuse::connection_too_long().into(), "too_long").await;
                     Flow::Close
                 }
                 d = crate::shutdown::wait(&mut stop), if stop_deadline.is_none() => {
@@ -107,7 +149,7 @@ impl Connection {
                     Flow::Continue
                 }
                 _ = tokio::time::sleep_until(stop_deadline.unwrap_or(deadline)), if stop_deadline.is_some() => {
-                    self.fatal(refuse::shutting_down()).await;
+                    self.fatal(refuse::shutting_down().into(), "shutdown").await;
                     Flow::Close
                 }
             };
@@ -115,32 +157,123 @@ impl Connection {
                 break;
             }
         }
+        // a session still open: the client closed the connection or
+        // stopped reading (every other end was logged where it happened);
         // dropping the session's handle frees its engine resources
-        self.session = None;
+        if let Some(s) = self.session.take() {
+            self.log_session(s, Ending::new("client_gone"));
+        }
     }
 
-    /// FATAL_ERROR, then a close frame (the connection ends).
-    async fn fatal(&mut self, e: ApiError) {
-        let trace = self
-            .session
-            .as_ref()
-            .map(|s| s.trace_id.clone())
-            .unwrap_or_else(new_trace);
-        let _ = self.send(rasr::error_response(&trace, &e, true)).await;
+    /// The one line of a session, when it ends: at error level when a
+    /// server fault ended it, else info. Never audio or results.
+    fn log_session(&self, s: Session, end: Ending) {
+        let e = end.error.as_ref();
+        let level = if e.is_some_and(|e| e.server_fault) {
+            tracing::Level::ERROR
+        } else {
+            tracing::Level::INFO
+        };
+        let duration_ms = u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let audio_s = errors::seconds(s.received_bytes as f64 / s.bytes_per_second.max(1) as f64);
+        event_at!(
+            level,
+            api = "rasr",
+            mode = self.mode.as_path(),
+            project = self.who.project.as_str(),
+            property = s.cfg.property.name(),
+            audio_s,
+            sentences = s.sentences,
+            end = end.how,
+            code = e.map(|e| e.shown.code.as_str()),
+            msg = e.map(|e| e.shown.message.as_str()),
+            detail = e.and_then(|e| e.detail.as_deref()),
+            duration_ms,
+            trace_id = s.trace_id.as_str(),
+            request_id = self.who.request_id.as_str(),
+            "real-time session"
+        );
+    }
+
+    /// The line of an error sent while no session is open (a START
+    /// refused, a command out of order, a connection closed for idling).
+    fn log_outside(&self, e: &MessageError, trace_id: &str, property: Option<&str>, what: &str) {
+        let level = if e.server_fault {
+            tracing::Level::ERROR
+        } else {
+            tracing::Level::INFO
+        };
+        event_at!(
+            level,
+            api = "rasr",
+            mode = self.mode.as_path(),
+            project = self.who.project.as_str(),
+            property,
+            code = e.shown.code.as_str(),
+            msg = e.shown.message.as_str(),
+            detail = e.detail.as_deref(),
+            trace_id,
+            request_id = self.who.request_id.as_str(),
+            "{what}"
+        );
+    }
+
+    /// FATAL_ERROR, then a close frame (the connection ends); `how` names
+    /// the session's end in its line.
+    async fn fatal(&mut self, e: MessageError, how: &'static str) {
+        let trace = match self.session.take() {
+            Some(s) => {
+                let trace = s.trace_id.clone();
+                self.log_session(s, Ending::error(how, e.clone()));
+                trace
+            }
+            None => {
+                let trace = new_trace();
+                self.log_outside(&e, &trace, None, "real-time connection closed");
+                trace
+            }
+        };
+        let _ = self
+            .send(rasr::error_response(&trace, &e.shown, true))
+            .await;
         let _ = self.socket.close_frame(close::NORMAL, "").await;
     }
 
-    /// ERROR; if a session is open it ends with END(ERROR).
-    async fn error(&mut self, e: ApiError) -> Flow {
-        let trace = self
-            .session
-            .as_ref()
-            .map(|s| s.trace_id.clone())
-            .unwrap_or_else(new_trace);
-        if !self.send(rasr::error_response(&trace, &e, false)).await {
+    /// ERROR; if a session is open it ends with END(ERROR) (its line
+    /// carries the error), else the error has a line of its own.
+    async fn error(&mut self, e: MessageError) -> Flow {
+        self.error_for(e, None).await
+    }
+
+    /// [`Connection::error`] for a START refused: its line names the property.
+    async fn error_for(&mut self, e: MessageError, property: Option<&str>) -> Flow {
+        let trace = match &self.session {
+            Some(s) => s.trace_id.clone(),
+            None => {
+                let trace = new_trace();
+                let what = if property.is_some() {
+                    "real-time session refused"
+                } else {
+                    "real-time message refused"
+                };
+                self.log_outside(&e, &trace, property, what);
+                trace
+            }
+        };
+        let sent = self
+            .send(rasr::error_response(&trace, &e.shown, false))
+            .await;
+        let ended = match self.session.take() {
+            Some(s) => {
+                self.log_session(s, Ending::error("error", e));
+                true
+            }
+            None => false,
+        };
+        if !sent {
             return Flow::Close;
         }
-        if self.session.take().is_some()
+        if ended
             && !self
                 .send(rasr::end_response(&trace, EndReason::Error))
                 .await
@@ -161,14 +294,14 @@ impl Connection {
     async fn on_message(&mut self, m: Inbound) -> Flow {
         match m {
             Inbound::Text(t) => match rasr::parse_command(t.as_str()) {
-                Err(e) => self.error(e).await,
+                Err(e) => self.error(e.into()).await,
                 Ok(Command::Start(cfg)) => self.start(*cfg).await,
                 Ok(Command::End { cancel }) => self.end(cancel).await,
             },
             Inbound::Binary(b) => self.audio(&b).await,
             Inbound::Closed => Flow::Close,
             Inbound::Idle => {
-                self.fatal(refuse::idle()).await;
+                self.fatal(refuse::idle().into(), "idle_timeout").await;
                 Flow::Close
             }
             // a client that pings but does not read is dropped
@@ -185,14 +318,15 @@ impl Connection {
 
     async fn start(&mut self, cfg: StartConfig) -> Flow {
         if self.session.is_some() {
-            return self.error(refuse::start_while_open()).await;
+            return self.error(refuse::start_while_open().into()).await;
         }
         self.stray_reported = false;
+        let property = cfg.property.name().to_string();
+        let refused = |e: ApiError| MessageError::from(e);
         let engine = &self.state.engine;
         if !engine.serves_realtime(&cfg.property) {
-            return self
-                .error(refuse::property_not_served(cfg.property.name()))
-                .await;
+            let e = refused(refuse::property_not_served(&property));
+            return self.error_for(e, Some(&property)).await;
         }
         let segmentation = match self.mode {
             Mode::ShortStream => Segmentation::Whole,
@@ -200,11 +334,17 @@ impl Connection {
             Mode::SentenceStream => Segmentation::FirstSentence,
         };
         if segmentation != Segmentation::Whole && !engine.has_vad() {
-            return self.error(refuse::needs_vad()).await;
+            return self
+                .error_for(refused(refuse::needs_vad()), Some(&property))
+                .await;
         }
         let (raw_enc, rate) = match cfg.format.raw() {
             Some(r) => r,
-            None => return self.error(refuse::bad_audio_format()).await,
+            None => {
+                return self
+                    .error_for(refused(refuse::bad_audio_format()), Some(&property))
+                    .await
+            }
         };
         let bytes_per_sample = if raw_enc == sis_core::RawEncoding::Pcm16Le {
             2
@@ -223,11 +363,16 @@ impl Connection {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let handle = match engine.open_stream(&cfg.property, params, tx.into()) {
             Ok(h) => h,
-            Err(e) => return self.error(errors::engine(e).into_message()).await,
+            Err(e) => {
+                let e = errors::engine(e).into_message();
+                return self.error_for(e, Some(&property)).await;
+            }
         };
         let trace_id = new_trace();
         self.session = Some(Session {
             trace_id: trace_id.clone(),
+            started: Instant::now(),
+            sentences: 0,
             cfg,
             handle: Some(handle),
             events: rx,
@@ -247,14 +392,16 @@ impl Connection {
 
     async fn end(&mut self, cancel: bool) -> Flow {
         let Some(s) = self.session.as_mut() else {
-            return self.error(refuse::end_without_start()).await;
+            return self.error(refuse::end_without_start().into()).await;
         };
         if s.ending {
             return Flow::Continue;
         }
         if cancel {
             let trace = s.trace_id.clone();
-            self.session = None;
+            if let Some(s) = self.session.take() {
+                self.log_session(s, Ending::new("cancel"));
+            }
             return if self
                 .send(rasr::end_response(&trace, EndReason::Cancel))
                 .await
@@ -278,7 +425,7 @@ impl Connection {
                 return Flow::Continue;
             }
             self.stray_reported = true;
-            return self.error(refuse::audio_before_start()).await;
+            return self.error(refuse::audio_before_start().into()).await;
         };
         if s.ending || s.exceeded {
             return Flow::Continue;
@@ -289,7 +436,7 @@ impl Connection {
         let (_, hi) = rasr::frame_bounds(s.cfg.format);
         if bytes.len() > hi {
             let e = rasr::frame_size_error(bytes.len(), s.cfg.format);
-            return self.error(e).await;
+            return self.error(e.into()).await;
         }
         let limit = mode.max_audio_ms() * s.bytes_per_second / 1000;
         let take = (limit.saturating_sub(s.received_bytes) as usize).min(bytes.len());
@@ -316,7 +463,7 @@ impl Connection {
                 sis_audio::DecodeLimits { max_ms: u64::MAX },
             ) {
                 Ok(p) => p,
-                Err(e) => return self.error(refuse::audio(&e)).await,
+                Err(e) => return self.error(refuse::audio(&e).into()).await,
             }
         };
         s.received_bytes += bytes.len() as u64;
@@ -349,7 +496,12 @@ impl Connection {
         let text = match ev {
             None => {
                 // the engine side went away
-                return self.error(refuse::engine_gone()).await;
+                let e = MessageError {
+                    detail: Some("the session's event channel closed".into()),
+                    server_fault: true,
+                    ..refuse::engine_gone().into()
+                };
+                return self.error(e).await;
             }
             Some(StreamEvent::VoiceStart { ms }) => rasr::event_response(&trace, "VOICE_START", ms),
             Some(StreamEvent::VoiceEnd { ms }) => rasr::event_response(&trace, "VOICE_END", ms),
@@ -361,16 +513,23 @@ impl Connection {
                 end_ms,
                 is_final,
                 transcript,
-            }) => rasr::result_response(
-                &trace,
-                start_ms,
-                end_ms,
-                is_final,
-                &transcript,
-                s.cfg.options.need_word_info,
-            ),
+            }) => {
+                if is_final {
+                    s.sentences += 1;
+                }
+                rasr::result_response(
+                    &trace,
+                    start_ms,
+                    end_ms,
+                    is_final,
+                    &transcript,
+                    s.cfg.options.need_word_info,
+                )
+            }
             Some(StreamEvent::Finished) => {
-                self.session = None;
+                if let Some(s) = self.session.take() {
+                    self.log_session(s, Ending::new("end"));
+                }
                 rasr::end_response(&trace, EndReason::Normal)
             }
             Some(StreamEvent::Failed(m)) => {
@@ -378,9 +537,16 @@ impl Connection {
                 // died): FATAL_ERROR, then a close handshake that reads
                 // what the client still sends (closing on unread audio
                 // would reset the connection before it reads either)
-                tracing::error!(error = %m, "real-time session failed");
-                let e = refuse::engine_stopped();
-                if self.send(rasr::error_response(&trace, &e, true)).await {
+                let e = MessageError {
+                    detail: Some(m),
+                    server_fault: true,
+                    ..refuse::engine_stopped().into()
+                };
+                let shown = e.shown.clone();
+                if let Some(s) = self.session.take() {
+                    self.log_session(s, Ending::error("engine_failed", e));
+                }
+                if self.send(rasr::error_response(&trace, &shown, true)).await {
                     self.socket
                         .close_handshake(close::INTERNAL_ERROR, "recognition engine stopped")
                         .await;

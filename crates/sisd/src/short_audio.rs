@@ -3,17 +3,19 @@
 //! (on the blocking pool), recognise with the engine, answer.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use sis_engine::EngineError;
 use sis_protocol::short_audio;
 
 use crate::errors::{self, HandlerResult};
-use crate::state::{AppState, MAX_BODY_BYTES};
+use crate::state::{AppState, RequestId, RequestLog, MAX_BODY_BYTES};
 
 pub async fn handler(
     State(state): State<AppState>,
+    id: Option<Extension<RequestId>>,
+    log: Option<Extension<RequestLog>>,
     headers: HeaderMap,
     body: Body,
 ) -> HandlerResult {
@@ -43,6 +45,10 @@ pub async fn handler(
         .await
         .map_err(|_| errors::task_failed())?
         .map_err(errors::short_audio_audio)?;
+    if let Some(Extension(log)) = &log {
+        let audio_s = pcm.samples.len() as f64 / f64::from(pcm.sample_rate.max(1));
+        log.note(|n| n.audio_s = Some(audio_s));
+    }
     short_audio::check_sample_rate(pcm.sample_rate, &req.property)?;
     let need_word_info = req.options.need_word_info;
     let transcript = state
@@ -50,7 +56,11 @@ pub async fn handler(
         .recognize(&req.property, pcm, req.options)
         .await
         .map_err(errors::engine)?;
-    let trace_id = uuid::Uuid::new_v4().to_string();
+    // the trace id a client reports is the request id of the log line
+    let trace_id = match id {
+        Some(Extension(RequestId(id))) => id,
+        None => RequestId::generate().0,
+    };
     Ok((
         StatusCode::OK,
         [("content-type", "application/json;charset=utf-8")],

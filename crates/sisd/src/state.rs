@@ -3,7 +3,7 @@
 //! and the error layer depend on this module; it depends on none of them.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sis_auth::secrets::MasterKey;
 use sis_auth::FailureLimiter;
@@ -40,6 +40,42 @@ pub struct RequestId(pub String);
 impl RequestId {
     pub fn generate() -> RequestId {
         RequestId(uuid::Uuid::new_v4().to_string())
+    }
+}
+
+/// What the layers and handlers learn of a request for its one log line
+/// (`errors::request_scope` writes it once the request is answered). Never
+/// a secret, a body or audio.
+#[derive(Clone, Debug, Default)]
+pub struct RequestLog(Arc<Mutex<Notes>>);
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Notes {
+    /// The project of the path (`/v1/{project_id}/`), or the token's scope.
+    pub project: Option<String>,
+    /// The user a token is asked for (`domain/name`).
+    pub user: Option<String>,
+    /// Seconds of audio, once decoded.
+    pub audio_s: Option<f64>,
+    /// The job created or read.
+    pub job_id: Option<String>,
+}
+
+/// A value the client chose, as a log line shows it: at most 64 characters.
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+impl RequestLog {
+    pub fn note(&self, f: impl FnOnce(&mut Notes)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub fn take(&self) -> Notes {
+        std::mem::take(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
