@@ -43,6 +43,8 @@ def write_manifest(dirname, kind, model_type, description):
         "# 8 kHz properties are served by this 16 kHz model; audio is resampled first.",
         "resample_8k = true",
         f'description = "{description}"',
+        "# Recognises synthetic test speech only: the server warns when it serves it.",
+        "test_only = true",
         "",
     ]
     for f in files:

@@ -3,16 +3,29 @@
 //! ```toml
 //! name = "zh-tiny-ctc-offline"
 //! kind = "offline_asr"          # offline_asr | streaming_asr | vad | punctuation
-//! model_type = "nemo_ctc"
+//! model_type = "nemo_ctc"       # see required_roles
 //! language = "zh"
 //! sample_rate = 16000
 //! properties = ["chinese_16k_common", "chinese_8k_common"]
 //! resample_8k = true            # 8 kHz properties served by this 16 kHz model
+//! description = "..."
+//! license = "Apache-2.0"        # optional
+//! source = "https://... sha256 ..." # optional: where the files came from
+//! test_only = true              # optional: recognises synthetic test speech only
 //! [[files]]
 //! path = "model.onnx"
 //! sha256 = "..."
 //! role = "model"               # optional for model.onnx / tokens.txt
 //! ```
+//!
+//! `docs/PACKS.md` documents every field, the kinds, model types and roles.
+//! The manifest itself is not hashed: editing it (e.g. `properties`) needs
+//! no rehash; the files it lists are.
+//!
+//! A `test_only` pack (the committed packs under `testdata/models`) is
+//! loaded like any other, but the server warns at start and in `/health`, and
+//! `sisd models list` marks it, so nobody mistakes it for a real model; and a
+//! real pack serving the same property wins over it (`registry.rs`).
 //!
 //! Checking a pack ([`Pack::check`]) never calls sherpa-onnx: it reads the
 //! manifest, hashes the files, parses the ONNX metadata and the token table,
@@ -23,14 +36,18 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::onnx_meta;
 
 pub const MANIFEST: &str = "pack.toml";
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+/// What the server says (log at start, `/health`) when it serves a
+/// `test_only` pack.
+pub const TEST_ONLY_WARNING: &str = "serving test packs that only recognise synthetic test speech";
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum PackKind {
     OfflineAsr,
@@ -50,22 +67,23 @@ impl PackKind {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {
     pub path: String,
     pub sha256: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// `pack.toml` (read here; written by the installer with `toml`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
     pub kind: PackKind,
     pub model_type: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     #[serde(default = "default_rate")]
     pub sample_rate: u32,
@@ -73,9 +91,26 @@ pub struct Manifest {
     pub properties: Vec<String>,
     #[serde(default)]
     pub resample_8k: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The model's licence, as its publisher states it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Where the files came from (a URL or a path, and the archive's sha256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// A pack that only recognises synthetic test speech (the committed
+    /// test packs): loaded, but flagged everywhere it shows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test_only: bool,
     pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// The manifest as `pack.toml` text.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| format!("cannot write {MANIFEST}: {e}"))
+    }
 }
 
 fn default_rate() -> u32 {
@@ -97,6 +132,76 @@ pub fn required_roles(kind: PackKind, model_type: &str) -> Option<&'static [&'st
         _ => return None,
     })
 }
+
+/// (role, integer keys, other keys).
+type MetadataRule = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// Metadata sherpa-onnx reads from a model file of `role` with a reader that
+/// ends the process when the key is missing (or, for the integers, not an
+/// integer): (role, integer keys, other keys). Checked by [`Pack::check`].
+/// (nemo_ctc has its own, stricter check below.)
+fn required_metadata(kind: PackKind, model_type: &str) -> &'static [MetadataRule] {
+    use PackKind::*;
+    match (kind, model_type) {
+        // offline-paraformer-model.cc
+        (OfflineAsr, "paraformer") => &[(
+            "model",
+            &["vocab_size", "lfr_window_size", "lfr_window_shift"],
+            &["neg_mean", "inv_stddev"],
+        )],
+        // offline-sense-voice-model.cc (the language and ITN ids: below)
+        (OfflineAsr, "sense_voice") => &[(
+            "model",
+            &[
+                "vocab_size",
+                "lfr_window_size",
+                "lfr_window_shift",
+                "normalize_samples",
+            ],
+            &[],
+        )],
+        // online-transducer-model.cc picks the encoder's code by its
+        // model_type; every transducer decoder reads these two
+        (StreamingAsr, "transducer") => &[
+            ("encoder", &[], &["model_type"]),
+            ("decoder", &["vocab_size", "context_size"], &[]),
+        ],
+        (OfflineAsr, "transducer") => &[("decoder", &["vocab_size", "context_size"], &[])],
+        // offline-ct-transformer-model.cc
+        (Punctuation, "ct_transformer") => &[(
+            "model",
+            &["vocab_size"],
+            &["tokens", "punctuations", "unk_symbol"],
+        )],
+        _ => &[],
+    }
+}
+
+/// SenseVoice models other than FunASR-Nano exports also carry these.
+const SENSE_VOICE_IDS: &[&str] = &[
+    "with_itn",
+    "without_itn",
+    "lang_auto",
+    "lang_zh",
+    "lang_en",
+    "lang_ja",
+    "lang_ko",
+    "lang_yue",
+];
+
+/// The encoder model types sherpa-onnx's online transducer knows; any other
+/// ends the process.
+pub const ONLINE_TRANSDUCER_TYPES: &[&str] = &[
+    "conformer",
+    "ebranchformer",
+    "lstm",
+    "zipformer",
+    "zipformer2",
+];
 
 /// A pack whose manifest has been read (files not yet checked).
 #[derive(Clone, Debug)]
@@ -342,6 +447,69 @@ impl Pack {
                 }
             }
         }
+        for (role, ints, present) in required_metadata(m.kind, &m.model_type) {
+            let Some(info) = infos.get(role) else {
+                continue;
+            };
+            let mut ints: Vec<&str> = ints.to_vec();
+            let mut present: Vec<&str> = present.to_vec();
+            if m.model_type == "sense_voice" {
+                let nano = info
+                    .metadata
+                    .get("comment")
+                    .is_some_and(|c| c.contains("Nano"));
+                if !nano {
+                    ints.extend(SENSE_VOICE_IDS);
+                    present.extend(["neg_mean", "inv_stddev"]);
+                }
+            }
+            for k in ints {
+                if info.int(k).is_none() {
+                    return Err(err(
+                        d,
+                        format!("{role} model metadata '{k}' missing or not an integer"),
+                    ));
+                }
+            }
+            for k in present {
+                if !info.metadata.contains_key(k) {
+                    return Err(err(d, format!("{role} model metadata '{k}' missing")));
+                }
+            }
+        }
+        if (m.kind, m.model_type.as_str()) == (PackKind::StreamingAsr, "transducer") {
+            let t = infos["encoder"]
+                .metadata
+                .get("model_type")
+                .map(String::as_str);
+            if !t.is_some_and(|t| ONLINE_TRANSDUCER_TYPES.contains(&t)) {
+                return Err(err(
+                    d,
+                    format!(
+                        "encoder metadata model_type {:?} is not a streaming transducer ({})",
+                        t.unwrap_or(""),
+                        ONLINE_TRANSDUCER_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+        if m.model_type == "ct_transformer" {
+            // sherpa-onnx ends the process when the two disagree
+            let info = &infos["model"];
+            let n = info
+                .metadata
+                .get("tokens")
+                .map_or(0, |t| t.split('|').count());
+            if info.int("vocab_size") != Some(n as i64) {
+                return Err(err(
+                    d,
+                    format!(
+                        "model metadata has {n} tokens but vocab_size {:?}",
+                        info.int("vocab_size")
+                    ),
+                ));
+            }
+        }
         if m.kind == PackKind::Vad {
             let info = &infos["model"];
             if info.inputs.is_empty() {
@@ -398,6 +566,11 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, PackError> {
     let mut out: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
+        // hidden: the installer's staging area
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .filter(|p| p.join(MANIFEST).is_file())
         .collect();
     out.sort();

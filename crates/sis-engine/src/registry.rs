@@ -46,6 +46,8 @@ pub struct PackSummary {
     pub kind: PackKind,
     pub model_type: String,
     pub properties: Vec<String>,
+    /// Recognises synthetic test speech only (`pack.toml`'s `test_only`).
+    pub test_only: bool,
 }
 
 /// What a property's model is chosen for.
@@ -69,24 +71,33 @@ impl Purpose {
     }
 }
 
+/// What the choice of a model looks at.
+#[derive(Clone, Copy, Debug)]
+struct Offered {
+    kind: PackKind,
+    test_only: bool,
+}
+
+impl Offered {
+    /// Higher is better: a real pack over a test pack, then the kind
+    /// preferred for the purpose.
+    fn rank(self, purpose: Purpose) -> (bool, bool) {
+        (!self.test_only, self.kind == purpose.preferred())
+    }
+}
+
 /// Property name → index of the model chosen for one purpose.
 #[derive(Default)]
 struct Selection(HashMap<String, usize>);
 
 impl Selection {
-    /// Offers model `idx` of `kind` for `property`: taken when none was
-    /// chosen yet, or when it is of the preferred kind and the chosen one is not.
-    fn offer(
-        &mut self,
-        purpose: Purpose,
-        property: &str,
-        idx: usize,
-        kind: PackKind,
-        kinds: &[PackKind],
-    ) {
+    /// Offers model `idx` for `property`: taken when none was chosen yet, or
+    /// when it ranks above the chosen one (a real pack over a test pack,
+    /// then the preferred kind); among equals the first stays.
+    fn offer(&mut self, purpose: Purpose, property: &str, idx: usize, offered: &[Offered]) {
         let better = match self.0.get(property) {
             None => true,
-            Some(&j) => kinds[j] != purpose.preferred() && kind == purpose.preferred(),
+            Some(&j) => offered[idx].rank(purpose) > offered[j].rank(purpose),
         };
         if better {
             self.0.insert(property.to_string(), idx);
@@ -119,7 +130,7 @@ impl Registry {
             vad: None,
             summaries: Vec::new(),
         };
-        let mut kinds = Vec::new();
+        let mut offered = Vec::new();
         let mut punctuation = None;
         for pack in check_packs(config)? {
             let m = &pack.manifest;
@@ -128,14 +139,18 @@ impl Registry {
                 kind: m.kind,
                 model_type: m.model_type.clone(),
                 properties: m.properties.clone(),
+                test_only: m.test_only,
             });
             match m.kind {
                 PackKind::OfflineAsr | PackKind::StreamingAsr => {
                     let id = reg.models.len();
-                    kinds.push(m.kind);
+                    offered.push(Offered {
+                        kind: m.kind,
+                        test_only: m.test_only,
+                    });
                     for p in &m.properties {
-                        reg.whole.offer(Purpose::WholeAudio, p, id, m.kind, &kinds);
-                        reg.realtime.offer(Purpose::RealTime, p, id, m.kind, &kinds);
+                        reg.whole.offer(Purpose::WholeAudio, p, id, &offered);
+                        reg.realtime.offer(Purpose::RealTime, p, id, &offered);
                     }
                     // smoked in this process too: with --no-probe nothing
                     // else runs the graph before the first client does
@@ -289,29 +304,64 @@ pub fn check_packs(config: &EngineConfig) -> Result<Vec<Pack>, EngineError> {
 mod tests {
     use super::*;
 
+    fn real(kind: PackKind) -> Offered {
+        Offered {
+            kind,
+            test_only: false,
+        }
+    }
+
+    fn test_pack(kind: PackKind) -> Offered {
+        Offered {
+            kind,
+            test_only: true,
+        }
+    }
+
+    /// The chosen (whole audio, real time) of `offered`, in order.
+    fn choose(offered: &[Offered]) -> (usize, usize) {
+        let (mut whole, mut rt) = (Selection::default(), Selection::default());
+        for id in 0..offered.len() {
+            whole.offer(Purpose::WholeAudio, "chinese_16k_common", id, offered);
+            rt.offer(Purpose::RealTime, "chinese_16k_common", id, offered);
+        }
+        let p = Property::parse("chinese_16k_common").unwrap();
+        (whole.get(&p).unwrap(), rt.get(&p).unwrap())
+    }
+
     #[test]
     fn offline_wins_whole_audio_and_streaming_wins_real_time() {
         use PackKind::*;
         // in either order of installation
         for kinds in [[OfflineAsr, StreamingAsr], [StreamingAsr, OfflineAsr]] {
-            let (mut whole, mut rt) = (Selection::default(), Selection::default());
-            for (id, kind) in kinds.iter().enumerate() {
-                whole.offer(Purpose::WholeAudio, "chinese_16k_common", id, *kind, &kinds);
-                rt.offer(Purpose::RealTime, "chinese_16k_common", id, *kind, &kinds);
-            }
-            let p = Property::parse("chinese_16k_common").unwrap();
-            assert_eq!(kinds[whole.get(&p).unwrap()], OfflineAsr);
-            assert_eq!(kinds[rt.get(&p).unwrap()], StreamingAsr);
+            let offered = kinds.map(real);
+            let (w, r) = choose(&offered);
+            assert_eq!(kinds[w], OfflineAsr);
+            assert_eq!(kinds[r], StreamingAsr);
         }
         // one kind only: it serves both; the first of a kind stays
-        let kinds = [OfflineAsr, OfflineAsr];
-        let mut rt = Selection::default();
-        for (id, kind) in kinds.iter().enumerate() {
-            rt.offer(Purpose::RealTime, "chinese_8k_common", id, *kind, &kinds);
-        }
-        assert_eq!(
-            rt.get(&Property::parse("chinese_8k_common").unwrap()),
-            Some(0)
-        );
+        assert_eq!(choose(&[real(OfflineAsr), real(OfflineAsr)]), (0, 0));
+    }
+
+    #[test]
+    fn a_real_pack_wins_over_a_test_pack_whatever_the_kind_and_order() {
+        use PackKind::*;
+        // the test packs sort after real ones by name today ("zh-tiny-...");
+        // the choice must not depend on it
+        let offered = [
+            test_pack(OfflineAsr),
+            test_pack(StreamingAsr),
+            real(StreamingAsr),
+        ];
+        assert_eq!(choose(&offered), (2, 2));
+        let offered = [
+            real(OfflineAsr),
+            test_pack(OfflineAsr),
+            test_pack(StreamingAsr),
+        ];
+        assert_eq!(choose(&offered), (0, 0));
+        // among test packs the usual preference holds
+        let offered = [test_pack(OfflineAsr), test_pack(StreamingAsr)];
+        assert_eq!(choose(&offered), (0, 1));
     }
 }

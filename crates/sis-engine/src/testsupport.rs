@@ -26,8 +26,14 @@ fn vad_pack_dir() -> &'static Path {
             return installed;
         }
         let src = root().join("../shared/models/silero_vad");
-        crate::install::install_from(&src, &models)
-            .unwrap_or_else(|e| panic!("cannot install the VAD from {}: {e}", src.display()))
+        crate::install::install_from(
+            &src,
+            &models,
+            &crate::install::Catalog::builtin(),
+            &Default::default(),
+        )
+        .map(|i| i.dir)
+        .unwrap_or_else(|e| panic!("cannot install the VAD from {}: {e}", src.display()))
     })
 }
 

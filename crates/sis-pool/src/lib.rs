@@ -100,6 +100,7 @@ impl EnginePool {
                     kind: kind_from_str(&p.kind)?,
                     model_type: p.model_type.clone(),
                     properties: p.properties.clone(),
+                    test_only: p.test_only,
                 })
             })
             .collect();

@@ -364,6 +364,7 @@ pub(crate) struct PackInfo {
     pub kind: String,
     pub model_type: String,
     pub properties: Vec<String>,
+    pub test_only: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -305,6 +305,7 @@ fn info(engine: &Engine) -> Info {
                 kind: p.kind.as_str().to_string(),
                 model_type: p.model_type.clone(),
                 properties: p.properties.clone(),
+                test_only: p.test_only,
             })
             .collect(),
         properties,

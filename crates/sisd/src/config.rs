@@ -384,27 +384,65 @@ pub enum ModelsCommand {
     List(ModelDirs),
     /// Check every installed pack: files present, sha256, metadata.
     Verify(ModelDirs),
-    /// Install a pack from the catalog by NAME, or from a local PATH with --from.
-    Install {
-        /// Catalog name (see `sisd models catalog`).
-        name: Option<String>,
-        /// A pack directory or archive (.tar, .tar.gz, .tar.bz2).
-        #[arg(long)]
-        from: Option<PathBuf>,
-        /// Where to install. Default: DATA_DIR/models.
-        #[arg(long)]
-        models_dir: Option<PathBuf>,
-        #[command(flatten)]
-        data: DataDir,
-        /// Base URL of a mirror of the sherpa-onnx release assets.
-        #[arg(long, env = "SIS_MODEL_BASE_URL")]
-        base_url: Option<String>,
-    },
+    /// Install packs: from the catalog by NAME (downloaded, sha256 checked),
+    /// the default real set (--defaults), or from a local PATH (--from).
+    /// A running server loads new packs only when restarted.
+    Install(InstallArgs),
     /// Show the catalog of installable packs.
-    Catalog,
+    Catalog(CatalogSource),
     /// Load one pack with sherpa-onnx and exit (used in a child process at start-up).
     #[command(hide = true)]
     Probe { dir: PathBuf },
+}
+
+/// Where catalog packs come from.
+#[derive(Args, Debug, Clone)]
+pub struct CatalogSource {
+    /// Base URL of a mirror: replaces
+    /// https://github.com/k2-fsa/sherpa-onnx/releases/download in every
+    /// catalog URL (entries served elsewhere name their path under it).
+    #[arg(long, env = "SIS_MODEL_BASE_URL")]
+    pub base_url: Option<String>,
+    /// A catalog file (TOML, the built-in catalog's format; see
+    /// docs/PACKS.md) whose entries add to or replace the built-in ones.
+    #[arg(long, env = "SIS_MODEL_CATALOG")]
+    pub catalog: Option<PathBuf>,
+}
+
+/// `sisd models install`.
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// Catalog names (see `sisd models catalog`).
+    pub names: Vec<String>,
+    /// Install the catalog's default set (streaming Mandarin, offline
+    /// Mandarin, punctuation, VAD); packs already installed are skipped.
+    #[arg(long)]
+    pub defaults: bool,
+    /// A pack directory; sherpa-onnx model files as published (a directory,
+    /// or a .tar/.tar.gz/.tar.bz2 release archive); or a single .onnx file.
+    #[arg(long, conflicts_with_all = ["names", "defaults", "url"])]
+    pub from: Option<PathBuf>,
+    /// Where to install. Default: DATA_DIR/models.
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub source: CatalogSource,
+    /// Download the one NAME from this URL instead (its sha256 must still be
+    /// the catalog's).
+    #[arg(long, conflicts_with = "defaults")]
+    pub url: Option<String>,
+    /// With --from: the pack's name (default: from the directory or file name).
+    #[arg(long, requires = "from")]
+    pub name: Option<String>,
+    /// With --from: the SIS properties the pack serves, comma-separated
+    /// (default: by the language of its tokens).
+    #[arg(long, requires = "from", value_delimiter = ',')]
+    pub properties: Vec<String>,
+    /// Seconds to wait for a connection: an unreachable network fails fast.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub connect_timeout_s: u64,
 }
 
 /// `--auth`.

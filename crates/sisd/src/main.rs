@@ -3,9 +3,11 @@
 mod admin;
 mod auth;
 mod config;
+mod download;
 mod errors;
 mod http;
 mod jobs;
+mod models;
 #[cfg(test)]
 mod module_graph;
 mod rasr;
@@ -23,8 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use config::{Cli, Command, ModelsCommand};
-use sis_engine::{install, pack};
+use config::{Cli, Command};
 use sis_pool::EnginePool;
 
 fn main() -> ExitCode {
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Models(cmd) => models(cmd),
+        Command::Models(cmd) => models::run(cmd),
         Command::Projects(cmd) => admin::projects(cmd),
         Command::Users(cmd) => admin::users(cmd),
         Command::Credentials(cmd) => admin::credentials(cmd),
@@ -92,7 +93,20 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
         EnginePool::start(cfg.engine.clone(), cfg.engine_workers).context("cannot start")?,
     );
     for p in engine.packs() {
-        tracing::info!(pack = %p.name, kind = p.kind.as_str(), properties = ?p.properties, "pack loaded");
+        tracing::info!(pack = %p.name, kind = p.kind.as_str(), properties = ?p.properties, test_only = p.test_only, "pack loaded");
+    }
+    let test_packs: Vec<&str> = engine
+        .packs()
+        .iter()
+        .filter(|p| p.test_only)
+        .map(|p| p.name.as_str())
+        .collect();
+    if !test_packs.is_empty() {
+        tracing::warn!(
+            packs = ?test_packs,
+            "{}; real packs: `sisd models install --defaults`",
+            sis_engine::pack::TEST_ONLY_WARNING
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -231,87 +245,6 @@ fn fit_descriptors(max_connections: usize) -> usize {
         room as usize
     } else {
         max_connections
-    }
-}
-
-fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        ModelsCommand::List(dirs) => {
-            for d in dirs.dirs() {
-                for p in pack::discover(&d)? {
-                    let pk = pack::Pack::open(&p)?;
-                    let m = &pk.manifest;
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        m.name,
-                        m.kind.as_str(),
-                        m.model_type,
-                        if m.properties.is_empty() {
-                            "-".to_string()
-                        } else {
-                            m.properties.join(",")
-                        },
-                        p.display()
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        ModelsCommand::Verify(dirs) => {
-            let mut bad = 0;
-            for d in dirs.dirs() {
-                for p in pack::discover(&d)? {
-                    match pack::Pack::open(&p).and_then(|pk| pk.check().map(|_| pk)) {
-                        Ok(pk) => println!("ok\t{}\t{}", pk.name(), p.display()),
-                        Err(e) => {
-                            bad += 1;
-                            println!("FAILED\t{e}");
-                        }
-                    }
-                }
-            }
-            Ok(if bad == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        ModelsCommand::Install {
-            name,
-            from,
-            models_dir,
-            data,
-            base_url,
-        } => {
-            let dest = models_dir.unwrap_or_else(|| config::defaults::models(&data.data_dir));
-            let installed = match (name, from) {
-                (None, Some(path)) => install::install_from(&path, &dest)?,
-                (Some(name), None) => {
-                    let base = base_url.context(
-                        "set --base-url or SIS_MODEL_BASE_URL to a mirror of the sherpa-onnx release assets",
-                    )?;
-                    install::install_catalog(&name, &dest, &base)?
-                }
-                _ => anyhow::bail!("give either a catalog NAME or --from PATH"),
-            };
-            println!("installed {}", installed.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        ModelsCommand::Catalog => {
-            for e in install::CATALOG {
-                println!(
-                    "{}\t{}\t{}\t{} bytes\tsha256 {}\t{}",
-                    e.name, e.kind, e.model_type, e.archive_bytes, e.archive_sha256, e.description
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        ModelsCommand::Probe { dir } => {
-            let pk = pack::Pack::open(&dir)?;
-            sis_engine::probe_pack(&pk)?;
-            println!("ok {}", pk.name());
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 

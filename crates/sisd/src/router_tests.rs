@@ -419,4 +419,14 @@ async fn health_lists_the_packs() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["status"], "ok");
     assert_eq!(v["packs"].as_array().map(Vec::len), Some(2));
+    // the committed packs are test packs, and /health says so
+    assert_eq!(
+        v["test_packs"],
+        serde_json::json!(["zh-tiny-ctc-offline", "zh-tiny-ctc-streaming"])
+    );
+    assert_eq!(v["packs"][0]["test_only"], true);
+    assert_eq!(
+        v["warning"],
+        "serving test packs that only recognise synthetic test speech"
+    );
 }

@@ -68,9 +68,16 @@ async fn health(State(state): State<AppState>) -> Response {
         .map(|p| {
             serde_json::json!({
                 "name": p.name, "kind": p.kind.as_str(), "model_type": p.model_type,
-                "properties": p.properties,
+                "properties": p.properties, "test_only": p.test_only,
             })
         })
+        .collect();
+    let test_packs: Vec<&str> = state
+        .engine
+        .packs()
+        .iter()
+        .filter(|p| p.test_only)
+        .map(|p| p.name.as_str())
         .collect();
     let workers: Vec<serde_json::Value> = state
         .engine
@@ -84,14 +91,18 @@ async fn health(State(state): State<AppState>) -> Response {
         })
         .collect();
     // live counters, so leaks show from outside (tests, operators)
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "engine_workers": workers,
         "status": "ok",
         "packs": packs,
+        "test_packs": test_packs,
         "rasr_connections": state.rasr_connections.load(Ordering::SeqCst),
         "realtime_sessions": state.engine.active_streams(),
         "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
     });
+    if !test_packs.is_empty() {
+        body["warning"] = sis_engine::pack::TEST_ONLY_WARNING.into();
+    }
     (
         StatusCode::OK,
         [("content-type", "application/json")],
