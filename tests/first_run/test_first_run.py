@@ -1,7 +1,7 @@
 """A new user's first run: a fresh clone with nothing beside it (no ../shared,
 no .venv, no test packages of its own), `./scripts/serve` on its defaults, then
 every RASR mode, the README quickstart run as it stands (short audio and a
-job of the 22 s sample clip), and the test-pack warning everywhere it must be.
+job of the 25 s sample clip), and the test-pack warning everywhere it must be.
 
 The model download is pointed at an unreachable address, as on a machine
 without network: serve must fall back to the test packs and say so. Runs
@@ -91,8 +91,9 @@ def test_only_runtime_prerequisites(fresh):
 def test_vad_and_test_pack_warning(fresh):
     clone = fresh["clone"]
     sisd = Path(fresh["env"]["CARGO_TARGET_DIR"]) / "release/sisd"
-    listing = subprocess.run([sisd, "models", "list", "--models-dir", clone / "sisd-data/models"],
-                             capture_output=True, text=True, check=True).stdout
+    # on its defaults, from the clone, as a user would run it
+    listing = subprocess.run([sisd, "models", "list"], cwd=clone, capture_output=True, text=True,
+                             check=True).stdout
     assert "silero-vad" in listing, listing
     assert re.search(r"test", listing, re.I), listing
     health = requests.get(BASE + "/health", timeout=5).json()
