@@ -160,7 +160,21 @@ pub struct RecognitionOptions {
     pub add_punc: bool,
     pub digit_norm: bool,
     pub need_word_info: bool,
+    /// The `vocabulary_id` the request named (SIS §10), as given.
     pub vocabulary_id: Option<String>,
+    /// That vocabulary, resolved from the store by the server (the request's
+    /// project only) before the request reaches the engine.
+    pub hot_words: Option<HotWords>,
+}
+
+/// A hot-word vocabulary as a request carries it to the engine: the table's
+/// id, a version that changes whenever the table does (so compiled forms can
+/// be cached by `(vocabulary_id, version)`), and its words as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotWords {
+    pub vocabulary_id: String,
+    pub version: i64,
+    pub words: std::sync::Arc<Vec<String>>,
 }
 
 /// Mono audio as floats in [-1, 1].

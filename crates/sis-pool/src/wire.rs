@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sis_core::{RecognitionOptions, Transcript, WordTiming};
+use sis_core::{HotWords, RecognitionOptions, Transcript, WordTiming};
 use sis_engine::file::FileSentence;
 use sis_engine::stream::{Segmentation, StreamEvent, StreamParams};
 use sis_engine::{EngineConfig, EngineError, VadSettings};
@@ -48,6 +48,15 @@ pub(crate) struct Options {
     digit_norm: bool,
     need_word_info: bool,
     vocabulary_id: Option<String>,
+    hot_words: Option<WireHotWords>,
+}
+
+/// [`HotWords`] on the wire (the words travel with each request or session).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireHotWords {
+    vocabulary_id: String,
+    version: i64,
+    words: Vec<String>,
 }
 
 impl From<RecognitionOptions> for Options {
@@ -57,6 +66,11 @@ impl From<RecognitionOptions> for Options {
             digit_norm: o.digit_norm,
             need_word_info: o.need_word_info,
             vocabulary_id: o.vocabulary_id,
+            hot_words: o.hot_words.map(|h| WireHotWords {
+                vocabulary_id: h.vocabulary_id,
+                version: h.version,
+                words: h.words.to_vec(),
+            }),
         }
     }
 }
@@ -68,6 +82,11 @@ impl From<Options> for RecognitionOptions {
             digit_norm: o.digit_norm,
             need_word_info: o.need_word_info,
             vocabulary_id: o.vocabulary_id,
+            hot_words: o.hot_words.map(|h| HotWords {
+                vocabulary_id: h.vocabulary_id,
+                version: h.version,
+                words: std::sync::Arc::new(h.words),
+            }),
         }
     }
 }
@@ -661,6 +680,11 @@ mod tests {
             options: RecognitionOptions {
                 add_punc: true,
                 vocabulary_id: Some("v".into()),
+                hot_words: Some(HotWords {
+                    vocabulary_id: "v".into(),
+                    version: 7,
+                    words: std::sync::Arc::new(vec!["华为云".into(), "SIS".into()]),
+                }),
                 ..Default::default()
             },
             interim: true,

@@ -98,6 +98,8 @@ pub(crate) fn parse_options(cfg: &Map<String, Value>) -> Result<RecognitionOptio
                 Some(string(v, "config.vocabulary_id")?.to_string()).filter(|s| !s.is_empty())
             }
         },
+        // resolved by the server against the store
+        hot_words: None,
     })
 }
 
