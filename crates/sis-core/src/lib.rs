@@ -5,6 +5,7 @@
 //! the rest of the program reasons about once a request has been validated.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod hotwords;
 pub mod time;
 
 use std::fmt;
@@ -169,7 +170,9 @@ pub struct RecognitionOptions {
 
 /// A hot-word vocabulary as a request carries it to the engine: the table's
 /// id, a version that changes whenever the table does (so compiled forms can
-/// be cached by `(vocabulary_id, version)`), and its words as stored.
+/// be cached by `(vocabulary_id, version)`), and its words as stored: each
+/// one an entry that [`hotwords::parse_entry`] reads (a word, a weighted
+/// word `词|5`, or a replacement `谐音=目标`; checked when stored).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HotWords {
     pub vocabulary_id: String,

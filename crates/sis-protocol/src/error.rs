@@ -45,6 +45,16 @@ pub enum SisCode {
     DependencyFailed,
     /// Transcriber job: the audio could not be decoded.
     AudioFormatInvalid,
+    /// The vocabulary (hot-word table) does not exist in the project.
+    VocabularyNotFound,
+    /// Hot words too long or illegal.
+    HotWordInvalid,
+    /// A vocabulary of that name exists in the project.
+    VocabularyNameTaken,
+    /// A vocabulary's `language` is not supported.
+    LanguageUnsupported,
+    /// The project has as many vocabularies as it may.
+    TooManyVocabularies,
 }
 
 impl SisCode {
@@ -68,6 +78,11 @@ impl SisCode {
             SisCode::GatewayThrottled => "APIG.0308",
             SisCode::DependencyFailed => "SIS.0001",
             SisCode::AudioFormatInvalid => "SIS.0535",
+            SisCode::VocabularyNotFound => "SIS.0201",
+            SisCode::HotWordInvalid => "SIS.0203",
+            SisCode::VocabularyNameTaken => "SIS.0204",
+            SisCode::LanguageUnsupported => "SIS.0205",
+            SisCode::TooManyVocabularies => "SIS.0208",
         }
     }
 

@@ -10,5 +10,6 @@ pub mod error;
 pub mod rasr;
 pub mod short_audio;
 pub mod transcriber;
+pub mod vocabulary;
 
 pub use error::{ApiError, SisCode};

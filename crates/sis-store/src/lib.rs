@@ -12,8 +12,12 @@ use sqlx::{AnyPool, Row};
 
 mod jobs;
 mod objects;
+mod vocabularies;
 pub use jobs::{CallbackLease, Job, JobStatus, Lease};
 pub use objects::Objects;
+pub use vocabularies::{
+    new_vocabulary_id, Vocabulary, VocabularyCache, VocabularyFields, VocabularySummary,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -60,6 +64,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// A per-project limit reached (vocabularies).
+    #[error("too many: {0}")]
+    TooMany(String),
     #[error("store: {0}")]
     Db(#[from] sqlx::Error),
     #[error("objects URL {0}: expected file:///DIR or s3://BUCKET[/PREFIX]")]
