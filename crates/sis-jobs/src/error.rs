@@ -18,6 +18,9 @@ pub enum JobError {
     NotUtf8,
     /// Unknown job id, another project's job, or one past its retention.
     NotFound,
+    /// `config.vocabulary_id` names no vocabulary of the job's project (at
+    /// creation, or deleted by the time the job ran).
+    VocabularyNotFound(String),
     /// `need_analysis_info.diarization` on mono audio: that needs a
     /// diarization model, and there is none.
     DiarizationUnavailable,
@@ -52,6 +55,7 @@ impl fmt::Display for JobError {
             JobError::Request(e) => write!(f, "request refused: {e}"),
             JobError::NotUtf8 => write!(f, "body is not UTF-8"),
             JobError::NotFound => write!(f, "job not found"),
+            JobError::VocabularyNotFound(id) => write!(f, "vocabulary {id} not found"),
             JobError::DiarizationUnavailable => write!(f, "diarization of mono audio"),
             JobError::AgentChannelNeedsStereo => write!(f, "agent channel of a mono file"),
             JobError::Fetch { what, error } => write!(f, "{what}: {error}"),

@@ -24,12 +24,13 @@ mod transcribe;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use sis_core::RecognitionOptions;
 use sis_engine::EngineError;
 use sis_fetch::Fetcher;
 use sis_pool::EnginePool;
 use sis_protocol::transcriber::{self, JobView};
 use sis_protocol::ApiError;
-use sis_store::{JobStatus, Objects, Store};
+use sis_store::{JobStatus, Objects, Store, VocabularyCache};
 use tokio::sync::watch;
 
 pub use error::JobError;
@@ -95,6 +96,10 @@ pub struct Jobs {
     pub stop: Stop,
     /// The server's error mapping, for the error documents of failed jobs.
     pub public: PublicError,
+    /// Where `config.vocabulary_id` is resolved: at creation (an unknown id
+    /// is refused at once) and again when the job runs (the job uses the
+    /// table as it is then).
+    pub vocabularies: Arc<VocabularyCache>,
 }
 
 fn now_ms() -> i64 {
@@ -111,6 +116,7 @@ impl Jobs {
             )));
         }
         transcribe::check_analysis(&req)?;
+        self.hot_words(project, req.options.clone()).await?;
         self.fetcher
             .check_data_url(&req.data_url)
             .map_err(|error| JobError::Fetch {
@@ -134,6 +140,25 @@ impl Jobs {
         // the request's own line (the server's) names the job
         tracing::debug!(job_id = id, project, "job accepted");
         Ok(id)
+    }
+
+    /// The options with the vocabulary they name resolved, as the engine
+    /// takes them.
+    pub(crate) async fn hot_words(
+        &self,
+        project: &str,
+        mut options: RecognitionOptions,
+    ) -> Result<RecognitionOptions, JobError> {
+        if let Some(id) = &options.vocabulary_id {
+            let hot = self
+                .vocabularies
+                .resolve(project, &id.to_ascii_uppercase())
+                .await
+                .map_err(JobError::Store)?
+                .ok_or_else(|| JobError::VocabularyNotFound(id.clone()))?;
+            options.hot_words = Some(hot);
+        }
+        Ok(options)
     }
 
     /// The GET body of a job of `project`.

@@ -260,8 +260,16 @@ async fn run(jobs: &Arc<Jobs>, lease: Lease) {
     let req = transcriber::parse_create(lease.job.request.as_bytes());
     let outcome = match admit(&lease.job, &req) {
         Err(e) => Outcome::Failed(e),
-        Ok(req) => tokio::select! {
-            o = process(jobs, &lease, &req, &lost) => o,
+        Ok(mut req) => tokio::select! {
+            o = async {
+                // the vocabulary as it is when the job runs: an update made
+                // since its creation applies; a deletion fails the job
+                match jobs.hot_words(&lease.job.project_id, req.options.clone()).await {
+                    Ok(options) => req.options = options,
+                    Err(e) => return Outcome::Failed(e),
+                }
+                process(jobs, &lease, &req, &lost).await
+            } => o,
             _ = jobs.stop.wait() => Outcome::Released,
         },
     };

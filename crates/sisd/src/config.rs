@@ -52,6 +52,10 @@ pub mod defaults {
     pub const BODY_TIMEOUT_S: &str = "120";
     pub const SHUTDOWN_GRACE_S: &str = "30";
     pub const SHORT_AUDIO_MEMORY_MB: usize = 512;
+    /// SIS documents 10 (v3 SDK) and 100 (API reference): the larger.
+    pub const VOCABULARY_MAX_TABLES: usize = 100;
+    /// SIS documents 1024 (v3 SDK) and 10000 (newer docs): the larger.
+    pub const VOCABULARY_MAX_WORDS: usize = 10_000;
 
     /// `--workers`: the number of cores.
     pub fn workers() -> usize {
@@ -672,6 +676,29 @@ pub struct ServeArgs {
     #[arg(long, env = "SIS_SHORT_AUDIO_MEMORY_MB", default_value_t = defaults::SHORT_AUDIO_MEMORY_MB,
           value_parser = between(32, 1 << 20))]
     pub short_audio_memory_mb: usize,
+    /// Hot-word vocabularies one project may hold; creating more gets
+    /// SIS.0208.
+    #[arg(long, env = "SIS_VOCABULARY_MAX_TABLES", default_value_t = defaults::VOCABULARY_MAX_TABLES,
+          value_parser = between(1, 100_000))]
+    pub vocabulary_max_tables: usize,
+    /// Entries (hot words and replacement rules) one vocabulary may hold;
+    /// more get SIS.0032.
+    #[arg(long, env = "SIS_VOCABULARY_MAX_WORDS", default_value_t = defaults::VOCABULARY_MAX_WORDS,
+          value_parser = between(1, MAX_VOCABULARY_WORDS as u64))]
+    pub vocabulary_max_words: usize,
+}
+
+/// The largest `--vocabulary-max-words`: such a vocabulary's body still fits
+/// in the gateway's 12 MB.
+const MAX_VOCABULARY_WORDS: usize = 40_000;
+
+/// What one project may keep in vocabularies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VocabularyLimits {
+    /// Vocabularies per project.
+    pub per_project: usize,
+    /// Entries per vocabulary.
+    pub words: usize,
 }
 
 /// Where the key that signs callbacks comes from.
@@ -718,6 +745,7 @@ pub struct ServeConfig {
     /// Password checks that may run at once.
     pub password_checks: usize,
     pub short_audio_memory_mb: usize,
+    pub vocabularies: VocabularyLimits,
 }
 
 impl ServeArgs {
@@ -838,6 +866,10 @@ impl ServeArgs {
                 .password_checks
                 .unwrap_or_else(defaults::password_checks),
             short_audio_memory_mb: self.short_audio_memory_mb,
+            vocabularies: VocabularyLimits {
+                per_project: self.vocabulary_max_tables,
+                words: self.vocabulary_max_words,
+            },
         })
     }
 }
@@ -989,6 +1021,8 @@ mod tests {
             &["--fetch-allow", "10.0.0.1/8"],
             &["--job-retention-h", "0"],
             &["--short-audio-memory-mb", "31"],
+            &["--vocabulary-max-tables", "0"],
+            &["--vocabulary-max-words", "40001"],
         ] {
             assert!(serve_args(bad).is_err(), "{bad:?} accepted");
         }

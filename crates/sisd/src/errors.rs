@@ -24,7 +24,7 @@ use sis_jobs::JobError;
 use sis_protocol::transcriber;
 use sis_protocol::{ApiError, SisCode};
 
-use crate::state::{Notes, RequestId, RequestLog};
+use crate::state::{clip, Notes, RequestId, RequestLog};
 
 /// What every handler returns.
 pub type HandlerResult<T = Response> = Result<T, AppError>;
@@ -253,6 +253,23 @@ pub fn api_name(method: &Method, path: &str) -> Option<&'static str> {
         ["", "v1", p, "rasr", m] if !p.is_empty() && !m.is_empty() && method == Method::GET => {
             "rasr"
         }
+        ["", "v1", p, "asr", "vocabularies"] if !p.is_empty() && method == Method::POST => {
+            "vocabularies.create"
+        }
+        ["", "v1", p, "asr", "vocabularies"] if !p.is_empty() && method == Method::GET => {
+            "vocabularies.list"
+        }
+        ["", "v1", p, "asr", "vocabularies", v] if !p.is_empty() && !v.is_empty() => {
+            if method == Method::GET {
+                "vocabularies.show"
+            } else if method == Method::PUT {
+                "vocabularies.update"
+            } else if method == Method::DELETE {
+                "vocabularies.delete"
+            } else {
+                return None;
+            }
+        }
         ["", "v3", "auth", "tokens"] if method == Method::POST => "tokens.issue",
         ["", "v3", "auth", "tokens"] if method == Method::DELETE => "tokens.revoke",
         ["", "health"] if method == Method::GET => "health",
@@ -329,6 +346,8 @@ fn log_request(
         project = notes.project.as_deref(),
         user = notes.user.as_deref(),
         job_id = notes.job_id.as_deref(),
+        vocabulary_id = notes.vocabulary_id.as_deref(),
+        vocabulary_version = notes.vocabulary_version,
         status = status.as_u16(),
         code,
         msg,
@@ -436,6 +455,40 @@ pub fn short_audio_audio(e: AudioError) -> ApiError {
     }
 }
 
+// ---- hot-word vocabularies ----
+
+/// No vocabulary `id` in the caller's project (another project's answers
+/// the same).
+pub fn vocabulary_not_found(id: &str) -> AppError {
+    vocabulary_missing(id).into()
+}
+
+fn vocabulary_missing(id: &str) -> ApiError {
+    ApiError::new(
+        SisCode::VocabularyNotFound,
+        format!("vocabulary {} is not found", clip(id)),
+    )
+}
+
+/// Why the store refused to create or change a vocabulary named `name`;
+/// `per_project` is the limit of vocabularies of a project.
+pub fn vocabulary_refused(e: &sis_store::StoreError, name: &str, per_project: usize) -> AppError {
+    use sis_store::StoreError;
+    match e {
+        StoreError::Conflict(_) => ApiError::new(
+            SisCode::VocabularyNameTaken,
+            format!("vocabulary name '{name}' already exists in this project"),
+        )
+        .into(),
+        StoreError::TooMany(_) => ApiError::new(
+            SisCode::TooManyVocabularies,
+            format!("too many vocabularies: a project may hold {per_project}"),
+        )
+        .into(),
+        other => store(other),
+    }
+}
+
 // ---- transcription jobs ----
 
 /// What a client is told of a job's failure (also `sis_jobs::Jobs::public`,
@@ -445,6 +498,7 @@ pub fn job(e: &JobError) -> ApiError {
         JobError::Request(e) => e.clone(),
         JobError::NotUtf8 => ApiError::invalid("body is not UTF-8"),
         JobError::NotFound => transcriber::not_found(),
+        JobError::VocabularyNotFound(id) => vocabulary_missing(id),
         JobError::DiarizationUnavailable => ApiError::new(
             SisCode::Unsupported,
             "speaker diarization of mono audio needs a diarization model, and this server has none: \
@@ -707,6 +761,18 @@ mod tests {
             Some("tokens.revoke")
         );
         assert_eq!(name(Method::GET, "/health"), Some("health"));
+        let vocabularies = "/v1/p/asr/vocabularies";
+        assert_eq!(
+            name(Method::POST, vocabularies),
+            Some("vocabularies.create")
+        );
+        assert_eq!(name(Method::GET, vocabularies), Some("vocabularies.list"));
+        assert_eq!(name(Method::PUT, vocabularies), None);
+        let one = "/v1/p/asr/vocabularies/V1";
+        assert_eq!(name(Method::GET, one), Some("vocabularies.show"));
+        assert_eq!(name(Method::PUT, one), Some("vocabularies.update"));
+        assert_eq!(name(Method::DELETE, one), Some("vocabularies.delete"));
+        assert_eq!(name(Method::POST, one), None);
         assert_eq!(name(Method::GET, "/v1//asr/short-audio"), None);
         assert_eq!(name(Method::GET, "/wp-login.php"), None);
     }

@@ -17,6 +17,7 @@ mod server;
 mod short_audio;
 mod shutdown;
 mod state;
+mod vocabularies;
 mod ws;
 
 use std::process::ExitCode;
@@ -131,6 +132,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let shutdown = shutdown::Shutdown::default();
+        let vocabularies = Arc::new(sis_store::VocabularyCache::new(store.clone()));
         let jobs = Arc::new(sis_jobs::Jobs {
             store: store.clone(),
             objects,
@@ -139,6 +141,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             config: prepared.jobs,
             stop: sis_jobs::Stop::new(shutdown.subscribe()),
             public: errors::job,
+            vocabularies: vocabularies.clone(),
         });
         let job_workers = jobs.spawn();
         let auth = Arc::new(state::AuthState::new(
@@ -157,6 +160,8 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             rasr_connections: Default::default(),
             short_audio_budget: Arc::new(state::MemoryBudget::new(cfg.short_audio_memory_mb)),
             jobs,
+            vocabularies,
+            vocabulary_limits: cfg.vocabularies,
             shutdown: shutdown.clone(),
         });
         let connections = Arc::new(http::Connections::new(cfg.http.max_connections));

@@ -15,6 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::errors::{self, event_at, rasr as refuse, HandlerResult, MessageError};
 use crate::state::{AppState, Principal, RequestId};
+use crate::vocabularies;
 use crate::ws::{self, close, Inbound, Socket};
 
 /// Audio a session may have waiting for its stream worker; beyond it the
@@ -176,12 +177,15 @@ impl Connection {
         };
         let duration_ms = u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let audio_s = errors::seconds(s.received_bytes as f64 / s.bytes_per_second.max(1) as f64);
+        let hot = s.cfg.options.hot_words.as_ref();
         event_at!(
             level,
             api = "rasr",
             mode = self.mode.as_path(),
             project = self.who.project.as_str(),
             property = s.cfg.property.name(),
+            vocabulary_id = hot.map(|h| h.vocabulary_id.as_str()),
+            vocabulary_version = hot.map(|h| h.version),
             audio_s,
             sentences = s.sentences,
             end = end.how,
@@ -316,7 +320,7 @@ impl Connection {
         }
     }
 
-    async fn start(&mut self, cfg: StartConfig) -> Flow {
+    async fn start(&mut self, mut cfg: StartConfig) -> Flow {
         if self.session.is_some() {
             return self.error(refuse::start_while_open().into()).await;
         }
@@ -346,6 +350,12 @@ impl Connection {
                     .await
             }
         };
+        // the vocabulary as it is now; the session keeps it to its end,
+        // whatever happens to the table meanwhile
+        let project = self.who.project.clone();
+        if let Err(e) = vocabularies::resolve(&self.state, &project, &mut cfg.options).await {
+            return self.error_for(e.into_message(), Some(&property)).await;
+        }
         let bytes_per_sample = if raw_enc == sis_core::RawEncoding::Pcm16Le {
             2
         } else {

@@ -15,7 +15,7 @@ use sis_pool::EnginePool;
 use sis_store::Store;
 use tower::ServiceExt;
 
-use crate::config::AuthMode;
+use crate::config::{AuthMode, VocabularyLimits};
 use crate::state::{AppState, AuthState, MemoryBudget};
 
 const PROJECT: &str = "0123456789abcdef0123456789abcdef";
@@ -46,7 +46,14 @@ fn engine() -> Arc<EnginePool> {
 struct TestApp {
     router: Router,
     store: Store,
+    state: AppState,
 }
+
+/// The vocabulary limits of the test app: small, so each can be reached.
+const LIMITS: VocabularyLimits = VocabularyLimits {
+    per_project: 3,
+    words: 5,
+};
 
 async fn app(mode: AuthMode) -> TestApp {
     let name = uuid::Uuid::new_v4().simple();
@@ -57,6 +64,7 @@ async fn app(mode: AuthMode) -> TestApp {
         .expect("an in-memory store");
     let engine = engine();
     let shutdown = crate::shutdown::Shutdown::default();
+    let vocabularies = Arc::new(sis_store::VocabularyCache::new(store.clone()));
     let jobs = Arc::new(sis_jobs::Jobs {
         store: store.clone(),
         objects: None,
@@ -73,18 +81,26 @@ async fn app(mode: AuthMode) -> TestApp {
         },
         stop: sis_jobs::Stop::new(shutdown.subscribe()),
         public: crate::errors::job,
+        vocabularies: vocabularies.clone(),
     });
     let master_key = sis_auth::MasterKey::from_hex(&sis_auth::MasterKey::generate_hex()).ok();
     let auth = Arc::new(AuthState::new(mode, store.clone(), master_key, 3600, 2));
-    let router = crate::server::router(AppState {
+    let state = AppState {
         engine,
         auth,
         rasr_connections: Default::default(),
         short_audio_budget: Arc::new(MemoryBudget::new(64)),
         jobs,
+        vocabularies,
+        vocabulary_limits: LIMITS,
         shutdown,
-    });
-    TestApp { router, store }
+    };
+    let router = crate::server::router(state.clone());
+    TestApp {
+        router,
+        store,
+        state,
+    }
 }
 
 impl TestApp {
@@ -119,6 +135,32 @@ impl TestApp {
     async fn get(&self, path: &str) -> (StatusCode, Response, serde_json::Value) {
         self.send(Request::get(path).body(Body::empty()).expect("a request"))
             .await
+    }
+
+    async fn with_body(
+        &self,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, Response, serde_json::Value) {
+        self.send(
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json;charset=utf-8")
+                .body(Body::from(body.to_string()))
+                .expect("a request"),
+        )
+        .await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Response, serde_json::Value) {
+        self.send(
+            Request::delete(path)
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await
     }
 }
 
@@ -429,4 +471,589 @@ async fn health_lists_the_packs() {
         v["warning"],
         "serving test packs that only recognise synthetic test speech"
     );
+}
+
+// ---- hot-word vocabularies ----
+
+const OTHER: &str = "ffffffffffffffffffffffffffffffff";
+
+fn vocabularies_path(project: &str) -> String {
+    format!("/v1/{project}/asr/vocabularies")
+}
+
+fn vocabulary_path(project: &str, id: &str) -> String {
+    format!("/v1/{project}/asr/vocabularies/{id}")
+}
+
+fn vocabulary(name: &str, contents: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"name": name, "description": "desc", "language": "chinese_mandarin",
+                       "contents": contents})
+}
+
+/// Creates a vocabulary of `project`; its id.
+async fn created(app: &TestApp, project: &str, name: &str) -> String {
+    let (status, _, v) = app
+        .post_json(
+            &vocabularies_path(project),
+            vocabulary(name, serde_json::json!(["华为云", "SIS|5", "花为=华为"])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["vocabulary_id"].as_str().expect("an id").to_string()
+}
+
+/// A create body refused with `code`, `msg`.
+async fn create_refused(body: serde_json::Value, code: &str, msg: &str) {
+    let app = app(AuthMode::None).await;
+    let (status, _, v) = app.post_json(&vocabularies_path(PROJECT), body).await;
+    assert_sis_error(status, &v, (400, code, msg));
+    // nothing was stored
+    let (_, _, v) = app.get(&vocabularies_path(PROJECT)).await;
+    assert_eq!(v["count"], 0, "{v}");
+}
+
+#[tokio::test]
+async fn vocabulary_create_show_list_update_delete() {
+    let app = app(AuthMode::None).await;
+    let (status, resp, v) = app
+        .post_json(
+            &vocabularies_path(PROJECT),
+            vocabulary("test_vocab", serde_json::json!(["华为", "HUAWEI"])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json;charset=utf-8"
+    );
+    assert_eq!(v.as_object().map(|o| o.len()), Some(1), "{v}");
+    let id = v["vocabulary_id"].as_str().expect("an id").to_string();
+    // an upper-case UUID, like SIS's
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    assert_eq!(id, id.to_ascii_uppercase());
+
+    let (status, _, v) = app.get(&vocabulary_path(PROJECT, &id)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        serde_json::json!({"vocabulary_id": id, "name": "test_vocab", "description": "desc",
+                           "language": "chinese_mandarin", "contents": ["华为", "HUAWEI"]})
+    );
+    // ids are matched whatever their case
+    let (status, _, _) = app
+        .get(&vocabulary_path(PROJECT, &id.to_ascii_lowercase()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, v) = app.get(&vocabularies_path(PROJECT)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        serde_json::json!({"count": 1, "result": [{"vocabulary_id": id, "name": "test_vocab",
+                           "language": "chinese_mandarin", "description": "desc"}]})
+    );
+
+    // an update replaces every field; a missing description becomes empty
+    let (status, _, v) = app
+        .with_body(
+            "PUT",
+            &vocabulary_path(PROJECT, &id),
+            serde_json::json!({"name": "renamed", "language": "chinese_mandarin",
+                               "contents": ["华为云|8", "西艾斯=SIS"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v, serde_json::json!({"vocabulary_id": id}));
+    let (_, _, v) = app.get(&vocabulary_path(PROJECT, &id)).await;
+    assert_eq!(v["name"], "renamed");
+    assert_eq!(v["description"], "");
+    assert_eq!(v["contents"], serde_json::json!(["华为云|8", "西艾斯=SIS"]));
+
+    // delete: 200 and no body at all
+    let resp = app
+        .router
+        .clone()
+        .oneshot(
+            Request::delete(vocabulary_path(PROJECT, &id))
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1024)
+        .await
+        .expect("a body");
+    assert!(bytes.is_empty(), "{bytes:?}");
+    let (status, _, v) = app.get(&vocabulary_path(PROJECT, &id)).await;
+    assert_sis_error(status, &v, (400, "SIS.0201", "not found"));
+    let (_, _, v) = app.get(&vocabularies_path(PROJECT)).await;
+    assert_eq!(v, serde_json::json!({"count": 0, "result": []}));
+}
+
+#[tokio::test]
+async fn vocabulary_unknown_id() {
+    let app = app(AuthMode::None).await;
+    let missing = "5A7B1C3E-0000-4000-8000-000000000000";
+    let (status, _, v) = app.get(&vocabulary_path(PROJECT, missing)).await;
+    assert_sis_error(status, &v, (400, "SIS.0201", missing));
+    let (status, _, v) = app
+        .with_body(
+            "PUT",
+            &vocabulary_path(PROJECT, missing),
+            vocabulary("a", serde_json::json!(["华为"])),
+        )
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0201", missing));
+    let (status, _, v) = app.delete(&vocabulary_path(PROJECT, missing)).await;
+    assert_sis_error(status, &v, (400, "SIS.0201", missing));
+    let (status, _, v) = app.get(&vocabulary_path(PROJECT, "not-an-id")).await;
+    assert_sis_error(status, &v, (400, "SIS.0201", "not found"));
+}
+
+#[tokio::test]
+async fn vocabulary_of_another_project_answers_as_a_missing_one() {
+    let app = app(AuthMode::None).await;
+    let id = created(&app, PROJECT, "mine").await;
+    let missing = "5A7B1C3E-0000-4000-8000-000000000000";
+    let other = |p: &str| vocabulary_path(OTHER, p);
+    for path in [other(&id), other(missing)] {
+        let (status, _, v) = app.get(&path).await;
+        assert_sis_error(status, &v, (400, "SIS.0201", "is not found"));
+        let (status, _, v) = app
+            .with_body("PUT", &path, vocabulary("x", serde_json::json!(["华为"])))
+            .await;
+        assert_sis_error(status, &v, (400, "SIS.0201", "is not found"));
+        let (status, _, v) = app.delete(&path).await;
+        assert_sis_error(status, &v, (400, "SIS.0201", "is not found"));
+    }
+    let (_, _, v) = app.get(&vocabularies_path(OTHER)).await;
+    assert_eq!(v["count"], 0);
+    // the same name in another project is another vocabulary
+    created(&app, OTHER, "mine").await;
+    // and the owner's is untouched
+    let (status, _, v) = app.get(&vocabulary_path(PROJECT, &id)).await;
+    assert_eq!((status, &v["name"]), (StatusCode::OK, &"mine".into()));
+}
+
+#[tokio::test]
+async fn vocabulary_name_missing() {
+    let mut body = vocabulary("a", serde_json::json!(["华为"]));
+    body.as_object_mut().map(|o| o.remove("name"));
+    create_refused(body, "SIS.0012", "'name' is required").await;
+}
+
+#[tokio::test]
+async fn vocabulary_name_with_other_characters() {
+    for name in ["a b", "热词表", "a.b", "a/b", ""] {
+        let body = vocabulary(name, serde_json::json!(["华为"]));
+        create_refused(body, "SIS.0032", "name").await;
+    }
+}
+
+#[tokio::test]
+async fn vocabulary_name_too_long() {
+    let body = vocabulary(&"a".repeat(33), serde_json::json!(["华为"]));
+    create_refused(body, "SIS.0032", "'name' is invalid").await;
+    // 32 bytes of every allowed character are fine
+    let app = app(AuthMode::None).await;
+    let name = format!("{}_-#9", "Ab".repeat(14));
+    assert_eq!(name.len(), 32);
+    created(&app, PROJECT, &name).await;
+}
+
+#[tokio::test]
+async fn vocabulary_name_taken() {
+    let app = app(AuthMode::None).await;
+    created(&app, PROJECT, "taken").await;
+    let (status, _, v) = app
+        .post_json(
+            &vocabularies_path(PROJECT),
+            vocabulary("taken", serde_json::json!(["华为"])),
+        )
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0204", "'taken' already exists"));
+    // renaming another one to it, too
+    let id = created(&app, PROJECT, "free").await;
+    let (status, _, v) = app
+        .with_body(
+            "PUT",
+            &vocabulary_path(PROJECT, &id),
+            vocabulary("taken", serde_json::json!(["华为"])),
+        )
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0204", "already exists"));
+}
+
+#[tokio::test]
+async fn vocabulary_description_too_long() {
+    let mut body = vocabulary("a", serde_json::json!(["华为"]));
+    body["description"] = "描".repeat(86).into();
+    create_refused(body, "SIS.0032", "255").await;
+}
+
+#[tokio::test]
+async fn vocabulary_language_missing() {
+    let mut body = vocabulary("a", serde_json::json!(["华为"]));
+    body.as_object_mut().map(|o| o.remove("language"));
+    create_refused(body, "SIS.0012", "'language' is required").await;
+}
+
+#[tokio::test]
+async fn vocabulary_language_unsupported() {
+    let mut body = vocabulary("a", serde_json::json!(["HELLO"]));
+    body["language"] = "english".into();
+    create_refused(body, "SIS.0205", "not supported").await;
+}
+
+#[tokio::test]
+async fn vocabulary_contents_missing() {
+    let mut body = vocabulary("a", serde_json::json!([]));
+    body.as_object_mut().map(|o| o.remove("contents"));
+    create_refused(body, "SIS.0012", "'contents' is required").await;
+}
+
+#[tokio::test]
+async fn vocabulary_contents_empty_or_not_a_list() {
+    create_refused(
+        vocabulary("a", serde_json::json!([])),
+        "SIS.0032",
+        "contents cannot be empty",
+    )
+    .await;
+    create_refused(
+        vocabulary("a", serde_json::json!("华为")),
+        "SIS.0032",
+        "array",
+    )
+    .await;
+    create_refused(
+        vocabulary("a", serde_json::json!(["华为", 7])),
+        "SIS.0032",
+        "contents[1]",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn vocabulary_word_with_a_digit() {
+    let body = vocabulary("a", serde_json::json!(["华为", "5G网络"]));
+    create_refused(body, "SIS.0203", "contents[1]").await;
+}
+
+#[tokio::test]
+async fn vocabulary_word_with_a_space() {
+    let body = vocabulary("a", serde_json::json!(["HUAWEI CLOUD"]));
+    create_refused(body, "SIS.0203", "spaces").await;
+}
+
+#[tokio::test]
+async fn vocabulary_word_in_lower_case() {
+    // the SDK's own example ("Huawei") breaks SIS's rule
+    let body = vocabulary("a", serde_json::json!(["华为", "Huawei"]));
+    create_refused(body, "SIS.0203", "upper-case").await;
+}
+
+#[tokio::test]
+async fn vocabulary_word_with_punctuation() {
+    let body = vocabulary("a", serde_json::json!(["华为。"]));
+    create_refused(body, "SIS.0203", "character").await;
+}
+
+#[tokio::test]
+async fn vocabulary_word_too_long() {
+    let body = vocabulary("a", serde_json::json!(["华".repeat(11)]));
+    create_refused(body, "SIS.0203", "more than 32").await;
+}
+
+#[tokio::test]
+async fn vocabulary_word_with_a_bad_weight() {
+    for w in ["华为|0", "华为|11", "华为|", "华为|x"] {
+        create_refused(
+            vocabulary("a", serde_json::json!([w])),
+            "SIS.0203",
+            "weight",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn vocabulary_bad_replacement_rule() {
+    for w in ["=华为", "花为=", "花=为=华", "花为=华为|3"] {
+        create_refused(
+            vocabulary("a", serde_json::json!([w])),
+            "SIS.0203",
+            "SOUND_ALIKE=TARGET",
+        )
+        .await;
+    }
+    create_refused(
+        vocabulary("a", serde_json::json!(["花为=huawei"])),
+        "SIS.0203",
+        "upper-case",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn vocabulary_too_many_words() {
+    // LIMITS.words is 5
+    let body = vocabulary("a", serde_json::json!(["A", "B", "C", "D", "E", "F"]));
+    create_refused(body, "SIS.0032", "more than the limit of 5").await;
+    let app = app(AuthMode::None).await;
+    let (status, _, v) = app
+        .post_json(
+            &vocabularies_path(PROJECT),
+            vocabulary("a", serde_json::json!(["A", "B", "C", "D", "E"])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // an update is held to the same limit
+    let id = v["vocabulary_id"].as_str().expect("an id");
+    let (status, _, v) = app
+        .with_body(
+            "PUT",
+            &vocabulary_path(PROJECT, id),
+            vocabulary("a", serde_json::json!(["A", "B", "C", "D", "E", "F"])),
+        )
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0032", "more than the limit of 5"));
+}
+
+#[tokio::test]
+async fn vocabulary_too_many_tables() {
+    // LIMITS.per_project is 3
+    let app = app(AuthMode::None).await;
+    let first = created(&app, PROJECT, "v1").await;
+    created(&app, PROJECT, "v2").await;
+    created(&app, PROJECT, "v3").await;
+    let (status, _, v) = app
+        .post_json(
+            &vocabularies_path(PROJECT),
+            vocabulary("v4", serde_json::json!(["华为"])),
+        )
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0208", "may hold 3"));
+    // per project: another project may still create
+    created(&app, OTHER, "v4").await;
+    // and a deletion frees a place
+    let (status, _, _) = app.delete(&vocabulary_path(PROJECT, &first)).await;
+    assert_eq!(status, StatusCode::OK);
+    created(&app, PROJECT, "v4").await;
+}
+
+#[tokio::test]
+async fn vocabulary_body_too_large() {
+    let app = app(AuthMode::None).await;
+    let huge = "A".repeat(sis_protocol::vocabulary::max_body_bytes(LIMITS.words) + 1);
+    let (status, _, v) = app
+        .post_json(
+            &vocabularies_path(PROJECT),
+            vocabulary("a", serde_json::json!([huge])),
+        )
+        .await;
+    assert_sis_error(status, &v, (413, "APIG.0201", "too large"));
+}
+
+#[tokio::test]
+async fn vocabulary_list_pages_and_filters() {
+    let app = app(AuthMode::None).await;
+    let ids = [
+        created(&app, PROJECT, "alpha").await,
+        created(&app, PROJECT, "beta").await,
+        created(&app, PROJECT, "alphabet").await,
+    ];
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["result"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x["name"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (_, _, v) = app
+        .get(&format!("{}?offset=1&limit=1", vocabularies_path(PROJECT)))
+        .await;
+    assert_eq!(v["count"], 3);
+    assert_eq!(names(&v), ["beta"]);
+    assert_eq!(v["result"][0]["vocabulary_id"], ids[1].as_str());
+    let (_, _, v) = app
+        .get(&format!("{}?offset=5", vocabularies_path(PROJECT)))
+        .await;
+    assert_eq!((v["count"].as_u64(), names(&v).len()), (Some(3), 0));
+    // the name filter as the v3 SDK sends it: a JSON body on the GET
+    let (status, _, v) = app
+        .with_body(
+            "GET",
+            &format!("{}?limit=10&offset=0", vocabularies_path(PROJECT)),
+            serde_json::json!({"name": "alpha"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["count"], 2);
+    assert_eq!(names(&v), ["alpha", "alphabet"]);
+    // or in the query
+    let (_, _, v) = app
+        .get(&format!("{}?name=phab", vocabularies_path(PROJECT)))
+        .await;
+    assert_eq!(names(&v), ["alphabet"]);
+    for bad in ["limit=0", "limit=1001", "offset=-1", "limit=ten"] {
+        let (status, _, v) = app
+            .get(&format!("{}?{bad}", vocabularies_path(PROJECT)))
+            .await;
+        assert_sis_error(status, &v, (400, "SIS.0032", "is invalid"));
+    }
+    let (status, _, v) = app
+        .send(
+            Request::get(vocabularies_path(PROJECT))
+                .body(Body::from("{not json"))
+                .expect("a request"),
+        )
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0032", "not valid JSON"));
+}
+
+#[tokio::test]
+async fn vocabulary_other_methods_are_not_apis() {
+    let app = app(AuthMode::None).await;
+    let id = created(&app, PROJECT, "a").await;
+    for (method, path) in [
+        ("PUT", vocabularies_path(PROJECT)),
+        ("DELETE", vocabularies_path(PROJECT)),
+        ("POST", vocabulary_path(PROJECT, &id)),
+    ] {
+        let (status, _, v) = app
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri(&path)
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await;
+        assert_sis_error(status, &v, (404, "APIG.0101", "does not exist"));
+    }
+}
+
+#[tokio::test]
+async fn vocabulary_apis_need_authentication() {
+    let app = app(AuthMode::Sis).await;
+    let (status, _, v) = app.get(&vocabularies_path(PROJECT)).await;
+    assert_sis_error(status, &v, (401, "APIG.0301", "x-auth-token not found"));
+}
+
+// ---- vocabulary_id in recognition requests ----
+
+fn with_vocabulary(mut body: serde_json::Value, id: &str) -> serde_json::Value {
+    body["config"]["vocabulary_id"] = id.into();
+    body
+}
+
+#[tokio::test]
+async fn short_audio_with_a_vocabulary() {
+    let app = app(AuthMode::None).await;
+    let id = created(&app, PROJECT, "hot").await;
+    let body = || short_audio_body(&tone_base64(), "pcm16k16bit", "chinese_16k_general");
+    let (status, _, v) = app
+        .post_json(&short_audio_path(), with_vocabulary(body(), &id))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, _, v) = app
+        .post_json(
+            &short_audio_path(),
+            with_vocabulary(body(), &id.to_ascii_lowercase()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn short_audio_with_an_unknown_vocabulary() {
+    let app = app(AuthMode::None).await;
+    let body = short_audio_body(&tone_base64(), "pcm16k16bit", "chinese_16k_general");
+    let (status, _, v) = app
+        .post_json(&short_audio_path(), with_vocabulary(body, "vocab-1"))
+        .await;
+    assert_sis_error(
+        status,
+        &v,
+        (400, "SIS.0201", "vocabulary vocab-1 is not found"),
+    );
+}
+
+#[tokio::test]
+async fn short_audio_with_another_projects_vocabulary() {
+    let app = app(AuthMode::None).await;
+    let theirs = created(&app, OTHER, "hot").await;
+    let body = short_audio_body(&tone_base64(), "pcm16k16bit", "chinese_16k_general");
+    let (status, _, v) = app
+        .post_json(&short_audio_path(), with_vocabulary(body, &theirs))
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0201", "is not found"));
+}
+
+#[tokio::test]
+async fn job_with_a_vocabulary() {
+    let app = app(AuthMode::None).await;
+    let id = created(&app, PROJECT, "hot").await;
+    let theirs = created(&app, OTHER, "hot").await;
+    let body = || job_body("https://example.com/a.wav");
+    let (status, _, v) = app
+        .post_json(&jobs_path(), with_vocabulary(body(), &id))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    for unknown in [theirs.as_str(), "5A7B1C3E-0000-4000-8000-000000000000"] {
+        let (status, _, v) = app
+            .post_json(&jobs_path(), with_vocabulary(body(), unknown))
+            .await;
+        assert_sis_error(status, &v, (400, "SIS.0201", "is not found"));
+    }
+}
+
+#[tokio::test]
+async fn a_change_reaches_the_next_request_at_once_on_this_server() {
+    let app = app(AuthMode::None).await;
+    let id = created(&app, PROJECT, "hot").await;
+    let resolved = |id: &str| {
+        let state = app.state.clone();
+        let id = id.to_string();
+        async move {
+            let mut options = sis_core::RecognitionOptions {
+                vocabulary_id: Some(id),
+                ..Default::default()
+            };
+            let resolved = crate::vocabularies::resolve(&state, PROJECT, &mut options).await;
+            resolved.map(|()| options.hot_words)
+        }
+    };
+    let first = resolved(&id).await.ok().flatten().expect("hot words");
+    assert_eq!(first.version, 1);
+    assert_eq!(first.vocabulary_id, id);
+    assert_eq!(first.words.as_slice(), ["华为云", "SIS|5", "花为=华为"]);
+    let (status, _, _) = app
+        .with_body(
+            "PUT",
+            &vocabulary_path(PROJECT, &id),
+            vocabulary("hot", serde_json::json!(["华为"])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let second = resolved(&id).await.ok().flatten().expect("hot words");
+    assert_eq!(
+        (second.version, second.words.as_slice()),
+        (2, &["华为".to_string()][..])
+    );
+    // what the first request took is unchanged
+    assert_eq!(first.words.len(), 3);
+    app.delete(&vocabulary_path(PROJECT, &id)).await;
+    assert!(resolved(&id).await.is_err(), "deleted: refused");
+    // no vocabulary_id: nothing to resolve
+    let mut none = sis_core::RecognitionOptions::default();
+    crate::vocabularies::resolve(&app.state, PROJECT, &mut none)
+        .await
+        .expect("nothing to do");
+    assert!(none.hot_words.is_none());
 }

@@ -8,12 +8,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::errors::{self, HandlerResult};
 use crate::state::AppState;
-use crate::{auth, jobs, rasr, short_audio};
+use crate::{auth, jobs, rasr, short_audio, vocabularies};
 
 pub fn router(state: AppState) -> Router {
     // Every SIS API lives under /v1/{project_id}/ and is authenticated.
@@ -33,6 +33,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/{project_id}/rasr/{mode}",
             get(rasr::upgrade).fallback(not_found),
+        )
+        .route(
+            "/v1/{project_id}/asr/vocabularies",
+            post(vocabularies::create)
+                .get(vocabularies::list)
+                .fallback(not_found),
+        )
+        .route(
+            "/v1/{project_id}/asr/vocabularies/{vocabulary_id}",
+            put(vocabularies::update)
+                .get(vocabularies::show)
+                .delete(vocabularies::delete)
+                .fallback(not_found),
         )
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),

@@ -1,6 +1,7 @@
 //! `POST /v1/{project_id}/asr/short-audio`, the whole request path: admit by
-//! memory, read the body, parse with `sis-protocol`, decode with `sis-audio`
-//! (on the blocking pool), recognise with the engine, answer.
+//! memory, read the body, parse with `sis-protocol`, resolve its
+//! `vocabulary_id`, decode with `sis-audio` (on the blocking pool),
+//! recognise with the engine, answer.
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
@@ -10,10 +11,12 @@ use sis_engine::EngineError;
 use sis_protocol::short_audio;
 
 use crate::errors::{self, HandlerResult};
-use crate::state::{AppState, RequestId, RequestLog, MAX_BODY_BYTES};
+use crate::state::{AppState, Principal, RequestId, RequestLog, MAX_BODY_BYTES};
+use crate::vocabularies;
 
 pub async fn handler(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     id: Option<Extension<RequestId>>,
     log: Option<Extension<RequestLog>>,
     headers: HeaderMap,
@@ -29,13 +32,15 @@ pub async fn handler(
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|e| errors::body(&e))?;
-    let req = short_audio::parse_request(&bytes)?;
+    let mut req = short_audio::parse_request(&bytes)?;
     drop(bytes);
     if !state.engine.serves(&req.property) {
         return Err(errors::engine(EngineError::UnknownProperty(
             req.property.name().to_string(),
         )));
     }
+    vocabularies::resolve(&state, &caller.project_id, &mut req.options).await?;
+    vocabularies::note_used(log.as_ref().map(|Extension(l)| l), &req.options);
     let format = req.format;
     let audio = req.audio;
     let limits = sis_audio::DecodeLimits {

@@ -10,7 +10,7 @@ use sis_auth::FailureLimiter;
 use sis_pool::EnginePool;
 use sis_store::Store;
 
-use crate::config::AuthMode;
+use crate::config::{AuthMode, VocabularyLimits};
 use crate::shutdown::Shutdown;
 
 // ---- request limits (the SIS gateway's) ----
@@ -59,6 +59,10 @@ pub struct Notes {
     pub audio_s: Option<f64>,
     /// The job created or read.
     pub job_id: Option<String>,
+    /// The vocabulary created, read, changed or deleted, or the one a
+    /// recognition used (with its version).
+    pub vocabulary_id: Option<String>,
+    pub vocabulary_version: Option<i64>,
 }
 
 /// A value the client chose, as a log line shows it: at most 64 characters.
@@ -97,6 +101,10 @@ pub struct AppState {
     /// Memory short-audio requests may hold together.
     pub short_audio_budget: Arc<MemoryBudget>,
     pub jobs: Arc<sis_jobs::Jobs>,
+    /// Hot-word vocabularies: the store, and the cache recognition requests
+    /// resolve `vocabulary_id` through (shared with the job service).
+    pub vocabularies: Arc<sis_store::VocabularyCache>,
+    pub vocabulary_limits: VocabularyLimits,
     /// Set on SIGTERM/SIGINT; real-time connections watch it.
     pub shutdown: Shutdown,
 }
