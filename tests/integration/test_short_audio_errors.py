@@ -3,6 +3,7 @@
 import base64
 import json
 import struct
+import uuid
 
 import pytest
 import requests
@@ -130,7 +131,23 @@ def test_success_shape(server, heldout):
 
 
 def test_unicode_escaped_json(server, heldout):
-    # the Python SDK sends ASCII-escaped JSON
+    # the Python SDK sends ASCII-escaped JSON: a vocabulary of escaped words...
+    vocab = json.dumps({"name": f"escaped_{uuid.uuid4().hex[:8]}", "language": "chinese_mandarin", "contents": ["\u70ed\u8bcd"]},
+                       ensure_ascii=True)
+    assert "\\u70ed" in vocab
+    r = requests.post(f"{server.base}/v1/p1/asr/vocabularies", data=vocab.encode(),
+                      headers={"Content-Type": "application/json;charset=utf-8"}, timeout=30)
+    assert r.status_code == 200, r.text
+    vid = r.json()["vocabulary_id"]
+    assert requests.get(f"{server.base}/v1/p1/asr/vocabularies/{vid}", timeout=30).json()["contents"] == ["热词"]
+    # ...and a request naming it
+    payload = json.dumps({"data": b64(good_clip(heldout)), "config": {"audio_format": "wav", "property": PROP16,
+                                                                       "vocabulary_id": vid}}, ensure_ascii=True)
+    assert post_raw(server, payload.encode()).status_code == 200
+    # an id that names no vocabulary is refused, not ignored
     payload = json.dumps({"data": b64(good_clip(heldout)), "config": {"audio_format": "wav", "property": PROP16,
                                                                        "vocabulary_id": "\u70ed\u8bcd"}}, ensure_ascii=True)
-    assert post_raw(server, payload.encode()).status_code == 200
+    r = post_raw(server, payload.encode())
+    assert r.status_code == 400 and r.json()["error_code"] == "SIS.0201", r.text
+    assert "热词" in r.json()["error_msg"]
+    assert requests.delete(f"{server.base}/v1/p1/asr/vocabularies/{vid}", timeout=30).status_code == 200
