@@ -213,7 +213,9 @@ impl Worker {
                 pieces.push((s as f32 / rate as f32, r));
             }
             let duration_s = audio.samples.len() as f32 / rate as f32;
-            let t = self.post.transcript(&pieces, duration_s, &job.options);
+            let t = self
+                .post
+                .transcript(&pieces, duration_s, &job.options, &job.context);
             let _ = job.reply.send(Ok(t));
         }
     }

@@ -281,7 +281,9 @@ impl Decoder {
             .ok_or_else(|| EngineError::Failed("the decoder returned nothing".into()))?;
             let offset = p.audio_start as f32 / rate;
             let end_s = (p.audio_start + p.audio.len() as u64) as f32 / rate;
-            let t = self.post.transcript(&[(offset, raw)], end_s, &self.options);
+            let t = self
+                .post
+                .transcript(&[(offset, raw)], end_s, &self.options, &self.context);
             if t.text.is_empty() {
                 continue;
             }

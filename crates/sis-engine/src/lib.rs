@@ -12,7 +12,10 @@
 //!   configurations it rejects (`registry.rs`).
 //! - Every recognition stream is made by one function
 //!   (`sherpa::Recognizer::create_stream`) from the request's
-//!   [`DecodingContext`].
+//!   [`DecodingContext`]; a request's hot words reach sherpa-onnx only
+//!   there, only for a transducer it biases (`decoding::hot_word_support`),
+//!   and only as a list `hotwords::check_bias_list` accepted; every other
+//!   pack gets them applied to the text after decoding (`hotwords.rs`).
 //! - The scheduler, the stream workers and the file pipeline get only what
 //!   they use: the chosen model (`registry::AsrModel`), a VAD source and the
 //!   post-processor; none sees the registry or the `Engine`
@@ -26,6 +29,7 @@
 mod batch;
 pub mod decoding;
 pub mod file;
+pub mod hotwords;
 pub mod install;
 pub mod onnx_meta;
 pub mod pack;
@@ -41,7 +45,7 @@ use std::sync::Arc;
 
 use sis_core::{Pcm, Property, RecognitionOptions, Transcript};
 
-pub use decoding::{DecodingContext, DecodingMethod};
+pub use decoding::{DecodingContext, DecodingMethod, HotWordSupport};
 pub use pack::{Pack, PackError, PackKind};
 pub use registry::{check_packs, probe_pack, PackSummary};
 pub use sherpa::VadSettings;

@@ -349,7 +349,8 @@ impl Pack {
         self.check_contents()
     }
 
-    fn onnx(&self, role: &str) -> Result<onnx_meta::OnnxInfo, PackError> {
+    /// The ONNX metadata and inputs/outputs of the file with `role`.
+    pub(crate) fn onnx(&self, role: &str) -> Result<onnx_meta::OnnxInfo, PackError> {
         let p = self
             .file(role)
             .ok_or_else(|| err(&self.dir, format!("no {role} file")))?;

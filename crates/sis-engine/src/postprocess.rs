@@ -1,8 +1,20 @@
-//! From raw decoder tokens to a SIS transcript: text, word timings,
-//! digit normalisation and punctuation.
+//! From raw decoder tokens to a SIS transcript: text, word timings, hot
+//! words, digit normalisation and punctuation, in that order.
+//!
+//! Hot words (the request's vocabulary, `hotwords.rs`) are applied to the
+//! recognised characters before digit normalisation and punctuation: the
+//! pinyin match needs the recognised hanzi (一 reads yi, 1 reads nothing),
+//! a hot word may be made of number characters (一号线, 三星) that digit
+//! normalisation would rewrite, so a replaced span is kept out of it (the
+//! vocabulary's spelling is what the caller asked for), and punctuation
+//! inserts characters that would split spans. A replaced span becomes one
+//! word whose time runs from its first character's start to its last
+//! character's end.
 
 use sis_core::{RecognitionOptions, Transcript, WordTiming};
+use sis_text::Piece;
 
+use crate::decoding::DecodingContext;
 use crate::sherpa::{Punctuation, RawResult};
 
 /// What turns decoder output into transcripts, shared by every path: the
@@ -21,14 +33,22 @@ impl Postprocessor {
     }
 
     /// A final transcript of `pieces` ((segment offset in s, raw result), in
-    /// order) over `duration_s`, as `options` ask.
+    /// order) over `duration_s`, as `options` and the request's `context`
+    /// (its hot words) ask.
     pub fn transcript(
         &self,
         pieces: &[(f32, RawResult)],
         duration_s: f32,
         options: &RecognitionOptions,
+        context: &DecodingContext,
     ) -> Transcript {
-        transcript(pieces, duration_s, options, self.punctuation.as_ref())
+        transcript(
+            pieces,
+            duration_s,
+            options,
+            context,
+            self.punctuation.as_ref(),
+        )
     }
 
     /// An interim transcript: text only (no punctuation, no word list).
@@ -37,13 +57,14 @@ impl Postprocessor {
         raw: RawResult,
         duration_s: f32,
         options: &RecognitionOptions,
+        context: &DecodingContext,
     ) -> Transcript {
         let options = RecognitionOptions {
             add_punc: false,
             need_word_info: false,
             ..options.clone()
         };
-        transcript(&[(0.0, raw)], duration_s, &options, None)
+        transcript(&[(0.0, raw)], duration_s, &options, context, None)
     }
 }
 
@@ -65,13 +86,73 @@ struct TimedChar {
     end: f32,
 }
 
+/// `chars` (characters of the transcript from index `offset` on) as pieces:
+/// digit-normalised when asked, else one per character.
+fn plain_pieces(chars: &[char], offset: usize, digit_norm: bool) -> Vec<Piece> {
+    if digit_norm {
+        let text: String = chars.iter().collect();
+        sis_text::normalize(&text)
+            .into_iter()
+            .map(|p| Piece {
+                text: p.text,
+                src: p.src.start + offset..p.src.end + offset,
+            })
+            .collect()
+    } else {
+        chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Piece {
+                text: c.to_string(),
+                src: offset + i..offset + i + 1,
+            })
+            .collect()
+    }
+}
+
+/// The transcript's pieces and, for each, whether it is a hot word (or a
+/// rule's target): hot-word spans first, the characters between them
+/// digit-normalised (when asked) on their own.
+fn pieces_of(
+    chars: &[char],
+    options: &RecognitionOptions,
+    context: &DecodingContext,
+    fuzzy: bool,
+) -> Vec<(Piece, bool)> {
+    let replacements = match &context.hot_words {
+        Some(v) => v.replacements(chars, fuzzy),
+        None => Vec::new(),
+    };
+    let mut out: Vec<(Piece, bool)> = Vec::new();
+    let mut at = 0;
+    for r in replacements {
+        let plain = plain_pieces(&chars[at..r.range.start], at, options.digit_norm);
+        out.extend(plain.into_iter().map(|p| (p, false)));
+        at = r.range.end;
+        out.push((
+            Piece {
+                text: r.text,
+                src: r.range,
+            },
+            true,
+        ));
+    }
+    let plain = plain_pieces(&chars[at..], at, options.digit_norm);
+    out.extend(plain.into_iter().map(|p| (p, false)));
+    out
+}
+
 /// `pieces`: (segment offset in s, raw result) in order.
 fn transcript(
     pieces: &[(f32, RawResult)],
     duration_s: f32,
     options: &RecognitionOptions,
+    context: &DecodingContext,
     punctuation: Option<&Punctuation>,
 ) -> Transcript {
+    // sherpa-onnx biased the decode with the hot words: their sound-alikes
+    // are left as the model decided, only exact spellings and rules apply
+    let fuzzy = pieces.iter().any(|(_, r)| !r.biased);
     // Flatten tokens into timed characters ('▁' marks a word start in BPE models).
     let mut chars: Vec<TimedChar> = Vec::new();
     for (offset, r) in pieces {
@@ -126,25 +207,14 @@ fn transcript(
             end: c.end,
         });
     }
-    let raw_text: String = cleaned.iter().map(|c| c.ch).collect();
+    let raw_chars: Vec<char> = cleaned.iter().map(|c| c.ch).collect();
 
-    // Words: ITN pieces (a normalised number is one word) or single characters;
-    // Latin letters group into space-separated words.
-    let pieces = if options.digit_norm {
-        sis_text::normalize(&raw_text)
-    } else {
-        raw_text
-            .chars()
-            .enumerate()
-            .map(|(i, c)| sis_text::Piece {
-                text: c.to_string(),
-                src: i..i + 1,
-            })
-            .collect()
-    };
+    // Words: hot words, ITN pieces (a normalised number is one word) or
+    // single characters; Latin letters group into space-separated words.
+    let pieces = pieces_of(&raw_chars, options, context, fuzzy);
     let mut words: Vec<WordTiming> = Vec::new();
     let mut latin_open = false;
-    for p in &pieces {
+    for (p, hot) in &pieces {
         if p.text == " " {
             latin_open = false;
             continue;
@@ -154,7 +224,7 @@ fn transcript(
         let end = span.last().map(|c| c.end).unwrap_or(start);
         let is_latin = p.text.chars().all(|c| c.is_ascii_alphabetic() || c == '\'');
         match words.last_mut() {
-            Some(w) if is_latin && latin_open => {
+            Some(w) if is_latin && latin_open && !hot => {
                 w.word.push_str(&p.text);
                 w.end_ms = ms(end);
             }
@@ -164,9 +234,10 @@ fn transcript(
                 end_ms: ms(end),
             }),
         }
-        latin_open = is_latin;
+        // a hot word is a word of its own: nothing joins it
+        latin_open = is_latin && !hot;
     }
-    let mut text: String = pieces.iter().map(|p| p.text.as_str()).collect();
+    let mut text: String = pieces.iter().map(|(p, _)| p.text.as_str()).collect();
     if options.add_punc && !text.trim().is_empty() {
         text = match punctuation {
             Some(p) => p.punctuate(&text).unwrap_or(text),
@@ -184,13 +255,117 @@ fn ms(s: f32) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn raw(tokens: &[&str], ts: &[f32]) -> RawResult {
         RawResult {
             tokens: tokens.iter().map(|s| s.to_string()).collect(),
             timestamps: ts.to_vec(),
+            biased: false,
         }
+    }
+
+    fn none() -> DecodingContext {
+        DecodingContext::default()
+    }
+
+    fn with_words(id: &str, words: &[&str]) -> DecodingContext {
+        DecodingContext::for_request(&RecognitionOptions {
+            hot_words: Some(sis_core::HotWords {
+                vocabulary_id: id.into(),
+                version: 1,
+                words: Arc::new(words.iter().map(|w| w.to_string()).collect()),
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn words(t: &Transcript) -> Vec<(&str, u32, u32)> {
+        t.words
+            .iter()
+            .map(|w| (w.word.as_str(), w.start_ms, w.end_ms))
+            .collect()
+    }
+
+    #[test]
+    fn a_hot_word_replaces_its_homophone_and_merges_its_timings() {
+        let opts = RecognitionOptions {
+            need_word_info: true,
+            ..Default::default()
+        };
+        let r = raw(&["我", "是", "章", "伟"], &[0.1, 0.3, 0.5, 0.7]);
+        let plain = transcript(&[(1.0, r.clone())], 3.0, &opts, &none(), None);
+        assert_eq!(plain.text, "我是章伟");
+        let ctx = with_words("post-1", &["张伟"]);
+        let t = transcript(&[(1.0, r.clone())], 3.0, &opts, &ctx, None);
+        assert_eq!(t.text, "我是张伟");
+        // 章 starts at 1.5 s, 伟 ends MAX_CHAR_S after its start (1.7 s)
+        assert_eq!(
+            words(&t),
+            [("我", 1100, 1300), ("是", 1300, 1500), ("张伟", 1500, 2100)]
+        );
+        // the interim path applies it too
+        let post = Postprocessor::new(None);
+        assert_eq!(post.partial(r.clone(), 3.0, &opts, &ctx).text, "我是张伟");
+        // a biased decode keeps the model's spelling
+        let biased = RawResult { biased: true, ..r };
+        let t = transcript(&[(1.0, biased)], 3.0, &opts, &ctx, None);
+        assert_eq!(t.text, "我是章伟");
+    }
+
+    #[test]
+    fn hot_words_come_before_digit_normalisation_and_punctuation() {
+        let opts = RecognitionOptions {
+            digit_norm: true,
+            add_punc: true,
+            need_word_info: true,
+            ..Default::default()
+        };
+        let r = raw(
+            &["坐", "一", "号", "线", "打", "一", "三", "八"],
+            &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4],
+        );
+        let plain = transcript(&[(0.0, r.clone())], 2.0, &opts, &none(), None);
+        assert_eq!(plain.text, "坐1号线打138。");
+        // the hot word keeps its number characters; the rest is normalised
+        let ctx = with_words("post-2", &["一号线"]);
+        let t = transcript(&[(0.0, r)], 2.0, &opts, &ctx, None);
+        assert_eq!(t.text, "坐一号线打138。");
+        assert_eq!(
+            words(&t),
+            [
+                ("坐", 0, 200),
+                ("一号线", 200, 800),
+                ("打", 800, 1000),
+                ("138", 1000, 1800)
+            ]
+        );
+    }
+
+    #[test]
+    fn rules_and_latin_hot_words_in_a_transcript() {
+        let opts = RecognitionOptions {
+            need_word_info: true,
+            ..Default::default()
+        };
+        let ctx = with_words("post-3", &["谐音=目标", "华为SIS"]);
+        let r = raw(
+            &["谐", "音", "是", "华", "维", "▁s", "is", "▁ok"],
+            &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.1, 1.4],
+        );
+        let t = transcript(&[(0.0, r)], 2.0, &opts, &ctx, None);
+        assert_eq!(t.text, "目标是华为SIS ok");
+        assert_eq!(
+            words(&t),
+            [
+                ("目标", 0, 400),
+                ("是", 400, 600),
+                ("华为SIS", 600, 1400),
+                ("ok", 1533, 1800)
+            ]
+        );
     }
 
     #[test]
@@ -201,7 +376,7 @@ mod tests {
             ..Default::default()
         };
         let r = raw(&["电", "话", "一", "三", "八"], &[0.1, 0.3, 0.5, 0.7, 0.9]);
-        let t = transcript(&[(1.0, r)], 3.0, &opts, None);
+        let t = transcript(&[(1.0, r)], 3.0, &opts, &none(), None);
         assert_eq!(t.text, "电话138");
         assert_eq!(t.words.len(), 3);
         assert_eq!(t.words[2].word, "138");
@@ -218,10 +393,10 @@ mod tests {
         };
         let a = raw(&["您", "好"], &[0.0, 0.2]);
         let b = raw(&["再", "见"], &[0.0, 0.2]);
-        let t = transcript(&[(0.0, a), (2.0, b)], 3.0, &opts, None);
+        let t = transcript(&[(0.0, a), (2.0, b)], 3.0, &opts, &none(), None);
         assert_eq!(t.text, "您好再见。");
         assert_eq!(t.words[2].start_ms, 2000);
-        let empty = transcript(&[], 1.0, &opts, None);
+        let empty = transcript(&[], 1.0, &opts, &none(), None);
         assert_eq!((empty.text.as_str(), empty.score), ("", 0.0));
     }
 
@@ -229,7 +404,7 @@ mod tests {
     fn bpe_words() {
         let opts = RecognitionOptions::default();
         let r = raw(&["▁HE", "LLO", "▁WORLD"], &[0.0, 0.1, 0.5]);
-        let t = transcript(&[(0.0, r)], 1.0, &opts, None);
+        let t = transcript(&[(0.0, r)], 1.0, &opts, &none(), None);
         assert_eq!(t.text, "HELLO WORLD");
         assert_eq!(
             t.words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>(),

@@ -233,12 +233,21 @@ pub fn probe_pack(pack: &Pack) -> Result<(), EngineError> {
 /// Loads a recognizer and decodes [`MIN_OFFLINE_S`] (1 s) of silence with
 /// it: proves the graph runs, not only loads, before any client audio
 /// reaches it (a bad configuration can end the process on the first decode
-/// rather than at load), on the shortest audio any decode gives it.
+/// rather than at load), on the shortest audio any decode gives it. A
+/// recognizer that takes per-stream hot words decodes it once more through
+/// a hot-word stream (`docs/NATIVE.md`, hot words).
 fn load_recognizer(pack: &Pack, threads: i32) -> Result<Recognizer, EngineError> {
     let rec = Recognizer::load(pack, threads)?;
     let rate = pack.manifest.sample_rate;
     let silence = vec![0f32; (MIN_OFFLINE_S * rate as f32) as usize];
     rec.decode_batch(rate, &[(&Default::default(), &silence)]);
+    rec.smoke_hot_words(rate, &silence);
+    tracing::debug!(
+        pack = pack.name(),
+        search = rec.method().sherpa_name(),
+        hot_words = if rec.biases() { "biasing" } else { "text" },
+        "recognizer loaded"
+    );
     Ok(rec)
 }
 

@@ -19,7 +19,11 @@ use sherpa_onnx::{
     SileroVadModelConfig, VadModelConfig, VoiceActivityDetector,
 };
 
-use crate::decoding::{DecodingContext, DecodingMethod};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::decoding::{self, DecodingContext, DecodingMethod, HotWordSupport, MAX_ACTIVE_PATHS};
+use crate::hotwords::{self, Lru, Vocabulary};
 use crate::pack::{Pack, PackKind};
 use crate::EngineError;
 
@@ -33,13 +37,28 @@ fn path(pack: &Pack, role: &str) -> Result<Option<String>, EngineError> {
 }
 
 /// The settings the offline and the online recognizer configs share: their
-/// types differ, their field names do not.
+/// types differ, their field names do not. The search method comes from
+/// [`decoding::hot_word_support`] (beam search only for transducers
+/// sherpa-onnx biases); its parameters are set explicitly (the C API turns
+/// a 0 into its own default); no recognizer-wide hot words, rule FSTs or
+/// homophone replacer (`homophone_rule_fsts` refuses more than one FST);
+/// `modeling_unit` and `bpe_vocab` stay unset, so hot words are split as
+/// `cjkchar` (the C API's default), which needs no BPE model.
 macro_rules! shared_settings {
     ($config:expr, $pack:expr, $threads:expr, $method:expr) => {{
         $config.decoding_method = Some($method.sherpa_name().into());
+        $config.max_active_paths = MAX_ACTIVE_PATHS;
+        $config.hotwords_file = None;
+        $config.hotwords_score = hotwords::bias_score(hotwords::DEFAULT_WEIGHT);
+        $config.rule_fsts = None;
+        $config.rule_fars = None;
+        $config.hr.lexicon = None;
+        $config.hr.rule_fsts = decoding::homophone_rule_fsts(&[])?;
         $config.model_config.tokens = path($pack, "tokens")?;
         $config.model_config.num_threads = $threads;
         $config.model_config.provider = Some(PROVIDER.into());
+        $config.model_config.modeling_unit = None;
+        $config.model_config.bpe_vocab = None;
     }};
 }
 
@@ -67,31 +86,141 @@ pub struct Recognizer {
     native: Native,
     /// sherpa-onnx fixes the search method per recognizer, not per stream.
     method: DecodingMethod,
+    /// Present exactly when `method` is beam search on a transducer that
+    /// sherpa-onnx biases per stream ([`HotWordSupport::Biasing`]).
+    biasing: Option<Biasing>,
 }
 
-/// A stream of either kind; made only by [`Recognizer::create_stream`].
+/// Hot-word lists written for one biasing recognizer's tokens, by
+/// vocabulary (`None`: no word of it can be encoded with these tokens).
+type ListCache = Mutex<Lru<(String, i64), Option<Arc<str>>>>;
+
+/// Lists kept per recognizer (least recently used dropped).
+const LISTS_PER_RECOGNIZER: usize = 64;
+
+/// What a recognizer that sherpa-onnx biases needs to write a request's
+/// hot-word list.
+struct Biasing {
+    /// The pack's token table: a phrase is sent only when each of its
+    /// `cjkchar` pieces is a token (sherpa-onnx logs and drops the others on
+    /// every stream).
+    tokens: HashSet<String>,
+    lists: ListCache,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Biasing {
+    fn load(pack: &Pack) -> Result<Biasing, EngineError> {
+        let file = pack
+            .file("tokens")
+            .ok_or_else(|| EngineError::Load(format!("{}: no tokens file", pack.name())))?;
+        let tokens = crate::pack::read_tokens(&file)
+            .map_err(EngineError::Load)?
+            .into_keys()
+            .collect();
+        Ok(Biasing {
+            tokens,
+            lists: Mutex::new(Lru::new(LISTS_PER_RECOGNIZER)),
+        })
+    }
+
+    /// The per-stream list of `v` for this recognizer, checked
+    /// ([`hotwords::check_bias_list`]); written once per vocabulary.
+    fn list(&self, v: &Vocabulary) -> Option<Arc<str>> {
+        let key = (v.vocabulary_id.clone(), v.version);
+        if let Some(list) = lock(&self.lists).get(&key) {
+            return list;
+        }
+        let list: Option<Arc<str>> = v
+            .bias_list(|t| self.tokens.contains(t))
+            .filter(|l| match hotwords::check_bias_list(l) {
+                Ok(()) => true,
+                Err(why) => {
+                    tracing::warn!(vocabulary_id = %v.vocabulary_id, "hot-word list refused: {why}");
+                    false
+                }
+            })
+            .map(Arc::from);
+        lock(&self.lists).insert(key, list.clone());
+        list
+    }
+
+    /// A phrase of up to two single-ideograph tokens, for the smoke decode.
+    fn sample_phrase(&self) -> Option<String> {
+        let mut chars: Vec<&str> = self
+            .tokens
+            .iter()
+            .map(String::as_str)
+            .filter(|t| {
+                let mut cs = t.chars();
+                cs.next().is_some_and(hotwords::is_cjk) && cs.next().is_none()
+            })
+            .collect();
+        chars.sort_unstable();
+        let phrase: String = chars.into_iter().take(2).collect();
+        (!phrase.is_empty()).then_some(phrase)
+    }
+}
+
+/// A stream of either kind; made only by [`Recognizer::create_stream`],
+/// with whether sherpa-onnx biases it with the request's hot words.
 enum Stream {
-    Offline(OfflineStream),
-    Online(OnlineStream),
+    Offline(OfflineStream, bool),
+    Online(OnlineStream, bool),
 }
 
 /// A streaming recognizer's stream that audio is added to piece by piece
 /// (a real-time sentence).
-pub struct LiveStream(OnlineStream);
+pub struct LiveStream {
+    stream: OnlineStream,
+    /// Made with the request's hot words (so its results are biased).
+    biased: bool,
+}
 
 impl LiveStream {
     /// More audio at `rate`; a stream must see one rate for its whole life.
     pub fn accept(&self, rate: u32, samples: &[f32]) {
-        self.0.accept_waveform(rate as i32, samples);
+        self.stream.accept_waveform(rate as i32, samples);
     }
 }
 
+/// What sherpa-onnx can do with hot words for `pack`, from the ONNX
+/// metadata that selects its implementation (transducers only, read again
+/// from the file [`Pack::check`] already parsed: the encoder of an offline
+/// pack, the decoder of a streaming one).
+fn hot_word_support(pack: &Pack) -> Result<HotWordSupport, EngineError> {
+    let m = &pack.manifest;
+    let (mut encoder, mut decoder) = (None, None);
+    if m.model_type == "transducer" {
+        match m.kind {
+            PackKind::OfflineAsr => encoder = Some(pack.onnx("encoder")?),
+            PackKind::StreamingAsr => decoder = Some(pack.onnx("decoder")?),
+            PackKind::Vad | PackKind::Punctuation => {}
+        }
+    }
+    Ok(decoding::hot_word_support(
+        m.kind,
+        &m.model_type,
+        encoder.as_ref(),
+        decoder.as_ref(),
+    ))
+}
+
 impl Recognizer {
-    /// Loads an offline or streaming ASR pack with the search method of
-    /// [`DecodingContext::default`].
+    /// Loads an offline or streaming ASR pack, with beam search and
+    /// per-stream hot words when sherpa-onnx can bias it
+    /// ([`decoding::hot_word_support`]), else greedy search.
     pub fn load(pack: &Pack, threads: i32) -> Result<Recognizer, EngineError> {
         let m = &pack.manifest;
-        let method = DecodingContext::default().method;
+        let support = hot_word_support(pack)?;
+        let method = support.method();
+        let biasing = match support {
+            HotWordSupport::Biasing => Some(Biasing::load(pack)?),
+            HotWordSupport::TextOnly => None,
+        };
         let fail = || EngineError::Load(format!("sherpa-onnx could not load pack {}", pack.name()));
         let native = match m.kind {
             PackKind::OfflineAsr => {
@@ -136,23 +265,89 @@ impl Recognizer {
                 )))
             }
         };
-        Ok(Recognizer { native, method })
+        debug_assert_eq!(
+            biasing.is_some(),
+            method == DecodingMethod::ModifiedBeamSearch,
+            "hot-word streams exactly when the search is a beam"
+        );
+        Ok(Recognizer {
+            native,
+            method,
+            biasing,
+        })
     }
 
     pub fn is_streaming(&self) -> bool {
         matches!(self.native, Native::Online(_))
     }
 
+    /// The search method the recognizer was loaded with.
+    pub fn method(&self) -> DecodingMethod {
+        self.method
+    }
+
+    /// Whether streams of requests with hot words are biased by sherpa-onnx.
+    pub fn biases(&self) -> bool {
+        self.biasing.is_some()
+    }
+
     /// The one place a recognition stream is made: per-request decoding
-    /// choices (hot words next) are applied here, for every path (short
-    /// audio, real time, files).
+    /// choices are applied here, for every path (short audio, real time,
+    /// files). A request's hot words reach sherpa-onnx only for a recognizer
+    /// it biases (loaded with beam search), only as a list that passed
+    /// [`hotwords::check_bias_list`], and only when the list is not empty;
+    /// every other stream is a plain one.
     fn create_stream(&self, context: &DecodingContext) -> Stream {
         // every field named: a new one does not compile until it is handled
-        let DecodingContext { method } = context;
-        debug_assert_eq!(*method, self.method, "one search method per recognizer");
-        match &self.native {
-            Native::Offline(r) => Stream::Offline(r.create_stream()),
-            Native::Online(r) => Stream::Online(r.create_stream()),
+        let DecodingContext { hot_words } = context;
+        let list = match (&self.biasing, hot_words) {
+            (Some(b), Some(v)) => b.list(v),
+            _ => None,
+        };
+        self.stream_with(list.as_deref())
+    }
+
+    /// A stream with the per-stream hot-word list `list` (checked), or a
+    /// plain one.
+    fn stream_with(&self, list: Option<&str>) -> Stream {
+        let list = list.filter(|_| self.biasing.is_some());
+        match (&self.native, list) {
+            (Native::Offline(r), Some(l)) => {
+                Stream::Offline(r.create_stream_with_hotwords(l), true)
+            }
+            (Native::Offline(r), None) => Stream::Offline(r.create_stream(), false),
+            (Native::Online(r), Some(l)) => Stream::Online(r.create_stream_with_hotwords(l), true),
+            (Native::Online(r), None) => Stream::Online(r.create_stream(), false),
+        }
+    }
+
+    /// For a biasing recognizer: decodes `samples` once through a stream
+    /// with a hot-word list made of its own tokens, so the list encoder, the
+    /// context graph and the beam search run before any client's do (the
+    /// child-process probe runs this too). Nothing for other recognizers.
+    pub fn smoke_hot_words(&self, rate: u32, samples: &[f32]) {
+        let Some(phrase) = self.biasing.as_ref().and_then(Biasing::sample_phrase) else {
+            return;
+        };
+        let list = format!(
+            "{phrase} :{:.2}",
+            hotwords::bias_score(hotwords::DEFAULT_WEIGHT)
+        );
+        if hotwords::check_bias_list(&list).is_err() {
+            return;
+        }
+        let stream = self.stream_with(Some(&list));
+        match (&self.native, stream) {
+            (Native::Offline(r), Stream::Offline(st, _)) => {
+                st.accept_waveform(rate as i32, &padded(samples, rate));
+                r.decode_multiple_streams(&[&st]);
+            }
+            (Native::Online(_), Stream::Online(st, biased)) => {
+                let live = LiveStream { stream: st, biased };
+                live.accept(rate, samples);
+                self.finish_live(&[&live], rate);
+            }
+            _ => {}
         }
     }
 
@@ -163,8 +358,8 @@ impl Recognizer {
             return None;
         }
         match self.create_stream(context) {
-            Stream::Online(s) => Some(LiveStream(s)),
-            Stream::Offline(_) => None,
+            Stream::Online(stream, biased) => Some(LiveStream { stream, biased }),
+            Stream::Offline(..) => None,
         }
     }
 
@@ -177,7 +372,7 @@ impl Recognizer {
         loop {
             let ready: Vec<&OnlineStream> = streams
                 .iter()
-                .map(|s| &s.0)
+                .map(|s| &s.stream)
                 .filter(|s| r.is_ready(s))
                 .collect();
             if ready.is_empty() {
@@ -190,7 +385,11 @@ impl Recognizer {
     /// A live stream's result so far.
     pub fn live_result(&self, stream: &LiveStream) -> RawResult {
         match &self.native {
-            Native::Online(r) => raw(r.get_result(&stream.0).map(|r| (r.tokens, r.timestamps))),
+            Native::Online(r) => raw(
+                r.get_result(&stream.stream)
+                    .map(|r| (r.tokens, r.timestamps)),
+                stream.biased,
+            ),
             Native::Offline(_) => RawResult::default(),
         }
     }
@@ -202,7 +401,7 @@ impl Recognizer {
         let tail = vec![0f32; (rate as usize * STREAM_TAIL_MS) / 1000];
         for s in streams {
             s.accept(rate, &tail);
-            s.0.input_finished();
+            s.stream.input_finished();
         }
         self.decode_live(streams);
         streams.iter().map(|s| self.live_result(s)).collect()
@@ -218,24 +417,26 @@ impl Recognizer {
     ) -> Vec<RawResult> {
         match &self.native {
             Native::Offline(r) => {
-                let streams: Vec<OfflineStream> = segments
+                let streams: Vec<(OfflineStream, bool)> = segments
                     .iter()
                     .filter_map(|(context, samples)| match self.create_stream(context) {
-                        Stream::Offline(st) => {
+                        Stream::Offline(st, biased) => {
                             st.accept_waveform(rate as i32, &padded(samples, rate));
-                            Some(st)
+                            Some((st, biased))
                         }
                         // never: an offline recognizer makes offline streams
-                        Stream::Online(_) => None,
+                        Stream::Online(..) => None,
                     })
                     .collect();
-                let refs: Vec<&OfflineStream> = streams.iter().collect();
+                let refs: Vec<&OfflineStream> = streams.iter().map(|(s, _)| s).collect();
                 if !refs.is_empty() {
                     r.decode_multiple_streams(&refs);
                 }
                 streams
                     .iter()
-                    .map(|s| raw(s.get_result().map(|r| (r.tokens, r.timestamps))))
+                    .map(|(s, biased)| {
+                        raw(s.get_result().map(|r| (r.tokens, r.timestamps)), *biased)
+                    })
                     .collect()
             }
             Native::Online(_) => {
@@ -406,15 +607,22 @@ impl Punctuation {
 pub struct RawResult {
     pub tokens: Vec<String>,
     pub timestamps: Vec<f32>,
+    /// sherpa-onnx decoded it with the request's hot words (so the
+    /// post-processor only applies their exact spellings and the rules).
+    pub biased: bool,
 }
 
-fn raw(result: Option<(Vec<String>, Option<Vec<f32>>)>) -> RawResult {
+fn raw(result: Option<(Vec<String>, Option<Vec<f32>>)>, biased: bool) -> RawResult {
     match result {
         Some((tokens, timestamps)) => RawResult {
             tokens,
             timestamps: timestamps.unwrap_or_default(),
+            biased,
         },
-        None => RawResult::default(),
+        None => RawResult {
+            biased,
+            ..RawResult::default()
+        },
     }
 }
 
@@ -441,6 +649,44 @@ fn padded(samples: &[f32], rate: u32) -> std::borrow::Cow<'_, [f32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testsupport;
+
+    /// sherpa-onnx ends the process when a CTC recognizer is asked for a
+    /// hot-word stream: requests with a vocabulary must get plain streams on
+    /// the committed packs (offline and streaming), and the results say so.
+    #[test]
+    fn hot_words_on_the_ctc_packs_make_plain_streams() {
+        let context = DecodingContext::for_request(&sis_core::RecognitionOptions {
+            hot_words: Some(sis_core::HotWords {
+                vocabulary_id: "sherpa-test".into(),
+                version: 1,
+                words: Arc::new(vec!["请问|10".into(), "张伟".into(), "谐音=目标".into()]),
+            }),
+            ..Default::default()
+        });
+        let clips = testsupport::sentences();
+        let audio = testsupport::samples(&clips[0], 16000);
+        let empty: [f32; 0] = [];
+        for model in [testsupport::offline_model(), testsupport::streaming_model()] {
+            let rec = &model.recognizer;
+            assert!(!rec.biases());
+            assert_eq!(rec.method(), DecodingMethod::Greedy);
+            let out = rec.decode_batch(16000, &[(&context, &audio[..]), (&context, &empty[..])]);
+            assert_eq!(out.len(), 2);
+            assert!(out.iter().all(|r| !r.biased));
+            assert!(!out[0].tokens.is_empty());
+            // even a list handed straight to the stream maker is dropped
+            assert!(matches!(
+                rec.stream_with(Some("请问 :1.50")),
+                Stream::Offline(_, false) | Stream::Online(_, false)
+            ));
+            // and the smoke decode does nothing
+            rec.smoke_hot_words(16000, &audio);
+            if let Some(live) = rec.live_stream(&context) {
+                assert!(!live.biased);
+            }
+        }
+    }
 
     #[test]
     fn short_offline_audio_is_padded_to_the_minimum() {

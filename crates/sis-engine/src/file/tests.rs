@@ -184,3 +184,30 @@ fn progress_counts_sentences_as_they_are_recognised() {
     assert_eq!(got.len(), BATCH + 2);
     assert!(seen <= got.len());
 }
+
+/// A job's vocabulary reaches every sentence of its file.
+#[test]
+fn a_files_vocabulary_applies_to_every_sentence() {
+    let clips = &sentences()[..2];
+    let (audio, _) = layout(clips, 16000, 1.0);
+    let heads: Vec<String> = clips
+        .iter()
+        .map(|c| c.text.chars().take(2).collect())
+        .collect();
+    let options = RecognitionOptions {
+        hot_words: Some(sis_core::HotWords {
+            vocabulary_id: "file-test".into(),
+            version: 1,
+            words: Arc::new(heads.iter().map(|h| format!("{h}=谐音")).collect()),
+        }),
+        ..options()
+    };
+    let t = FileTranscriber::start(offline_model(), &vad(), post(), 16000, 1, options).unwrap();
+    let got = transcribe(t, &[audio], 16000);
+    let want: Vec<String> = clips
+        .iter()
+        .zip(&heads)
+        .map(|(c, h)| c.text.replacen(h.as_str(), "谐音", 1))
+        .collect();
+    assert_eq!(texts(&got), want);
+}

@@ -490,3 +490,36 @@ fn the_hub_admits_up_to_its_capacity_and_runs_sessions_on_its_threads() {
     drop(a);
     assert_eq!(hub.active(), 0);
 }
+
+/// A session's vocabulary reaches its final and interim results, on a
+/// streaming pack (live streams) and an offline one (re-decoded sentences):
+/// a forced rule rewrites the first two characters of the clip.
+#[test]
+fn a_sessions_vocabulary_applies_to_its_final_and_interim_results() {
+    let mut h = Harness::new();
+    let clip = &sentences()[0];
+    let head: String = clip.text.chars().take(2).collect();
+    let want = clip.text.replacen(&head, "谐音", 1);
+    let audio = padded(clip, 16000, 0.5, 1.0);
+    for (id, model) in [(1, streaming_model()), (2, offline_model())] {
+        let mut p = params(Segmentation::Whole, 16000);
+        p.interim = true;
+        p.options.hot_words = Some(sis_core::HotWords {
+            vocabulary_id: "stream-test".into(),
+            version: 1,
+            words: Arc::new(vec![format!("{head}=谐音")]),
+        });
+        let events = h.session(id, model, p, &audio);
+        let finals = finals(&events);
+        assert_eq!(finals.len(), 1, "{events:?}");
+        assert_eq!(finals[0].2, want);
+        let interim = interim_texts(&events);
+        assert!(
+            interim
+                .iter()
+                .filter(|t| t.chars().count() >= 2)
+                .all(|t| t.starts_with("谐音")),
+            "{interim:?}"
+        );
+    }
+}

@@ -425,7 +425,9 @@ impl StreamWorker {
         s.dirty = false;
         let offset = s.stream_start as f32 / rate as f32;
         let dur = (s.received - s.stream_start) as f32 / rate as f32;
-        let mut t = self.post.transcript(&[(0.0, raw)], dur, &s.p.options);
+        let mut t = self
+            .post
+            .transcript(&[(0.0, raw)], dur, &s.p.options, &s.context);
         shift_words(&mut t, (offset * 1000.0) as u32);
         t
     }
@@ -586,7 +588,7 @@ fn interim(post: &Postprocessor, s: &mut Session, raw: RawResult) {
     s.last_partial = text;
     let rate = s.p.sample_rate as u64;
     let dur = (s.received - s.stream_start) as f32 / rate as f32;
-    let mut t = post.partial(raw, dur, &s.p.options);
+    let mut t = post.partial(raw, dur, &s.p.options, &s.context);
     shift_words(&mut t, (s.stream_start * 1000 / rate) as u32);
     s.events.send(StreamEvent::Result {
         start_ms: s.stream_start * 1000 / rate,
