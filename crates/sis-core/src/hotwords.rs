@@ -20,6 +20,9 @@ use std::fmt;
 
 /// Longest word (each side of a replacement), in bytes of UTF-8.
 pub const MAX_WORD_BYTES: usize = 32;
+/// Most words one table may hold, whatever `--vocabulary-max-words` says (a
+/// full table must fit in a request body; the engine uses this many).
+pub const MAX_TABLE_WORDS: usize = 40_000;
 /// The weights a hot word may carry.
 pub const WEIGHTS: std::ops::RangeInclusive<u8> = 1..=10;
 /// Separates a word from its weight.

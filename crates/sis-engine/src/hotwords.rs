@@ -33,15 +33,16 @@ use sis_core::HotWords;
 
 /// Weight of a word written without `|N`.
 pub const DEFAULT_WEIGHT: u8 = 5;
-pub const MIN_WEIGHT: u8 = 1;
-pub const MAX_WEIGHT: u8 = 10;
-/// Longest word (or side of a rule), in characters. Longer entries are
-/// skipped: each phrase becomes a path of that many nodes in sherpa-onnx's
+pub const MIN_WEIGHT: u8 = *sis_core::hotwords::WEIGHTS.start();
+pub const MAX_WEIGHT: u8 = *sis_core::hotwords::WEIGHTS.end();
+/// Longest word (or side of a rule), in characters: the API's limit is
+/// [`sis_core::hotwords::MAX_WORD_BYTES`] bytes, so no more characters than
+/// that. Each phrase becomes a path of that many nodes in sherpa-onnx's
 /// context graph, built again for every biased stream.
-pub const MAX_WORD_CHARS: usize = 32;
-/// Entries of one vocabulary that are used; later ones are skipped (the
-/// biasing graph and the text matcher grow with the count).
-pub const MAX_ENTRIES: usize = 4096;
+pub const MAX_WORD_CHARS: usize = sis_core::hotwords::MAX_WORD_BYTES;
+/// Entries of one vocabulary that are used: as many as the API lets a table
+/// hold (`--vocabulary-max-words` is capped there); later ones are skipped.
+pub const MAX_ENTRIES: usize = sis_core::hotwords::MAX_TABLE_WORDS;
 /// Compiled vocabularies kept in the process (least recently used dropped).
 pub const CACHE_CAPACITY: usize = 128;
 
@@ -56,7 +57,7 @@ pub fn bias_score(weight: u8) -> f32 {
     0.5 + 0.25 * f32::from(w - MIN_WEIGHT)
 }
 
-/// One entry of a vocabulary.
+/// One entry of a vocabulary, as the engine uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
     /// A hot word and its weight.
@@ -65,80 +66,22 @@ pub enum Entry {
     Rule { from: String, to: String },
 }
 
-/// Why an entry is not used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum EntryError {
-    #[error("empty word")]
-    Empty,
-    #[error("longer than {MAX_WORD_CHARS} characters")]
-    TooLong,
-    #[error("character {0:?} is neither a CJK ideograph nor an upper-case Latin letter")]
-    BadChar(char),
-    #[error("weight {0:?} is not an integer from 1 to 10")]
-    BadWeight(String),
-}
+pub use sis_core::hotwords::{is_chinese as is_cjk, EntryError};
 
-/// Whether `c` is a CJK ideograph (the unified blocks, their extensions,
-/// the compatibility blocks, and 〇).
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3007
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xF900..=0xFAFF
-        | 0x20000..=0x2A6DF
-        | 0x2A700..=0x2EBEF
-        | 0x2F800..=0x2FA1F
-        | 0x30000..=0x323AF)
-}
-
-/// A plain word: 1..=[`MAX_WORD_CHARS`] CJK ideographs and `A`-`Z`.
-fn plain_word(s: &str) -> Result<String, EntryError> {
-    if s.is_empty() {
-        return Err(EntryError::Empty);
-    }
-    let mut n = 0;
-    for c in s.chars() {
-        if !(is_cjk(c) || c.is_ascii_uppercase()) {
-            return Err(EntryError::BadChar(c));
-        }
-        n += 1;
-        if n > MAX_WORD_CHARS {
-            return Err(EntryError::TooLong);
-        }
-    }
-    Ok(s.to_string())
-}
-
-fn weight(s: &str) -> Result<u8, EntryError> {
-    let bad = || EntryError::BadWeight(s.to_string());
-    if s.is_empty() || s.len() > 2 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let w: u8 = s.parse().map_err(|_| bad())?;
-    if (MIN_WEIGHT..=MAX_WEIGHT).contains(&w) {
-        Ok(w)
-    } else {
-        Err(bad())
-    }
-}
-
-/// Reads one entry of a vocabulary (surrounding whitespace ignored).
+/// Reads one entry of a vocabulary (surrounding whitespace ignored) with the
+/// rules the API stored it under (`sis_core::hotwords::parse_entry`, the one
+/// reader of the syntax); a word without a weight gets [`DEFAULT_WEIGHT`].
 pub fn parse_entry(raw: &str) -> Result<Entry, EntryError> {
-    let s = raw.trim();
-    if let Some((from, to)) = s.split_once('=') {
-        return Ok(Entry::Rule {
-            from: plain_word(from)?,
-            to: plain_word(to)?,
-        });
-    }
-    let (text, w) = match s.split_once('|') {
-        Some((text, n)) => (text, weight(n)?),
-        None => (s, DEFAULT_WEIGHT),
-    };
-    Ok(Entry::Word {
-        text: plain_word(text)?,
-        weight: w,
+    use sis_core::hotwords::HotWordEntry;
+    Ok(match sis_core::hotwords::parse_entry(raw.trim())? {
+        HotWordEntry::Word { text, weight } => Entry::Word {
+            text: text.to_string(),
+            weight: weight.unwrap_or(DEFAULT_WEIGHT),
+        },
+        HotWordEntry::Replace { from, to } => Entry::Rule {
+            from: from.to_string(),
+            to: to.to_string(),
+        },
     })
 }
 
@@ -201,7 +144,7 @@ pub fn check_bias_list(list: &str) -> Result<(), &'static str> {
         let Some((phrase, score)) = line.split_once(" :") else {
             return Err("no score");
         };
-        if plain_word(phrase).is_err() {
+        if sis_core::hotwords::check_word(phrase).is_err() {
             return Err("phrase with characters other than CJK ideographs and A-Z");
         }
         let numeric = !score.is_empty()

@@ -690,7 +690,7 @@ pub struct ServeArgs {
 
 /// The largest `--vocabulary-max-words`: such a vocabulary's body still fits
 /// in the gateway's 12 MB.
-const MAX_VOCABULARY_WORDS: usize = 40_000;
+const MAX_VOCABULARY_WORDS: usize = sis_core::hotwords::MAX_TABLE_WORDS;
 
 /// What one project may keep in vocabularies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -167,16 +167,18 @@ fn entries_parse_as_documented() {
     let bad = |s: &str| parse_entry(s).unwrap_err();
     assert_eq!(bad(""), EntryError::Empty);
     assert_eq!(bad("|5"), EntryError::Empty);
-    assert_eq!(bad("=目标"), EntryError::Empty);
-    assert_eq!(bad("谐音="), EntryError::Empty);
+    assert_eq!(bad("=目标"), EntryError::Rule);
+    assert_eq!(bad("谐音="), EntryError::Rule);
     for w in ["0", "11", "+5", "5.0", "", "x", "100", "-1"] {
         assert!(
-            matches!(bad(&format!("张伟|{w}")), EntryError::BadWeight(_)),
+            matches!(bad(&format!("张伟|{w}")), EntryError::Weight(_)),
             "{w}"
         );
     }
-    assert_eq!(bad(&"张".repeat(MAX_WORD_CHARS + 1)), EntryError::TooLong);
-    assert!(parse_entry(&"张".repeat(MAX_WORD_CHARS)).is_ok());
+    // 32 bytes of UTF-8: ten 3-byte characters fit, eleven do not
+    assert!(matches!(bad(&"张".repeat(11)), EntryError::TooLong { .. }));
+    assert!(parse_entry(&"张".repeat(10)).is_ok());
+    assert!(parse_entry(&"A".repeat(MAX_WORD_CHARS)).is_ok());
 }
 
 /// Every character sherpa-onnx's hot-word parser gives a meaning to, and
@@ -189,8 +191,8 @@ fn entries_refuse_what_the_native_parser_would_misread() {
         let e = format!("张{c}伟");
         assert!(parse_entry(&e).is_err(), "{e:?} accepted");
     }
-    assert_eq!(parse_entry("a=b=c"), Err(EntryError::BadChar('a')));
-    assert_eq!(parse_entry("张=伟=明"), Err(EntryError::BadChar('=')));
+    assert_eq!(parse_entry("a=b=c"), Err(EntryError::Rule));
+    assert_eq!(parse_entry("张=伟=明"), Err(EntryError::Rule));
 }
 
 #[test]
@@ -276,9 +278,10 @@ fn the_bias_list_check_refuses_each_bad_case() {
     let long = format!("{} :1.5", "𠀀".repeat(MAX_WORD_CHARS + 8));
     assert!(long.len() > MAX_BIAS_LINE_BYTES);
     assert_eq!(check_bias_list(&long), Err("phrase too long"));
-    let over = format!("{} :1.5", "张".repeat(MAX_WORD_CHARS + 1));
+    // the API's limit: 32 bytes of UTF-8
+    let over = format!("{} :1.5", "张".repeat(11));
     assert!(check_bias_list(&over).is_err());
-    let max = format!("{} :2.75", "𠀀".repeat(MAX_WORD_CHARS));
+    let max = format!("{} :2.75", "𠀀".repeat(8));
     assert_eq!(check_bias_list(&max), Ok(()));
     let many = vec!["张伟 :1.5"; MAX_ENTRIES + 1].join("\n");
     assert_eq!(check_bias_list(&many), Err("too many phrases"));
@@ -287,7 +290,10 @@ fn the_bias_list_check_refuses_each_bad_case() {
 #[test]
 fn entries_past_the_limit_are_skipped() {
     let words: Vec<String> = (0..MAX_ENTRIES + 5)
-        .map(|i| format!("张{}", char::from_u32(0x4E00 + i as u32).unwrap()))
+        .map(|i| {
+            let c = |n: usize| char::from_u32(0x4E00 + n as u32).unwrap();
+            format!("{}{}", c(i / 1000), c(i % 1000))
+        })
         .collect();
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
     let v = vocab(&refs);
