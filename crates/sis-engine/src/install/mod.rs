@@ -60,7 +60,11 @@ pub struct Installed {
 /// the 8 kHz properties by resampling).
 fn properties_for(language: Option<&str>) -> Vec<String> {
     let list: &[&str] = match language {
-        Some("en") => &["english_16k_common", "english_8k_common"],
+        Some("en") => &[
+            "english_16k_general",
+            "english_16k_common",
+            "english_8k_common",
+        ],
         _ => &[
             "chinese_16k_common",
             "chinese_16k_general",

@@ -250,7 +250,14 @@ fn streaming_transducer_archives_install_with_int8_encoder_and_fp32_decoder() {
         if lang == "zh" {
             assert_eq!(m.properties, ZH);
         } else {
-            assert_eq!(m.properties, ["english_16k_common", "english_8k_common"]);
+            assert_eq!(
+                m.properties,
+                [
+                    "english_16k_general",
+                    "english_16k_common",
+                    "english_8k_common"
+                ]
+            );
         }
         assert_eq!(
             roles(&m),
