@@ -465,13 +465,20 @@ mod tests {
     /// streams made with hot words under `modified_beam_search`, offline and
     /// streaming. [`Recognizer::load`] builds greedy recognizers only, so
     /// this test builds its own configs; a process exit fails the test run.
+    /// The clip is held-out number n022, 九五五二二六七五, which the committed
+    /// packs read 九五二六七五 without hot words; with it as a hot word they
+    /// read it right.
     #[test]
     fn transducer_packs_decode_with_both_searches_and_hot_words() -> Result<(), EngineError> {
-        let clip = &crate::testsupport::sentences()[0];
-        let audio = crate::testsupport::samples(clip, 16000);
-        // two phrases, one with its own score, one with a character the
-        // tokens lack (sherpa-onnx logs and skips that one)
-        let hot_words = "查询话费余额 :2.0/您好/鑫";
+        let clip = crate::testsupport::heldout::clips()
+            .into_iter()
+            .find(|c| c.id == "n022")
+            .expect("held-out clip n022");
+        let audio = crate::testsupport::samples(&clip, 16000);
+        // the clip's text with its own score, another phrase, and one with a
+        // character the tokens lack (sherpa-onnx logs and skips that one)
+        let hot_words = format!("{} :3.0/您好/鑫", clip.text);
+        let hot_words = hot_words.as_str();
         for name in ["zh-tiny-transducer-streaming", "zh-tiny-transducer-offline"] {
             let dir = crate::testsupport::root()
                 .join("testdata/models")
@@ -530,6 +537,9 @@ mod tests {
                     texts.iter().all(|t| !t.is_empty()),
                     "{name} {method}: {texts:?}"
                 );
+                if let Some(hot) = texts.get(1) {
+                    assert_eq!(hot, &clip.text, "{name}: the hot word wins");
+                }
             }
         }
         Ok(())
