@@ -35,11 +35,11 @@ def broken(tmp_path, src, mutate, fix_hash=True):
     return dst
 
 
-def drop_metadata(key: bytes):
+def drop_metadata(key: bytes, file="model.onnx"):
     def m(d):
-        b = (d / "model.onnx").read_bytes()
+        b = (d / file).read_bytes()
         assert key in b
-        (d / "model.onnx").write_bytes(b.replace(key, key[:-1] + b"X"))
+        (d / file).write_bytes(b.replace(key, key[:-1] + b"X"))
     return m
 
 
@@ -68,6 +68,11 @@ CASES = [
     ("tokens count differs from model", "zh-tiny-ctc-offline", extra_token, True, "vocab_size"),
     ("token ids with a gap", "zh-tiny-ctc-offline",
      lambda d: (d / "tokens.txt").write_text((d / "tokens.txt").read_text(encoding="utf-8") + "extra 9999\n", encoding="utf-8"), True, "without gaps"),
+    # sherpa-onnx exits 255 on both (measured)
+    ("lstm encoder without rnn_hidden_size", "zh-tiny-transducer-streaming",
+     drop_metadata(b"rnn_hidden_size", "encoder.onnx"), True, "rnn_hidden_size"),
+    ("offline transducer encoder of an unknown type", "zh-tiny-transducer-offline",
+     drop_metadata(b"conformer", "encoder.onnx"), True, "not an offline transducer"),
     ("sha256 mismatch", "zh-tiny-ctc-offline", flip_byte, False, "sha256"),
     ("missing file", "zh-tiny-ctc-offline", lambda d: (d / "model.onnx").unlink(), False, "model.onnx"),
     ("garbage onnx", "zh-tiny-ctc-offline", lambda d: (d / "model.onnx").write_bytes(b"\x0a\xff\xff" * 1000), True, "not a valid ONNX"),

@@ -195,8 +195,31 @@ def fbank_options():
     return opts
 
 
-def features(x16):
-    fb = knf.OnlineFbank(fbank_options())
+def kaldi_fbank_options():
+    """The features sherpa-onnx 2.0.1 computes for transducers (its default
+    FeatureExtractorConfig, features.h): kaldi-native-fbank, 80 bins, povey
+    window, DC removal, pre-emphasis 0.97, 20 Hz to Nyquist - 400 Hz, no
+    dither, snip_edges false, samples in [-1, 1]."""
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = 16000
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.snip_edges = False
+    opts.frame_opts.remove_dc_offset = True
+    opts.frame_opts.window_type = "povey"
+    opts.frame_opts.preemph_coeff = 0.97
+    opts.mel_opts.num_bins = 80
+    opts.mel_opts.low_freq = 20.0
+    opts.mel_opts.high_freq = -400.0
+    opts.mel_opts.is_librosa = False
+    return opts
+
+
+FEATURES = {"nemo": fbank_options, "kaldi": kaldi_fbank_options}
+
+
+def features(x16, kind="nemo"):
+    """kind: "nemo" (the CTC packs) or "kaldi" (the transducer packs)."""
+    fb = knf.OnlineFbank(FEATURES[kind]())
     fb.accept_waveform(16000, x16.tolist())
     fb.input_finished()
     n = fb.num_frames_ready

@@ -25,7 +25,7 @@ HELDOUT_PITCHES = [40, 68]
 
 
 def synth_one(job):
-    idx, text, variant, speed, pitch, seed, eight_prob, codec_prob = job
+    idx, text, variant, speed, pitch, seed, eight_prob, codec_prob, feat_kind = job
     rng = np.random.default_rng(seed)
     pyrng = random.Random(seed)
     raw = ap.espeak(text, variant, speed, pitch)
@@ -46,7 +46,7 @@ def synth_one(job):
             return rng.standard_normal(n)
 
     y, desc = ap.degrade(R(), x16, eight_khz_prob=eight_prob, codec_prob=codec_prob)
-    feats = ap.features(y)
+    feats = ap.features(y, feat_kind)
     return idx, text, feats.astype(np.float16), len(y) / 16000.0, f"{res},{desc}"
 
 
@@ -60,7 +60,7 @@ def build_jobs(args):
         items += [("sent", s)] * args.sentence_reps
     for i, (_, t) in enumerate(items):
         jobs.append((i, t, rng.choice(TRAIN_VARIANTS), rng.choice(TRAIN_SPEEDS),
-                     rng.choice(TRAIN_PITCHES), args.seed * 1_000_003 + i, 0.35, args.codec_prob))
+                     rng.choice(TRAIN_PITCHES), args.seed * 1_000_003 + i, 0.35, args.codec_prob, args.features))
     # dev: unseen number strings and sentences, unseen voice settings
     dev_nums = corpus.number_texts(args.seed + 7919, 200)
     train_set = set(nums)
@@ -69,7 +69,7 @@ def build_jobs(args):
     dev = []
     for j, t in enumerate(dev_nums + dev_sents):
         dev.append((j, t, rng.choice(HELDOUT_VARIANTS), rng.choice(HELDOUT_SPEEDS),
-                    rng.choice(HELDOUT_PITCHES), args.seed * 7_000_003 + j, 0.0, 0.0))
+                    rng.choice(HELDOUT_PITCHES), args.seed * 7_000_003 + j, 0.0, 0.0, args.features))
     return jobs, dev
 
 
@@ -101,6 +101,8 @@ def main():
     p.add_argument("--seed", type=int, default=20261120)
     p.add_argument("--codec-prob", type=float, default=0.0,
                    help="share of utterances through a lossy codec (AMR-NB in the 8 kHz branch; AMR-WB or MP3 otherwise)")
+    p.add_argument("--features", choices=sorted(ap.FEATURES), default="nemo",
+                   help="nemo: the CTC packs' features; kaldi: sherpa-onnx's default fbank (transducers)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     vocab = corpus.vocabulary()

@@ -186,6 +186,8 @@ mod tests {
                 .collect(),
             inputs: vec!["x".into()],
             outputs: (0..outputs).map(|i| format!("y{i}")).collect(),
+            input_types: vec![Default::default()],
+            output_types: vec![Default::default(); outputs],
         }
     }
 

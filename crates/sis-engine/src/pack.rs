@@ -203,6 +203,36 @@ pub const ONLINE_TRANSDUCER_TYPES: &[&str] = &[
     "zipformer2",
 ];
 
+/// The encoder model types sherpa-onnx's offline recognizer accepts for a
+/// transducer. The project sets no `model_type` in the recognizer config,
+/// so the recognizer opens the encoder and reads its `model_type`
+/// (`offline-recognizer-impl.cc:348-442`): conformer, zipformer and
+/// zipformer2 select the icefall transducer, the two NeMo types the NeMo
+/// one; any other value, or none, ends the process (measured with 2.0.1:
+/// `lstm` and a missing key both exit with status 255).
+pub const OFFLINE_TRANSDUCER_TYPES: &[&str] = &[
+    "conformer",
+    "zipformer",
+    "zipformer2",
+    "EncDecHybridRNNTCTCBPEModel",
+    "EncDecRNNTBPEModel",
+];
+
+/// Feature dimension sherpa-onnx feeds a transducer (the project keeps
+/// sherpa-onnx's default feature config).
+const TRANSDUCER_FEATURE_DIM: i64 = 80;
+
+/// The integer metadata sherpa-onnx's online `lstm` transducer reads from
+/// the encoder (`online-lstm-transducer-model.cc:109-113`); missing ends the
+/// process (measured: `T`, status 255); zero gives a zero-size chunk.
+const LSTM_ENCODER_KEYS: &[&str] = &[
+    "num_encoder_layers",
+    "T",
+    "decode_chunk_len",
+    "rnn_hidden_size",
+    "d_model",
+];
+
 /// A pack whose manifest has been read (files not yet checked).
 #[derive(Clone, Debug)]
 pub struct Pack {
@@ -494,6 +524,9 @@ impl Pack {
                 ));
             }
         }
+        if m.model_type == "transducer" {
+            check_transducer(m.kind, d, &infos, tokens.as_ref())?;
+        }
         if m.model_type == "ct_transformer" {
             // sherpa-onnx ends the process when the two disagree
             let info = &infos["model"];
@@ -519,6 +552,221 @@ impl Pack {
         }
         Ok(())
     }
+}
+
+fn positive(info: &onnx_meta::OnnxInfo, role: &str, key: &str, d: &Path) -> Result<i64, PackError> {
+    match info.int(key) {
+        Some(v) if v > 0 => Ok(v),
+        Some(v) => Err(err(
+            d,
+            format!("{role} metadata '{key}' = {v} must be positive"),
+        )),
+        None => Err(err(
+            d,
+            format!("{role} metadata '{key}' missing or not an integer"),
+        )),
+    }
+}
+
+/// `what` has the fixed size `want` on `axis`, or a dynamic one.
+fn axis_is(
+    t: &onnx_meta::TensorType,
+    axis: usize,
+    want: i64,
+    what: &str,
+    d: &Path,
+) -> Result<(), PackError> {
+    match t.dim(axis) {
+        Some(got) if got != want => Err(err(
+            d,
+            format!("{what}: axis {axis} is {got}, the metadata says {want}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What a transducer's three files must satisfy before sherpa-onnx sees
+/// them. Each rule is a way the process ends otherwise (`docs/NATIVE.md`):
+/// a metadata key read with an exiting reader, an input or output that
+/// sherpa-onnx indexes without checking, a shape onnxruntime rejects inside
+/// a decode (a C++ exception the Rust side cannot catch), or a token id the
+/// symbol table lacks.
+fn check_transducer(
+    kind: PackKind,
+    d: &Path,
+    infos: &BTreeMap<&str, onnx_meta::OnnxInfo>,
+    tokens: Option<&BTreeMap<String, i64>>,
+) -> Result<(), PackError> {
+    let (enc, dec, join) = (&infos["encoder"], &infos["decoder"], &infos["joiner"]);
+    let enc_type = enc.metadata.get("model_type").map(String::as_str);
+    if kind == PackKind::OfflineAsr
+        && !enc_type.is_some_and(|t| OFFLINE_TRANSDUCER_TYPES.contains(&t))
+    {
+        return Err(err(
+            d,
+            format!(
+                "encoder metadata model_type {:?} is not an offline transducer ({})",
+                enc_type.unwrap_or(""),
+                OFFLINE_TRANSDUCER_TYPES.join(", ")
+            ),
+        ));
+    }
+    if enc_type.is_some_and(|t| t.starts_with("EncDec")) {
+        // NeMo transducers have their own contract; the probe loads them
+        return Ok(());
+    }
+    // icefall transducers (offline-transducer-model.cc,
+    // online-transducer-model.cc and the per-encoder files)
+    let vocab = positive(dec, "decoder", "vocab_size", d)?;
+    let context = positive(dec, "decoder", "context_size", d)?;
+    if dec.inputs.len() != 1 || dec.outputs.len() != 1 {
+        // online-recognizer-impl.cc:123-129: a decoder with more than one
+        // output selects the NeMo transducer
+        return Err(err(
+            d,
+            format!(
+                "decoder has {} inputs and {} outputs, expected 1 and 1",
+                dec.inputs.len(),
+                dec.outputs.len()
+            ),
+        ));
+    }
+    let y = &dec.input_types[0];
+    let int_ok = match kind {
+        // the online decoder input is always built as int64
+        PackKind::StreamingAsr => y.elem_type.is_none_or(|t| t == onnx_meta::INT64),
+        _ => y
+            .elem_type
+            .is_none_or(|t| t == onnx_meta::INT64 || t == onnx_meta::INT32),
+    };
+    if !int_ok {
+        return Err(err(
+            d,
+            format!(
+                "decoder input has element type {:?}, expected int64",
+                y.elem_type
+            ),
+        ));
+    }
+    axis_is(y, 1, context, "decoder input (N, context_size)", d)?;
+    if join.inputs.len() != 2 || join.outputs.is_empty() {
+        return Err(err(
+            d,
+            format!(
+                "joiner has {} inputs and {} outputs, expected 2 and 1",
+                join.inputs.len(),
+                join.outputs.len()
+            ),
+        ));
+    }
+    // sherpa-onnx walks the joiner's output in steps of vocab_size
+    axis_is(
+        &join.output_types[0],
+        1,
+        vocab,
+        "joiner output (N, vocab_size)",
+        d,
+    )?;
+    // every id the joiner can emit is looked up in tokens.txt with a
+    // throwing accessor (U1 in docs/NATIVE.md)
+    if let Some(t) = tokens {
+        if (t.len() as i64) < vocab {
+            return Err(err(
+                d,
+                format!(
+                    "tokens.txt has {} symbols but the decoder's vocab_size is {vocab}",
+                    t.len()
+                ),
+            ));
+        }
+    }
+    match kind {
+        PackKind::OfflineAsr => {
+            // RunEncoder passes (features, lengths) and reads two outputs
+            if enc.inputs.len() != 2 || enc.outputs.len() != 2 {
+                return Err(err(
+                    d,
+                    format!(
+                        "offline encoder has {} inputs and {} outputs, expected 2 and 2 (x, x_lens -> encoder_out, encoder_out_lens)",
+                        enc.inputs.len(),
+                        enc.outputs.len()
+                    ),
+                ));
+            }
+            axis_is(
+                &enc.input_types[0],
+                2,
+                TRANSDUCER_FEATURE_DIM,
+                "encoder input x (N, T, 80)",
+                d,
+            )?;
+        }
+        _ if enc_type == Some("lstm") => {
+            let mut v = BTreeMap::new();
+            for k in LSTM_ENCODER_KEYS {
+                v.insert(*k, positive(enc, "encoder", k, d)?);
+            }
+            // RunEncoder passes (x, h, c) and reads outputs 0, 1 and 2
+            if enc.inputs.len() != 3 || enc.outputs.len() != 3 {
+                return Err(err(
+                    d,
+                    format!(
+                        "lstm encoder has {} inputs and {} outputs, expected 3 and 3 (x, h, c -> encoder_out, next_h, next_c)",
+                        enc.inputs.len(),
+                        enc.outputs.len()
+                    ),
+                ));
+            }
+            let (x, h, c) = (
+                &enc.input_types[0],
+                &enc.input_types[1],
+                &enc.input_types[2],
+            );
+            axis_is(x, 1, v["T"], "encoder input x (N, T, 80)", d)?;
+            axis_is(
+                x,
+                2,
+                TRANSDUCER_FEATURE_DIM,
+                "encoder input x (N, T, 80)",
+                d,
+            )?;
+            // the initial states are made from the metadata
+            // (GetEncoderInitStates): h (layers, N, d_model), c (layers, N,
+            // rnn_hidden_size)
+            axis_is(
+                h,
+                0,
+                v["num_encoder_layers"],
+                "encoder input h (num_encoder_layers, N, d_model)",
+                d,
+            )?;
+            axis_is(
+                h,
+                2,
+                v["d_model"],
+                "encoder input h (num_encoder_layers, N, d_model)",
+                d,
+            )?;
+            axis_is(
+                c,
+                0,
+                v["num_encoder_layers"],
+                "encoder input c (num_encoder_layers, N, rnn_hidden_size)",
+                d,
+            )?;
+            axis_is(
+                c,
+                2,
+                v["rnn_hidden_size"],
+                "encoder input c (num_encoder_layers, N, rnn_hidden_size)",
+                d,
+            )?;
+        }
+        // zipformer, zipformer2, conformer: many per-layer keys; the probe
+        // loads them in a child process
+        _ => {}
+    }
+    Ok(())
 }
 
 /// `symbol id` per line; ids unique.
@@ -576,4 +824,155 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, PackError> {
         .collect();
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testsupport::root;
+
+    /// A copy of a committed pack in a temporary directory.
+    fn copy(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().expect("a temporary directory");
+        let src = root().join("testdata/models").join(name);
+        let dst = t.path().join(name);
+        fs::create_dir(&dst).expect("mkdir");
+        for e in fs::read_dir(&src).expect("the committed pack") {
+            let p = e.expect("an entry").path();
+            fs::copy(&p, dst.join(p.file_name().expect("a name"))).expect("copy");
+        }
+        (t, dst)
+    }
+
+    /// Appends metadata entries to an ONNX file (ModelProto field 14; a
+    /// later entry of a key wins, in the parser as in onnxruntime), then
+    /// rehashes the pack.
+    fn set_meta(dir: &Path, file: &str, kv: &[(&str, &str)]) {
+        fn ld(num: u8, payload: &[u8]) -> Vec<u8> {
+            let mut v = vec![(num << 3) | 2];
+            let mut n = payload.len();
+            while n >= 0x80 {
+                v.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            v.push(n as u8);
+            v.extend_from_slice(payload);
+            v
+        }
+        let p = dir.join(file);
+        let mut bytes = fs::read(&p).expect("the model");
+        for (k, v) in kv {
+            bytes.extend(ld(14, &[ld(1, k.as_bytes()), ld(2, v.as_bytes())].concat()));
+        }
+        fs::write(&p, bytes).expect("write");
+        let mut pack = Pack::open(dir).expect("the manifest");
+        for f in &mut pack.manifest.files {
+            f.sha256 = sha256_file(&dir.join(&f.path)).expect("hash");
+        }
+        fs::write(
+            dir.join(MANIFEST),
+            pack.manifest.to_toml().expect("a manifest"),
+        )
+        .expect("write");
+    }
+
+    fn problem(dir: &Path) -> String {
+        match Pack::open(dir).expect("the manifest").check() {
+            Ok(()) => String::new(),
+            Err(e) => e.problem,
+        }
+    }
+
+    #[test]
+    fn the_committed_transducer_packs_pass() {
+        for name in ["zh-tiny-transducer-streaming", "zh-tiny-transducer-offline"] {
+            let (_t, d) = copy(name);
+            assert_eq!(problem(&d), "", "{name}");
+        }
+    }
+
+    /// (file, metadata appended, what the check says)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+    /// Each of these ends the process inside sherpa-onnx 2.0.1 (measured
+    /// where noted in docs/NATIVE.md): the check refuses them first.
+    #[test]
+    fn transducer_packs_that_would_end_the_process_are_refused() {
+        let streaming: &[Case] = &[
+            (
+                "encoder.onnx",
+                &[("model_type", "")],
+                "not a streaming transducer",
+            ),
+            ("encoder.onnx", &[("T", "0")], "'T' = 0 must be positive"),
+            (
+                "encoder.onnx",
+                &[("decode_chunk_len", "x")],
+                "'decode_chunk_len' missing or not an integer",
+            ),
+            (
+                "encoder.onnx",
+                &[("T", "39")],
+                "encoder input x (N, T, 80): axis 1 is 35",
+            ),
+            ("encoder.onnx", &[("d_model", "100")], "encoder input h"),
+            (
+                "encoder.onnx",
+                &[("rnn_hidden_size", "160")],
+                "encoder input c",
+            ),
+            (
+                "encoder.onnx",
+                &[("num_encoder_layers", "2")],
+                "axis 0 is 1",
+            ),
+            (
+                "decoder.onnx",
+                &[("context_size", "3")],
+                "decoder input (N, context_size): axis 1 is 2",
+            ),
+            (
+                "decoder.onnx",
+                &[("vocab_size", "500")],
+                "joiner output (N, vocab_size)",
+            ),
+        ];
+        for (file, kv, needle) in streaming {
+            let (_t, d) = copy("zh-tiny-transducer-streaming");
+            set_meta(&d, file, kv);
+            let p = problem(&d);
+            assert!(p.contains(needle), "{file} {kv:?}: {p:?}");
+        }
+        let offline: &[Case] = &[
+            // measured: exit status 255 for both
+            (
+                "encoder.onnx",
+                &[("model_type", "lstm")],
+                "not an offline transducer",
+            ),
+            (
+                "encoder.onnx",
+                &[("model_type", "")],
+                "not an offline transducer",
+            ),
+            (
+                "decoder.onnx",
+                &[("vocab_size", "0")],
+                "'vocab_size' = 0 must be positive",
+            ),
+        ];
+        for (file, kv, needle) in offline {
+            let (_t, d) = copy("zh-tiny-transducer-offline");
+            set_meta(&d, file, kv);
+            let p = problem(&d);
+            assert!(p.contains(needle), "{file} {kv:?}: {p:?}");
+        }
+        // fewer tokens than the joiner can emit (U1)
+        let (_t, d) = copy("zh-tiny-transducer-offline");
+        let tokens = fs::read_to_string(d.join("tokens.txt")).expect("tokens");
+        let short: String = tokens.lines().take(100).map(|l| format!("{l}\n")).collect();
+        fs::write(d.join("tokens.txt"), short).expect("write");
+        set_meta(&d, "joiner.onnx", &[]);
+        assert!(problem(&d).contains("tokens.txt has 100 symbols"));
+    }
 }

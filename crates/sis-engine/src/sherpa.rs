@@ -705,4 +705,89 @@ mod tests {
             ));
         }
     }
+
+    /// The committed transducer test packs (`tools/train`) straight through
+    /// the C API, as hot words will use them: both search methods, and
+    /// streams made with hot words under `modified_beam_search`, offline and
+    /// streaming. [`Recognizer::load`] builds greedy recognizers only, so
+    /// this test builds its own configs; a process exit fails the test run.
+    /// The clip is held-out number n022, 九五五二二六七五, which the committed
+    /// packs read 九五二六七五 without hot words; with it as a hot word they
+    /// read it right.
+    #[test]
+    fn transducer_packs_decode_with_both_searches_and_hot_words() -> Result<(), EngineError> {
+        let clip = crate::testsupport::heldout::clips()
+            .into_iter()
+            .find(|c| c.id == "n022")
+            .expect("held-out clip n022");
+        let audio = crate::testsupport::samples(&clip, 16000);
+        // the clip's text with its own score, another phrase, and one with a
+        // character the tokens lack (sherpa-onnx logs and skips that one)
+        let hot_words = format!("{} :3.0/您好/鑫", clip.text);
+        let hot_words = hot_words.as_str();
+        for name in ["zh-tiny-transducer-streaming", "zh-tiny-transducer-offline"] {
+            let dir = crate::testsupport::root()
+                .join("testdata/models")
+                .join(name);
+            let pack = Pack::open(&dir).map_err(|e| EngineError::Load(e.to_string()))?;
+            pack.check().map_err(|e| EngineError::Load(e.to_string()))?;
+            for method in ["greedy_search", "modified_beam_search"] {
+                let mut texts = vec![];
+                if pack.manifest.kind == PackKind::StreamingAsr {
+                    let mut c = OnlineRecognizerConfig {
+                        decoding_method: Some(method.into()),
+                        ..Default::default()
+                    };
+                    c.model_config.tokens = path(&pack, "tokens")?;
+                    c.model_config.num_threads = 1;
+                    c.model_config.provider = Some(PROVIDER.into());
+                    c.model_config.modeling_unit = Some("cjkchar".into());
+                    transducer_files!(c.model_config.transducer, &pack);
+                    let r = OnlineRecognizer::create(&c).expect("the streaming transducer loads");
+                    let mut streams = vec![r.create_stream()];
+                    if method == "modified_beam_search" {
+                        streams.push(r.create_stream_with_hotwords(hot_words));
+                    }
+                    for s in &streams {
+                        s.accept_waveform(16000, &audio);
+                        s.accept_waveform(16000, &vec![0.0; 16000 * STREAM_TAIL_MS / 1000]);
+                        s.input_finished();
+                        while r.is_ready(s) {
+                            r.decode(s);
+                        }
+                        texts.push(r.get_result(s).map(|r| r.text).unwrap_or_default());
+                    }
+                } else {
+                    let mut c = OfflineRecognizerConfig {
+                        decoding_method: Some(method.into()),
+                        ..Default::default()
+                    };
+                    c.model_config.tokens = path(&pack, "tokens")?;
+                    c.model_config.num_threads = 1;
+                    c.model_config.provider = Some(PROVIDER.into());
+                    c.model_config.modeling_unit = Some("cjkchar".into());
+                    transducer_files!(c.model_config.transducer, &pack);
+                    let r = OfflineRecognizer::create(&c).expect("the offline transducer loads");
+                    let mut streams = vec![r.create_stream()];
+                    if method == "modified_beam_search" {
+                        streams.push(r.create_stream_with_hotwords(hot_words));
+                    }
+                    for s in &streams {
+                        s.accept_waveform(16000, &audio);
+                        r.decode(s);
+                        texts.push(s.get_result().map(|r| r.text).unwrap_or_default());
+                    }
+                }
+                println!("{name} {method}: {texts:?} (reference {})", clip.text);
+                assert!(
+                    texts.iter().all(|t| !t.is_empty()),
+                    "{name} {method}: {texts:?}"
+                );
+                if let Some(hot) = texts.get(1) {
+                    assert_eq!(hot, &clip.text, "{name}: the hot word wins");
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -1043,7 +1043,7 @@ mod tests {
         .expect("valid flags");
         let cfg = a.validate().expect("a valid configuration");
         assert!(!data.exists(), "validate created {}", data.display());
-        assert_eq!(cfg.engine.packs.len(), 2);
+        assert_eq!(cfg.engine.packs.len(), 4); // the committed CTC and transducer packs
         assert!(matches!(cfg.jobs.callback_key, CallbackKey::File(_)));
 
         let prepared = cfg.prepare().expect("prepared");

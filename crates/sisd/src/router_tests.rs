@@ -460,11 +460,16 @@ async fn health_lists_the_packs() {
     let (status, _, v) = app.get("/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["status"], "ok");
-    assert_eq!(v["packs"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["packs"].as_array().map(Vec::len), Some(4));
     // the committed packs are test packs, and /health says so
     assert_eq!(
         v["test_packs"],
-        serde_json::json!(["zh-tiny-ctc-offline", "zh-tiny-ctc-streaming"])
+        serde_json::json!([
+            "zh-tiny-ctc-offline",
+            "zh-tiny-ctc-streaming",
+            "zh-tiny-transducer-offline",
+            "zh-tiny-transducer-streaming"
+        ])
     );
     assert_eq!(v["packs"][0]["test_only"], true);
     assert_eq!(

@@ -21,8 +21,15 @@ fn zh_tokens() -> Vec<u8> {
     fs::read(root().join("testdata/models/zh-tiny-ctc-offline/tokens.txt")).unwrap()
 }
 
+/// English BPE tokens, as many as the committed transducer's vocabulary
+/// (418), so that its files can stand in for an English model's.
 fn en_tokens() -> Vec<u8> {
-    b"<blk> 0\n<sos/eos> 1\n<unk> 2\nS 3\n\xe2\x96\x81THE 4\n\xe2\x96\x81A 5\n".to_vec()
+    let mut t =
+        b"<blk> 0\n<sos/eos> 1\n<unk> 2\nS 3\n\xe2\x96\x81THE 4\n\xe2\x96\x81A 5\n".to_vec();
+    for i in 6..418 {
+        t.extend(format!("\u{2581}W{i} {i}\n").as_bytes());
+    }
+    t
 }
 
 fn vad_bytes() -> Vec<u8> {
@@ -100,16 +107,20 @@ fn punct_model() -> Vec<u8> {
     )
 }
 
-/// Encoder, decoder and joiner of a transducer (a streaming encoder takes
-/// its caches as inputs: the streaming tiny model has 5 inputs).
+/// Encoder, decoder and joiner of a transducer: the committed transducer
+/// test packs' files (a streaming encoder takes its states as inputs: the
+/// streaming one has 3, the offline one 2).
 fn transducer_parts(streaming: bool) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let encoder = if streaming {
-        with_meta(&tiny("streaming"), &[("model_type", "zipformer")])
-    } else {
-        tiny("offline")
-    };
-    let decoder = with_meta(&tiny("offline"), &[("context_size", "2")]);
-    (encoder, decoder, tiny("offline"))
+    let dir = root().join(format!(
+        "testdata/models/zh-tiny-transducer-{}",
+        if streaming { "streaming" } else { "offline" }
+    ));
+    let part = |f: &str| fs::read(dir.join(f)).unwrap();
+    (
+        part("encoder.onnx"),
+        part("decoder.onnx"),
+        part("joiner.onnx"),
+    )
 }
 
 type Files = Vec<(String, Vec<u8>)>;
