@@ -250,3 +250,68 @@ def test_sigint_idle_server_exits_at_once(models_dir, tmp_path):
     s.close()
     assert took < 3, took
     assert "stopped" in (tmp_path / "sisd.log").read_text()
+
+
+def test_sigterm_during_vocabulary_writes_loses_nothing_accepted(models_dir, tmp_path):
+    """Four clients create, update and delete vocabularies as fast as they can
+    while the server gets SIGTERM. Every write answered 200 is in the store
+    after a restart on the same data directory (a create is there, with the
+    contents its last answered update gave it; a delete is gone), and the
+    process exits 0."""
+    server = Server([models_dir], tmp_path / "data", extra=["--no-probe"], log=tmp_path / "sisd.log")
+    base = server.base
+    lock = threading.Lock()
+    expect = {}  # vocabulary_id -> contents, or None once deleted (as answered)
+    stop = threading.Event()
+    answered = [0]
+
+    def client(k):
+        s = requests.Session()
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                r = s.post(f"{base}/v1/p1/asr/vocabularies", timeout=5, json={
+                    "name": f"c{k}_{i}", "language": "chinese_mandarin", "contents": ["张伟", f"{'甲乙丙丁'[k]}{'一二三四五六七八九'[i % 9]}"]})
+                if r.status_code != 200:
+                    continue
+                vid = r.json()["vocabulary_id"]
+                with lock:
+                    expect[vid] = ["张伟", f"{'甲乙丙丁'[k]}{'一二三四五六七八九'[i % 9]}"]
+                    answered[0] += 1
+                if i % 3 == 0:
+                    r = s.put(f"{base}/v1/p1/asr/vocabularies/{vid}", timeout=5, json={
+                        "name": f"c{k}_{i}", "language": "chinese_mandarin", "contents": ["李娜"]})
+                    if r.status_code == 200:
+                        with lock:
+                            expect[vid] = ["李娜"]
+                elif i % 3 == 1:
+                    r = s.delete(f"{base}/v1/p1/asr/vocabularies/{vid}", timeout=5)
+                    if r.status_code == 200:
+                        with lock:
+                            expect[vid] = None
+            except requests.RequestException:
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    while answered[0] < 40:
+        time.sleep(0.01)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=15) == 0
+    stop.set()
+    for t in threads:
+        t.join()
+    server = Server([models_dir], tmp_path / "data", extra=["--no-probe"], log=tmp_path / "sisd2.log")
+    try:
+        for vid, contents in expect.items():
+            r = requests.get(f"{server.base}/v1/p1/asr/vocabularies/{vid}", timeout=5)
+            if contents is None:
+                assert r.status_code == 400 and r.json()["error_code"] == "SIS.0201", (vid, r.text)
+            else:
+                assert r.status_code == 200, (vid, r.text)
+                assert r.json()["contents"] == contents, (vid, r.json())
+        print(f"{len(expect)} vocabularies answered before the stop, every one as answered after it")
+    finally:
+        server.stop()

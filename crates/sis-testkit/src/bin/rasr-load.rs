@@ -79,6 +79,9 @@ struct Args {
     /// SIS `property` in START.
     #[arg(long, default_value = "chinese_16k_general")]
     property: String,
+    /// SIS `vocabulary_id` in START (hot words).
+    #[arg(long)]
+    vocabulary_id: Option<String>,
     /// Runtime worker threads (1: a current-thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -621,15 +624,17 @@ fn main() -> anyhow::Result<()> {
         chunk: Duration::from_millis(args.chunk_ms),
         chunk_samples: (RATE as u64 * args.chunk_ms / 1000).max(1) as usize,
         timeout: Duration::from_secs(args.timeout_s),
-        start_msg: json!({
-            "command": "START",
-            "config": {
+        start_msg: {
+            let mut config = json!({
                 "audio_format": "pcm16k16bit",
                 "property": args.property,
                 "interim_results": "yes",
+            });
+            if let Some(id) = &args.vocabulary_id {
+                config["vocabulary_id"] = json!(id);
             }
-        })
-        .to_string(),
+            json!({"command": "START", "config": config}).to_string()
+        },
     });
 
     let rt = if args.threads <= 1 {
