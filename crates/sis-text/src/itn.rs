@@ -12,6 +12,8 @@
 
 use std::ops::Range;
 
+use crate::zh::{ends_with_before, is_measure_at, starts_with, DIGITS};
+
 /// One output unit and the input characters (indices into `chars()`) it replaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
@@ -21,18 +23,10 @@ pub struct Piece {
 
 fn digit_value(c: char) -> Option<u64> {
     Some(match c {
-        '零' | '〇' | '洞' => 0,
-        '一' | '幺' => 1,
-        '二' => 2,
+        '〇' | '洞' => 0,
+        '幺' => 1,
         '两' => 2,
-        '三' => 3,
-        '四' => 4,
-        '五' => 5,
-        '六' => 6,
-        '七' => 7,
-        '八' => 8,
-        '九' => 9,
-        _ => return None,
+        _ => DIGITS.iter().position(|&d| d == c)? as u64,
     })
 }
 
@@ -47,33 +41,9 @@ fn unit_value(c: char) -> Option<u64> {
     })
 }
 
-/// Characters that may follow a lone number to make it a quantity.
-const MEASURE: &str =
-    "个位次天年月日号元块角毛分秒岁楼层张台件条家本份周斤米倍人名种套间辆笔趟期折度克吨页章集遍声";
-/// Two-character measures whose first character alone means something else.
-const MEASURE2: [&str; 6] = ["小时", "公里", "公斤", "星期", "千米", "毫米"];
 const TIME_OF_DAY: [&str; 10] = [
     "上午", "下午", "晚上", "早上", "凌晨", "中午", "傍晚", "今天", "明天", "昨天",
 ];
-
-fn is_measure_at(chars: &[char], i: usize) -> bool {
-    match chars.get(i) {
-        Some(c) if MEASURE.contains(*c) => true,
-        Some(_) => MEASURE2.iter().any(|m| starts_with(chars, i, m)),
-        None => false,
-    }
-}
-
-fn starts_with(chars: &[char], i: usize, s: &str) -> bool {
-    s.chars()
-        .enumerate()
-        .all(|(k, c)| chars.get(i + k) == Some(&c))
-}
-
-fn ends_with_before(chars: &[char], i: usize, s: &str) -> bool {
-    let n = s.chars().count();
-    i >= n && starts_with(chars, i - n, s)
-}
 
 /// A maximal run of number characters starting at `i`.
 struct Run {
