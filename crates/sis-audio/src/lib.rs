@@ -13,6 +13,10 @@
 //! short-audio's rules on top (mono, 8 or 16 kHz, the declared container);
 //! it is not a second parser.
 //!
+//! The way out, for speech synthesis: [`effects`] (speed, pitch and volume
+//! as the SIS curves define them) and [`encode_mp3`] (LAME, linked as the
+//! system's shared library).
+//!
 //! Architecture invariant: knows audio, not SIS JSON and not engines. Every
 //! decoder is bounded: it stops at `max_ms` of audio so a small compressed
 //! body cannot expand into unbounded work or memory; every decoder call runs
@@ -22,6 +26,8 @@
 mod amr;
 mod compressed;
 mod container;
+pub mod effects;
+mod encode;
 mod flac;
 pub mod g711;
 mod input;
@@ -32,6 +38,7 @@ mod resample;
 pub mod stream;
 mod vorbis;
 
+pub use encode::{encode_mp3, EncodeError};
 pub use resample::{resample, StreamResampler};
 use sis_core::{AudioFormat, Pcm, RawEncoding};
 
