@@ -148,10 +148,10 @@ fn heldout_cer_meets_goals() {
 /// Frequent hanzi the unrelated vocabulary is made of.
 const COMMON: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连断深难近矿千周委素技备半办青省列习响约支般史感劳便团往酸历市克何除消构府称太准精值号率族维划选标写存候毛亲快效斯院查江型眼王按格养易置派层片始却专状育厂京识适属圆包火住调满县局照参红细引听该铁价严龙飞";
 
-/// `n` words of 2 to 4 frequent hanzi, none of which occurs in any of
-/// `texts`, weights 1 to 10 (a fixed pseudo-random sequence).
-fn unrelated_words(n: usize, texts: &[&str]) -> Vec<String> {
-    let pool: Vec<char> = COMMON.chars().collect();
+/// `n` words of 2 to 4 frequent hanzi (those of `pool`), none of which
+/// occurs in any of `texts`, weights 1 to 10 (a fixed pseudo-random
+/// sequence).
+fn unrelated_words(n: usize, texts: &[&str], pool: &[char]) -> Vec<String> {
     let mut state: u64 = 0x2026_1128;
     let mut next = |m: usize| {
         state = state
@@ -173,25 +173,42 @@ fn unrelated_words(n: usize, texts: &[&str]) -> Vec<String> {
 
 /// A 1,000-word vocabulary that has nothing to do with the held-out texts
 /// must not make the transcripts worse: at most 0.5 points of CER more, per
-/// kind of clip, on each pack at 16 kHz (the vocabulary is applied after
-/// decoding on these CTC packs, so what it can do is replace a span that
-/// sounds like one of its words).
+/// kind of clip, on each pack at 16 kHz. On the CTC packs the vocabulary is
+/// applied after decoding (what it can do is replace a span that sounds like
+/// one of its words); on the transducer packs it biases the beam search, and
+/// its words are made of the pack's own tokens only, so that every one of
+/// them reaches sherpa-onnx's hot-word list.
 #[test]
 fn an_unrelated_vocabulary_barely_moves_the_heldout_cer() {
     let clips = heldout::clips();
     let texts: Vec<&str> = clips.iter().map(|c| c.text.as_str()).collect();
-    let words = unrelated_words(1000, &texts);
-    let vocabulary = HotWords {
-        vocabulary_id: "heldout-unrelated".into(),
-        version: 1,
-        words: Arc::new(words),
-    };
     println!("| pack | vocabulary | numbers CER | sentences CER | all |");
     println!("|---|---|---|---|---|");
     let mut failures = Vec::new();
-    for pack in ["zh-tiny-ctc-offline", "zh-tiny-ctc-streaming"] {
-        let base = run_with(pack, "common", 16000, &clips, None);
-        let with = run_with(pack, "common", 16000, &clips, Some(vocabulary.clone()));
+    for (pack, domain) in [
+        ("zh-tiny-ctc-offline", "common"),
+        ("zh-tiny-ctc-streaming", "common"),
+        ("zh-tiny-transducer-offline", "hotword"),
+        ("zh-tiny-transducer-streaming", "hotword"),
+    ] {
+        let tokens =
+            std::fs::read_to_string(root().join("testdata/models").join(pack).join("tokens.txt"))
+                .unwrap();
+        let biased = domain == "hotword";
+        let pool: Vec<char> = COMMON
+            .chars()
+            .filter(|c| {
+                !biased || tokens.lines().any(|l| l.split(' ').next() == Some(&*c.to_string()))
+            })
+            .collect();
+        assert!(pool.len() >= 100, "{pack}: {} common hanzi in tokens.txt", pool.len());
+        let vocabulary = HotWords {
+            vocabulary_id: format!("heldout-unrelated-{pack}"),
+            version: 1,
+            words: Arc::new(unrelated_words(1000, &texts, &pool)),
+        };
+        let base = run_with(pack, domain, 16000, &clips, None);
+        let with = run_with(pack, domain, 16000, &clips, Some(vocabulary));
         let cer = |acc: &[(usize, usize, usize, usize); 2], i: Option<usize>| {
             let (e, n) = match i {
                 Some(i) => (acc[i].0, acc[i].1),
@@ -207,9 +224,16 @@ fn an_unrelated_vocabulary_barely_moves_the_heldout_cer() {
                 cer(acc, None)
             );
         }
+        // The goal (at most 0.5 points) holds for text matching. With
+        // biasing it does not (measured, docs/HOTWORDS.md): a boost on a
+        // homophone of what was said flips it, and the streaming search never
+        // takes back the boost of a phrase left unfinished at the end
+        // (sherpa-onnx 2.0.1). The transducer bound is that measurement with
+        // a margin, so that a change that makes biasing worse still fails.
+        let bound = if biased { TRANSDUCER_UNRELATED_RISE } else { 0.5 };
         for (kind, i) in [("numbers", Some(0)), ("sentences", Some(1)), ("all", None)] {
             let rise = cer(&with, i) - cer(&base, i);
-            if rise > 0.5 {
+            if rise > bound {
                 failures.push(format!("{pack}: {kind} CER rose by {rise:.2} points"));
             }
         }
@@ -217,11 +241,15 @@ fn an_unrelated_vocabulary_barely_moves_the_heldout_cer() {
     assert!(failures.is_empty(), "{}", failures.join("; "));
 }
 
+/// Largest CER rise (points, per kind of clip) a 1,000-word unrelated
+/// vocabulary may cause on the transducer packs: measured 1.92 (offline,
+/// sentences) and 2.49 (streaming, sentences), 1.07 and 1.50 over all clips.
+const TRANSDUCER_UNRELATED_RISE: f64 = 3.0;
+
 /// CER goals (numbers, sentences; percent, every rate and pack) of the
-/// committed transducer packs: their measured figures with a margin. The
-/// committed packs come from a short run (numbers 2.5-2.7 %, sentences
-/// 65 %); tighten these with the full run's figures.
-const TRANSDUCER_GOALS: (f64, f64) = (5.0, 75.0);
+/// committed transducer packs: their measured figures with a margin
+/// (full run of tools/train: numbers 0.41-0.49 %, sentences 4.78-4.85 %).
+const TRANSDUCER_GOALS: (f64, f64) = (1.5, 8.0);
 
 /// The transducer test packs (the hot-word tests' models), greedy search,
 /// served under their own properties (`chinese_{16k,8k}_hotword`). Their
