@@ -39,6 +39,7 @@ mod sherpa;
 pub mod stream;
 #[cfg(test)]
 mod testsupport;
+pub mod tts;
 
 use std::path::PathBuf;
 use std::sync::Arc;
