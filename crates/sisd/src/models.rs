@@ -16,8 +16,8 @@ use crate::download::{self, Download};
 
 pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ModelsCommand::List(dirs) => {
-            for d in dirs.dirs() {
+        ModelsCommand::List(args) => {
+            for d in args.dirs.dirs() {
                 for p in pack::discover(&d)? {
                     let pk = pack::Pack::open(&p)?;
                     let m = &pk.manifest;
@@ -40,6 +40,7 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            list_voices(&args.espeak.espeak_ng);
             Ok(ExitCode::SUCCESS)
         }
         ModelsCommand::Verify(dirs) => {
@@ -87,6 +88,29 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
             println!("ok {}", pk.name());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Speech synthesis after the packs: one line on espeak-ng, then one per
+/// voice (`sis_engine::tts::voices`, the one table of them): the SIS
+/// `property`, its gender, the espeak-ng voice and base pitch, its rates.
+fn list_voices(espeak: &Path) {
+    match sis_engine::tts::probe(espeak, Duration::from_secs(10)) {
+        Ok(version) => println!("tts\tespeak-ng\tavailable\t{version}\t{}", espeak.display()),
+        Err(reason) => println!(
+            "tts\tespeak-ng\tUNAVAILABLE\t{reason}\t{}",
+            espeak.display()
+        ),
+    }
+    for v in sis_engine::tts::VOICES {
+        println!(
+            "tts-voice\t{}\t{}\t{} -p {}\t{}",
+            v.name,
+            v.gender.as_str(),
+            v.espeak,
+            v.espeak_pitch,
+            if v.only_16k { "16000" } else { "8000,16000" }
+        );
     }
 }
 
