@@ -95,22 +95,28 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
 /// voice (`sis_engine::tts::voices`, the one table of them): the SIS
 /// `property`, its gender, the espeak-ng voice and base pitch, its rates.
 fn list_voices(espeak: &Path) {
-    match sis_engine::tts::probe(espeak, Duration::from_secs(10)) {
-        Ok(version) => println!("tts\tespeak-ng\tavailable\t{version}\t{}", espeak.display()),
-        Err(reason) => println!(
-            "tts\tespeak-ng\tUNAVAILABLE\t{reason}\t{}",
-            espeak.display()
-        ),
+    use std::io::Write;
+    let status = match sis_engine::tts::probe(espeak, Duration::from_secs(10)) {
+        Ok(version) => format!("available\t{version}"),
+        Err(reason) => format!("UNAVAILABLE\t{reason}"),
+    };
+    // a reader that stops early (`| head`) ends the listing, not the process
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "tts\tespeak-ng\t{status}\t{}", espeak.display()).is_err() {
+        return;
     }
     for v in sis_engine::tts::VOICES {
-        println!(
-            "tts-voice\t{}\t{}\t{} -p {}\t{}",
+        let rates = if v.only_16k { "16000" } else { "8000,16000" };
+        let line = format!(
+            "tts-voice\t{}\t{}\t{} -p {}\t{rates}",
             v.name,
             v.gender.as_str(),
             v.espeak,
-            v.espeak_pitch,
-            if v.only_16k { "16000" } else { "8000,16000" }
+            v.espeak_pitch
         );
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
     }
 }
 
