@@ -1,4 +1,6 @@
-//! MP3 encoding through LAME, for speech synthesis's `mp3` output.
+//! Encoders for speech synthesis's output: WAV and headerless 16-bit PCM
+//! ([`encode_wav`], [`encode_pcm16`] of samples made by [`to_i16`]), and MP3
+//! through LAME ([`encode_mp3`]).
 //!
 //! LAME is LGPL, so it is never compiled into our binaries: `build.rs`
 //! links the system's shared `libmp3lame` (Debian: `libmp3lame-dev` to
@@ -177,4 +179,74 @@ pub fn encode_mp3(samples: &[i16], rate: u32) -> Result<Vec<u8>, EncodeError> {
     }
     drop(lame);
     Ok(out)
+}
+
+/// Float samples as 16-bit integers: scaled by 32768 (the decoders' scale,
+/// so decoded 16-bit audio comes back bit-exact), rounded, clamped to
+/// [-32768, 32767]; samples that are not finite become 0.
+pub fn to_i16(samples: &[f32]) -> Vec<i16> {
+    samples
+        .iter()
+        .map(|&x| {
+            (f64::from(crate::finite(x)) * 32768.0)
+                .round()
+                .clamp(-32768.0, 32767.0) as i16
+        })
+        .collect()
+}
+
+/// Headerless 16-bit little-endian PCM (SIS TTS `pcm`).
+pub fn encode_pcm16(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+/// A RIFF/WAVE file of mono 16-bit PCM at `rate` Hz: the canonical 44-byte
+/// header (`fmt ` of 16 bytes, `data`) and the samples. Audio beyond what a
+/// WAV header can count (4 GiB) is cut at that size.
+pub fn encode_wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    const MAX_DATA: usize = (u32::MAX as usize - 36) & !1;
+    let n = samples.len().min(MAX_DATA / 2);
+    let data = (n * 2) as u32;
+    let mut out = Vec::with_capacity(44 + n * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&rate.saturating_mul(2).to_le_bytes()); // bytes per second
+    out.extend_from_slice(&2u16.to_le_bytes()); // block align
+    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data.to_le_bytes());
+    for s in &samples[..n] {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::{read_bytes, FileFormat, StreamLimits};
+
+    #[test]
+    fn wav_and_pcm_read_back_exactly() {
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.05).sin() * 0.9).collect();
+        let s = to_i16(&x);
+        for rate in [8000, 16000, 22050] {
+            let wav = encode_wav(&s, rate);
+            assert_eq!(wav.len(), 44 + 2000);
+            assert_eq!(&wav[44..], &encode_pcm16(&s)[..]);
+            let (r, ch) = read_bytes(&wav, FileFormat::Auto, StreamLimits::default()).unwrap();
+            assert_eq!((r, ch.len()), (rate, 1));
+            assert_eq!(to_i16(&ch[0]), s);
+        }
+        assert_eq!(
+            to_i16(&[2.0, -2.0, f32::NAN, 0.5]),
+            vec![32767, -32768, 0, 16384]
+        );
+        assert_eq!(encode_wav(&[], 8000).len(), 44);
+    }
 }

@@ -14,8 +14,8 @@
 //! it is not a second parser.
 //!
 //! The way out, for speech synthesis: [`effects`] (speed, pitch and volume
-//! as the SIS curves define them) and [`encode_mp3`] (LAME, linked as the
-//! system's shared library).
+//! as the SIS curves define them), [`encode_wav`], [`encode_pcm16`] and
+//! [`encode_mp3`] (LAME, linked as the system's shared library).
 //!
 //! Architecture invariant: knows audio, not SIS JSON and not engines. Every
 //! decoder is bounded: it stops at `max_ms` of audio so a small compressed
@@ -38,7 +38,7 @@ mod resample;
 pub mod stream;
 mod vorbis;
 
-pub use encode::{encode_mp3, EncodeError};
+pub use encode::{encode_mp3, encode_pcm16, encode_wav, to_i16, EncodeError};
 pub use resample::{resample, StreamResampler};
 use sis_core::{AudioFormat, Pcm, RawEncoding};
 

@@ -7,6 +7,7 @@
 
 pub mod hotwords;
 pub mod time;
+pub mod tts;
 
 use std::fmt;
 

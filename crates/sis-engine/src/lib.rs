@@ -3,6 +3,9 @@
 //! (`batch.rs`), the real-time stream workers (`stream.rs`) and the file
 //! pipeline (`file.rs`). [`Engine`] puts them together.
 //!
+//! Speech synthesis is [`tts`]: espeak-ng run as a separate process, no
+//! sherpa-onnx (it runs in the server process, not in engine workers).
+//!
 //! Architecture invariants:
 //! - This is the only crate that depends on sherpa-onnx, and within it only
 //!   `sherpa.rs` names it: `clippy.toml` forbids its types and functions
@@ -39,6 +42,7 @@ mod sherpa;
 pub mod stream;
 #[cfg(test)]
 mod testsupport;
+pub mod tts;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -55,6 +55,10 @@ pub enum SisCode {
     LanguageUnsupported,
     /// The project has as many vocabularies as it may.
     TooManyVocabularies,
+    /// Speech synthesis failed (HTTP 500).
+    TtsFailed,
+    /// Speech synthesis: `sample_rate` invalid, or not offered by the voice.
+    TtsSampleRate,
 }
 
 impl SisCode {
@@ -83,13 +87,15 @@ impl SisCode {
             SisCode::VocabularyNameTaken => "SIS.0204",
             SisCode::LanguageUnsupported => "SIS.0205",
             SisCode::TooManyVocabularies => "SIS.0208",
+            SisCode::TtsFailed => "SIS.0401",
+            SisCode::TtsSampleRate => "SIS.0402",
         }
     }
 
     /// The HTTP status this code is sent with by default.
     pub fn status(self) -> u16 {
         match self {
-            SisCode::Internal | SisCode::RecognitionFailed => 500,
+            SisCode::Internal | SisCode::RecognitionFailed | SisCode::TtsFailed => 500,
             SisCode::EngineTimeout => 504,
             SisCode::MaxConcurrency | SisCode::GatewayThrottled => 429,
             SisCode::ApiNotFound => 404,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod rasr;
 pub mod short_audio;
 pub mod transcriber;
+pub mod tts;
 pub mod vocabulary;
 
 pub use error::{ApiError, SisCode};

@@ -56,6 +56,14 @@ pub mod defaults {
     pub const VOCABULARY_MAX_TABLES: usize = 100;
     /// SIS documents 1024 (v3 SDK) and 10000 (newer docs): the larger.
     pub const VOCABULARY_MAX_WORDS: usize = 10_000;
+    /// The espeak-ng program: looked up on `PATH`.
+    pub const ESPEAK_NG: &str = "espeak-ng";
+    pub const TTS_TIMEOUT_S: &str = "30";
+
+    /// `--tts-max-processes`: the number of cores.
+    pub fn tts_max_processes() -> usize {
+        workers()
+    }
 
     /// `--workers`: the number of cores.
     pub fn workers() -> usize {
@@ -382,10 +390,30 @@ impl ModelDirs {
     }
 }
 
+/// Speech synthesis's engine: espeak-ng, run as a separate process.
+#[derive(Args, Debug, Clone)]
+pub struct EspeakArg {
+    /// The espeak-ng program (speech synthesis; GPL-3, run as a separate
+    /// process, never linked): a path, or a name looked up on PATH.
+    #[arg(long = "espeak-ng", env = "SIS_ESPEAK_NG", default_value = defaults::ESPEAK_NG,
+          value_name = "PROGRAM")]
+    pub espeak_ng: PathBuf,
+}
+
+/// `sisd models list`.
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub dirs: ModelDirs,
+    #[command(flatten)]
+    pub espeak: EspeakArg,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
-    /// List installed packs and the properties they serve.
-    List(ModelDirs),
+    /// List installed packs and the properties they serve, and the speech
+    /// synthesis voices (with espeak-ng's availability).
+    List(ListArgs),
     /// Check every installed pack: files present, sha256, metadata.
     Verify(ModelDirs),
     /// Install packs: from the catalog by NAME (downloaded, sha256 checked),
@@ -686,6 +714,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SIS_VOCABULARY_MAX_WORDS", default_value_t = defaults::VOCABULARY_MAX_WORDS,
           value_parser = between(1, MAX_VOCABULARY_WORDS as u64))]
     pub vocabulary_max_words: usize,
+    #[command(flatten)]
+    pub espeak: EspeakArg,
+    /// espeak-ng processes speech synthesis runs at once, over all requests
+    /// (each sentence is one process; default: number of cores).
+    #[arg(long, env = "SIS_TTS_MAX_PROCESSES", value_parser = between(1, 1024))]
+    pub tts_max_processes: Option<usize>,
+    /// Seconds one espeak-ng process may run before it is killed (its
+    /// request gets SIS.0401).
+    #[arg(long = "tts-timeout-s", env = "SIS_TTS_TIMEOUT_S", default_value = defaults::TTS_TIMEOUT_S,
+          value_parser = seconds(0.1, 3600.0), value_name = "SECONDS")]
+    pub tts_timeout: Duration,
 }
 
 /// The largest `--vocabulary-max-words`: such a vocabulary's body still fits
@@ -746,6 +785,8 @@ pub struct ServeConfig {
     pub password_checks: usize,
     pub short_audio_memory_mb: usize,
     pub vocabularies: VocabularyLimits,
+    /// Speech synthesis.
+    pub tts: sis_engine::tts::TtsSettings,
 }
 
 impl ServeArgs {
@@ -869,6 +910,13 @@ impl ServeArgs {
             vocabularies: VocabularyLimits {
                 per_project: self.vocabulary_max_tables,
                 words: self.vocabulary_max_words,
+            },
+            tts: sis_engine::tts::TtsSettings {
+                espeak: self.espeak.espeak_ng.clone(),
+                max_processes: self
+                    .tts_max_processes
+                    .unwrap_or_else(defaults::tts_max_processes),
+                timeout: self.tts_timeout,
             },
         })
     }
@@ -1023,6 +1071,8 @@ mod tests {
             &["--short-audio-memory-mb", "31"],
             &["--vocabulary-max-tables", "0"],
             &["--vocabulary-max-words", "40001"],
+            &["--tts-max-processes", "0"],
+            &["--tts-timeout-s", "0"],
         ] {
             assert!(serve_args(bad).is_err(), "{bad:?} accepted");
         }
@@ -1086,6 +1136,9 @@ mod tests {
         assert_eq!(cfg.jobs.project_max, 3, "half of --job-workers");
         assert_eq!(cfg.engine.workers, defaults::workers());
         assert_eq!(cfg.password_checks, defaults::password_checks());
+        assert_eq!(cfg.tts.max_processes, defaults::workers());
+        assert_eq!(cfg.tts.espeak, PathBuf::from("espeak-ng"));
+        assert_eq!(cfg.tts.timeout, Duration::from_secs(30));
         assert!(cfg.store_url.ends_with("/sisd.db") && cfg.store_url.starts_with("sqlite://"));
     }
 

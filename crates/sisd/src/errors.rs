@@ -18,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sis_audio::AudioError;
 use sis_auth::sign::SignError;
+use sis_engine::tts::TtsError;
 use sis_engine::EngineError;
 use sis_fetch::{FetchError, FetchErrorKind};
 use sis_jobs::JobError;
@@ -242,6 +243,7 @@ pub fn api_name(method: &Method, path: &str) -> Option<&'static str> {
         ["", "v1", p, "asr", "short-audio"] if !p.is_empty() && method == Method::POST => {
             "short-audio"
         }
+        ["", "v1", p, "tts"] if !p.is_empty() && method == Method::POST => "tts",
         ["", "v1", p, "asr", "transcriber", "jobs"] if !p.is_empty() && method == Method::POST => {
             "jobs.create"
         }
@@ -348,6 +350,7 @@ fn log_request(
         job_id = notes.job_id.as_deref(),
         vocabulary_id = notes.vocabulary_id.as_deref(),
         vocabulary_version = notes.vocabulary_version,
+        text_chars = notes.text_chars,
         status = status.as_u16(),
         code,
         msg,
@@ -452,6 +455,41 @@ pub fn short_audio_audio(e: AudioError) -> ApiError {
             ApiError::invalid("audio is longer than 60 s, the limit of short-audio")
         }
         other => ApiError::invalid(other.to_string()),
+    }
+}
+
+// ---- speech synthesis ----
+
+/// A synthesis that was not made: the request's fault (voice, rate), the
+/// server's (espeak-ng missing or failing; the cause goes to the log), or
+/// too many at once.
+pub fn tts(e: TtsError) -> AppError {
+    match e {
+        TtsError::UnknownVoice(v) => ApiError::invalid(format!(
+            "'property' {} is not a voice of this server",
+            clip(&v)
+        ))
+        .into(),
+        TtsError::RateNotOffered { voice, rate } => ApiError::new(
+            SisCode::TtsSampleRate,
+            format!("'sample_rate' {rate} is not offered by {voice}: it is offered at 16000 only"),
+        )
+        .into(),
+        TtsError::Busy => ApiError::new(
+            SisCode::MaxConcurrency,
+            "max concurrency exceeded, retry later",
+        )
+        .into(),
+        TtsError::Unavailable(reason) => AppError::from(ApiError::new(
+            SisCode::Internal,
+            "speech synthesis is not available on this server",
+        ))
+        .detail(reason)
+        .server_fault(),
+        TtsError::Failed(cause) => {
+            AppError::from(ApiError::new(SisCode::TtsFailed, "speech synthesis failed"))
+                .detail(cause)
+        }
     }
 }
 
@@ -775,6 +813,8 @@ mod tests {
         assert_eq!(name(Method::POST, one), None);
         assert_eq!(name(Method::GET, "/v1//asr/short-audio"), None);
         assert_eq!(name(Method::GET, "/wp-login.php"), None);
+        assert_eq!(name(Method::POST, "/v1/p/tts"), Some("tts"));
+        assert_eq!(name(Method::GET, "/v1/p/tts"), None);
     }
 
     #[test]
@@ -856,6 +896,36 @@ mod tests {
             job(&corrupt).message,
             "Audio format is invalid! (audio contains no samples)"
         );
+    }
+
+    #[test]
+    fn synthesis_errors() {
+        let shown = |e: TtsError| {
+            let a = tts(e);
+            (
+                a.status(),
+                a.detail.clone(),
+                a.server_fault,
+                a.into_api_error(),
+            )
+        };
+        let (status, _, _, e) = shown(TtsError::UnknownVoice("chinese_x_common".into()));
+        assert_eq!((status.as_u16(), e.code), (400, SisCode::InvalidParam));
+        assert!(e.message.contains("chinese_x_common"));
+        let (status, _, _, e) = shown(TtsError::RateNotOffered {
+            voice: "chinese_huanvxia_literature",
+            rate: 8000,
+        });
+        assert_eq!((status.as_u16(), e.code.as_str()), (400, "SIS.0402"));
+        let (status, detail, fault, e) = shown(TtsError::Unavailable("cannot run x".into()));
+        assert_eq!((status.as_u16(), e.code.as_str()), (500, "SIS.0100"));
+        assert!(fault && detail.as_deref() == Some("cannot run x"));
+        assert!(!e.message.contains("cannot run"));
+        let (status, detail, _, e) = shown(TtsError::Failed("espeak-ng exited with 3".into()));
+        assert_eq!((status.as_u16(), e.code.as_str()), (500, "SIS.0401"));
+        assert!(detail.is_some_and(|d| d.contains("exited")) && !e.message.contains("exited"));
+        let (status, _, _, e) = shown(TtsError::Busy);
+        assert_eq!((status.as_u16(), e.code.as_str()), (429, "SIS.0312"));
     }
 
     #[test]

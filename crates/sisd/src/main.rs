@@ -17,6 +17,7 @@ mod server;
 mod short_audio;
 mod shutdown;
 mod state;
+mod tts;
 mod vocabularies;
 mod ws;
 
@@ -109,6 +110,20 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             sis_engine::pack::TEST_ONLY_WARNING
         );
     }
+    let synthesizer = Arc::new(sis_engine::tts::Synthesizer::start(cfg.tts.clone()));
+    match synthesizer.availability() {
+        sis_engine::tts::Availability::Ready { version } => tracing::info!(
+            espeak_ng = %cfg.tts.espeak.display(),
+            version = %version,
+            max_processes = cfg.tts.max_processes,
+            "speech synthesis ready (espeak-ng, a separate process)"
+        ),
+        sis_engine::tts::Availability::Unavailable { reason } => tracing::warn!(
+            espeak_ng = %cfg.tts.espeak.display(),
+            reason = %reason,
+            "speech synthesis unavailable: POST /tts answers SIS.0100 (install espeak-ng or set --espeak-ng)"
+        ),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -162,6 +177,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             jobs,
             vocabularies,
             vocabulary_limits: cfg.vocabularies,
+            tts: synthesizer,
             shutdown: shutdown.clone(),
         });
         let connections = Arc::new(http::Connections::new(cfg.http.max_connections));

@@ -16,8 +16,8 @@ use crate::download::{self, Download};
 
 pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ModelsCommand::List(dirs) => {
-            for d in dirs.dirs() {
+        ModelsCommand::List(args) => {
+            for d in args.dirs.dirs() {
                 for p in pack::discover(&d)? {
                     let pk = pack::Pack::open(&p)?;
                     let m = &pk.manifest;
@@ -40,6 +40,7 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            list_voices(&args.espeak.espeak_ng);
             Ok(ExitCode::SUCCESS)
         }
         ModelsCommand::Verify(dirs) => {
@@ -86,6 +87,35 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
             sis_engine::probe_pack(&pk)?;
             println!("ok {}", pk.name());
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Speech synthesis after the packs: one line on espeak-ng, then one per
+/// voice (`sis_engine::tts::voices`, the one table of them): the SIS
+/// `property`, its gender, the espeak-ng voice and base pitch, its rates.
+fn list_voices(espeak: &Path) {
+    use std::io::Write;
+    let status = match sis_engine::tts::probe(espeak, Duration::from_secs(10)) {
+        Ok(version) => format!("available\t{version}"),
+        Err(reason) => format!("UNAVAILABLE\t{reason}"),
+    };
+    // a reader that stops early (`| head`) ends the listing, not the process
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "tts\tespeak-ng\t{status}\t{}", espeak.display()).is_err() {
+        return;
+    }
+    for v in sis_engine::tts::VOICES {
+        let rates = if v.only_16k { "16000" } else { "8000,16000" };
+        let line = format!(
+            "tts-voice\t{}\t{}\t{} -p {}\t{rates}",
+            v.name,
+            v.gender.as_str(),
+            v.espeak,
+            v.espeak_pitch
+        );
+        if writeln!(out, "{line}").is_err() {
+            return;
         }
     }
 }

@@ -43,6 +43,22 @@ fn engine() -> Arc<EnginePool> {
         .clone()
 }
 
+/// The synthesizer with the real espeak-ng (installed by `scripts/setup
+/// --runtime`).
+fn synthesizer() -> Arc<sis_engine::tts::Synthesizer> {
+    static TTS: OnceLock<Arc<sis_engine::tts::Synthesizer>> = OnceLock::new();
+    TTS.get_or_init(|| {
+        Arc::new(sis_engine::tts::Synthesizer::start(
+            sis_engine::tts::TtsSettings {
+                espeak: "espeak-ng".into(),
+                max_processes: 2,
+                timeout: std::time::Duration::from_secs(30),
+            },
+        ))
+    })
+    .clone()
+}
+
 struct TestApp {
     router: Router,
     store: Store,
@@ -93,6 +109,7 @@ async fn app(mode: AuthMode) -> TestApp {
         jobs,
         vocabularies,
         vocabulary_limits: LIMITS,
+        tts: synthesizer(),
         shutdown,
     };
     let router = crate::server::router(state.clone());
@@ -476,6 +493,151 @@ async fn health_lists_the_packs() {
         v["warning"],
         "serving test packs that only recognise synthetic test speech"
     );
+    assert_eq!(v["tts"]["available"], true);
+    assert_eq!(v["tts"]["voices"], 38);
+}
+
+// ---- speech synthesis ----
+
+fn tts_path() -> String {
+    format!("/v1/{PROJECT}/tts")
+}
+
+#[tokio::test]
+async fn tts_synthesises_what_the_sdk_asks_for() {
+    let app = app(AuthMode::None).await;
+    // the v3 SDK's body (sdk-captures.md, RunTts)
+    let body = r#"{"text": "\u4f60\u597d\uff0c\u4e16\u754c", "config": {"audio_format": "wav", "sample_rate": "16000", "property": "chinese_xiaoyan_common", "speed": 0, "pitch": 0, "volume": 50}}"#;
+    let (status, resp, v) = app
+        .send(
+            Request::post(tts_path())
+                .header("content-type", "application/json;charset=utf-8")
+                .body(Body::from(body))
+                .expect("a request"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["trace_id"],
+        resp.headers()["x-request-id"].to_str().expect("ASCII")
+    );
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(v["result"]["data"].as_str().expect("data"))
+        .expect("base64");
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(
+        u32::from_le_bytes([wav[24], wav[25], wav[26], wav[27]]),
+        16000
+    );
+    assert!(wav.len() > 44 + 16000, "at least half a second");
+    // no config at all: wav at 8000 Hz
+    let (status, _, v) = app
+        .post_json(&tts_path(), serde_json::json!({"text": "好"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(v["result"]["data"].as_str().expect("data"))
+        .expect("base64");
+    assert_eq!(
+        u32::from_le_bytes([wav[24], wav[25], wav[26], wav[27]]),
+        8000
+    );
+}
+
+#[tokio::test]
+async fn tts_refusals() {
+    let app = app(AuthMode::None).await;
+    let cases = [
+        (
+            serde_json::json!({"config": {}}),
+            (400, "SIS.0012", "'text' is required"),
+        ),
+        (
+            serde_json::json!({"text": "  "}),
+            (400, "SIS.0032", "text cannot be empty"),
+        ),
+        (
+            serde_json::json!({"text": "好".repeat(501)}),
+            (400, "SIS.0032", "501 characters"),
+        ),
+        (
+            serde_json::json!({"text": "好", "config": {"property": "chinese_nobody_common"}}),
+            (
+                400,
+                "SIS.0032",
+                "'property' chinese_nobody_common is not a voice",
+            ),
+        ),
+        (
+            serde_json::json!({"text": "好", "config": {"sample_rate": "11025"}}),
+            (400, "SIS.0402", "'sample_rate' is invalid"),
+        ),
+        (
+            serde_json::json!({"text": "好", "config": {"property": "chinese_huanvxia_literature"}}),
+            (400, "SIS.0402", "16000 only"),
+        ),
+        (
+            serde_json::json!({"text": "好", "config": {"audio_format": "ogg"}}),
+            (400, "SIS.0032", "'audio_format' is invalid"),
+        ),
+        (
+            serde_json::json!({"text": "好", "config": {"volume": 101}}),
+            (400, "SIS.0032", "'volume' is invalid"),
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, _, v) = app.post_json(&tts_path(), body).await;
+        assert_sis_error(status, &v, want);
+    }
+    let (status, _, v) = app
+        .send(
+            Request::post(tts_path())
+                .body(Body::from(vec![b'{'; 70 * 1024]))
+                .expect("a request"),
+        )
+        .await;
+    assert_sis_error(status, &v, (413, "APIG.0201", "Request entity too large."));
+}
+
+#[tokio::test]
+async fn tts_needs_authentication() {
+    let app = app(AuthMode::Sis).await;
+    let (status, _, v) = app
+        .post_json(&tts_path(), serde_json::json!({"text": "好"}))
+        .await;
+    assert_sis_error(status, &v, (401, "APIG.0301", "x-auth-token not found"));
+}
+
+#[tokio::test]
+async fn tts_without_espeak_is_an_internal_error() {
+    let mut app = app(AuthMode::None).await;
+    app.state.tts = Arc::new(sis_engine::tts::Synthesizer::start(
+        sis_engine::tts::TtsSettings {
+            espeak: "/nonexistent/espeak-ng".into(),
+            max_processes: 1,
+            timeout: std::time::Duration::from_secs(5),
+        },
+    ));
+    let router = crate::server::router(app.state.clone());
+    app.router = router;
+    let (status, _, v) = app
+        .post_json(&tts_path(), serde_json::json!({"text": "好"}))
+        .await;
+    assert_sis_error(
+        status,
+        &v,
+        (
+            500,
+            "SIS.0100",
+            "speech synthesis is not available on this server",
+        ),
+    );
+    let (_, _, h) = app.get("/health").await;
+    assert_eq!(h["tts"]["available"], false);
+    assert!(h["tts"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("/nonexistent/espeak-ng")));
+    assert_eq!(h["status"], "ok");
 }
 
 // ---- hot-word vocabularies ----

@@ -13,7 +13,7 @@ use axum::Router;
 
 use crate::errors::{self, HandlerResult};
 use crate::state::AppState;
-use crate::{auth, jobs, rasr, short_audio, vocabularies};
+use crate::{auth, jobs, rasr, short_audio, tts, vocabularies};
 
 pub fn router(state: AppState) -> Router {
     // Every SIS API lives under /v1/{project_id}/ and is authenticated.
@@ -21,6 +21,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/{project_id}/asr/short-audio",
             post(short_audio::handler).fallback(not_found),
+        )
+        .route(
+            "/v1/{project_id}/tts",
+            post(tts::handler).fallback(not_found),
         )
         .route(
             "/v1/{project_id}/asr/transcriber/jobs",
@@ -103,12 +107,24 @@ async fn health(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
+    let tts = match state.tts.availability() {
+        sis_engine::tts::Availability::Ready { version } => serde_json::json!({
+            "engine": "espeak-ng", "available": true, "version": version,
+            "voices": sis_engine::tts::VOICES.len(),
+            "max_processes": state.tts.settings().max_processes,
+        }),
+        sis_engine::tts::Availability::Unavailable { reason } => serde_json::json!({
+            "engine": "espeak-ng", "available": false, "reason": reason,
+            "voices": sis_engine::tts::VOICES.len(),
+        }),
+    };
     // live counters, so leaks show from outside (tests, operators)
     let mut body = serde_json::json!({
         "engine_workers": workers,
         "status": "ok",
         "packs": packs,
         "test_packs": test_packs,
+        "tts": tts,
         "rasr_connections": state.rasr_connections.load(Ordering::SeqCst),
         "realtime_sessions": state.engine.active_streams(),
         "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),

@@ -25,6 +25,9 @@ pub const MAX_URI_BYTES: usize = 32 * 1024;
 pub const MAX_TOKEN_BODY_BYTES: usize = 64 * 1024;
 /// Largest transcription job create body.
 pub const MAX_JOB_BODY_BYTES: usize = 64 * 1024;
+/// Largest speech synthesis body (500 characters, each at most a 12-byte
+/// JSON escape, and the config, fit many times over).
+pub const MAX_TTS_BODY_BYTES: usize = 64 * 1024;
 
 /// Decoded audio a short-audio request may hold at most: 60 s of f32 at 16 kHz
 /// (the engine works at the model's rate; 8 kHz audio is resampled up).
@@ -63,6 +66,8 @@ pub struct Notes {
     /// recognition used (with its version).
     pub vocabulary_id: Option<String>,
     pub vocabulary_version: Option<i64>,
+    /// Characters of text a synthesis was asked to read.
+    pub text_chars: Option<usize>,
 }
 
 /// A value the client chose, as a log line shows it: at most 64 characters.
@@ -105,6 +110,8 @@ pub struct AppState {
     /// resolve `vocabulary_id` through (shared with the job service).
     pub vocabularies: Arc<sis_store::VocabularyCache>,
     pub vocabulary_limits: VocabularyLimits,
+    /// Speech synthesis (espeak-ng processes).
+    pub tts: Arc<sis_engine::tts::Synthesizer>,
     /// Set on SIGTERM/SIGINT; real-time connections watch it.
     pub shutdown: Shutdown,
 }

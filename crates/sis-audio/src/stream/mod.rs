@@ -185,6 +185,22 @@ pub fn open(
     Ok(Box::new(open_layout(input, len, layout, limits)?))
 }
 
+/// A whole file held in memory, decoded along the same path as [`open`]
+/// (the same layout detection, decoders and limits) at its own sample
+/// rate: returns the rate and the samples, one vector per channel, each
+/// [`sanitize`](crate::sanitize)d. For audio this program made or was
+/// handed whole (speech synthesis reads its synthesiser's WAV with it).
+pub fn read_bytes(
+    bytes: &[u8],
+    format: FileFormat,
+    limits: StreamLimits,
+) -> Result<(u32, Vec<Vec<f32>>), AudioError> {
+    let layout = layout_of_bytes(bytes, format)?;
+    let stream = open_bytes(bytes, layout, limits)?;
+    let rate = stream.sample_rate();
+    Ok((rate, stream.read_to_end()?))
+}
+
 /// The largest number of frames at `rate` that `max_ms` allows.
 pub(crate) fn max_frames(max_ms: u64, rate: u32) -> u64 {
     max_ms.saturating_mul(rate as u64) / 1000
