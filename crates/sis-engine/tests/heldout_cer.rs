@@ -198,10 +198,17 @@ fn an_unrelated_vocabulary_barely_moves_the_heldout_cer() {
         let pool: Vec<char> = COMMON
             .chars()
             .filter(|c| {
-                !biased || tokens.lines().any(|l| l.split(' ').next() == Some(&*c.to_string()))
+                !biased
+                    || tokens
+                        .lines()
+                        .any(|l| l.split(' ').next() == Some(&*c.to_string()))
             })
             .collect();
-        assert!(pool.len() >= 100, "{pack}: {} common hanzi in tokens.txt", pool.len());
+        assert!(
+            pool.len() >= 100,
+            "{pack}: {} common hanzi in tokens.txt",
+            pool.len()
+        );
         let vocabulary = HotWords {
             vocabulary_id: format!("heldout-unrelated-{pack}"),
             version: 1,
@@ -230,7 +237,11 @@ fn an_unrelated_vocabulary_barely_moves_the_heldout_cer() {
         // takes back the boost of a phrase left unfinished at the end
         // (sherpa-onnx 2.0.1). The transducer bound is that measurement with
         // a margin, so that a change that makes biasing worse still fails.
-        let bound = if biased { TRANSDUCER_UNRELATED_RISE } else { 0.5 };
+        let bound = if biased {
+            TRANSDUCER_UNRELATED_RISE
+        } else {
+            0.5
+        };
         for (kind, i) in [("numbers", Some(0)), ("sentences", Some(1)), ("all", None)] {
             let rise = cer(&with, i) - cer(&base, i);
             if rise > bound {
