@@ -32,7 +32,71 @@ pub fn parse_request(body: &[u8]) -> Result<SynthesisRequest, ApiError> {
         return Err(ApiError::invalid("request body is not valid UTF-8"));
     }
     let value = json_body(body)?;
-    let obj = body_object(&value)?;
+    parse_fields(body_object(&value)?, &TTS_FORMATS)
+}
+
+/// The formats a request may ask for, its default, and what an error says.
+struct Formats {
+    default: TtsFormat,
+    allowed: &'static [TtsFormat],
+    expected: &'static str,
+}
+
+const TTS_FORMATS: Formats = Formats {
+    default: TtsFormat::Wav,
+    allowed: &TtsFormat::ALL,
+    expected: "expected wav, mp3 or pcm",
+};
+
+/// The one format of real-time synthesis (its default): headerless 16-bit
+/// little-endian PCM, mono.
+pub const RTTS_FORMAT: TtsFormat = TtsFormat::Pcm;
+
+const RTTS_FORMATS: Formats = Formats {
+    default: RTTS_FORMAT,
+    allowed: &[RTTS_FORMAT],
+    expected: "real-time synthesis streams pcm only (headerless 16-bit little-endian mono)",
+};
+
+/// Parses and validates the START message of real-time synthesis
+/// (`wss /v1/{project_id}/rtts`, SIS-API.md §9.1):
+/// `{"command": "START", "text": "...", "config": {...}}`, the text and
+/// config of [`parse_request`] (the same checks, one parser) with these
+/// differences: `audio_format` is `pcm` by default and only `pcm` is
+/// streamed (`wav` and `mp3` are refused: a WAV header before audio of
+/// unknown length, or an MP3 stream cut per sentence, would not be the
+/// file `/tts` answers); `subtitle` (SIS's timestamps in RESULT messages)
+/// is refused when set, since no RESULT messages are sent.
+pub fn parse_rtts_start(message: &str) -> Result<SynthesisRequest, ApiError> {
+    let value: Value = serde_json::from_str(message)
+        .map_err(|e| ApiError::invalid(format!("message is not valid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("message must be a JSON object"))?;
+    let command = string(field(obj, "command", "command")?, "command")?;
+    if command != "START" {
+        return Err(ApiError::invalid(format!(
+            "'command' is invalid: '{}', expected START (one START per connection)",
+            clip(command)
+        )));
+    }
+    let req = parse_fields(obj, &RTTS_FORMATS)?;
+    let subtitle = obj
+        .get("config")
+        .and_then(Value::as_object)
+        .and_then(|cfg| optional(cfg, "subtitle"));
+    if let Some(v) = subtitle {
+        return Err(ApiError::invalid(format!(
+            "'subtitle' is not supported: {}; this server sends no RESULT timestamps, leave it out",
+            clip(&v.to_string())
+        )));
+    }
+    Ok(req)
+}
+
+/// The text and config of a synthesis request (`/tts`, or the START of
+/// `/rtts`) with the `audio_format`s of `formats`.
+fn parse_fields(obj: &Map<String, Value>, formats: &Formats) -> Result<SynthesisRequest, ApiError> {
     let text = string(field(obj, "text", "text")?, "text")?;
     if text.trim().is_empty() {
         return Err(ApiError::invalid("text cannot be empty"));
@@ -56,15 +120,18 @@ pub fn parse_request(body: &[u8]) -> Result<SynthesisRequest, ApiError> {
         Some(_) => return Err(ApiError::invalid("'config' must be an object")),
     };
     let format = match optional(cfg, "audio_format") {
-        None => TtsFormat::Wav,
+        None => formats.default,
         Some(v) => {
             let s = string(v, "config.audio_format")?;
-            TtsFormat::parse(s).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "'audio_format' is invalid: '{}', expected wav, mp3 or pcm",
-                    clip(s)
-                ))
-            })?
+            TtsFormat::parse(s)
+                .filter(|f| formats.allowed.contains(f))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "'audio_format' is invalid: '{}', {}",
+                        clip(s),
+                        formats.expected
+                    ))
+                })?
         }
     };
     let sample_rate = match optional(cfg, "sample_rate") {
@@ -686,6 +753,86 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn rtts_start() {
+        // what the WebSocket SDK's RttsClient sends (RttsRequest defaults)
+        let m = r#"{"command": "START", "config": {"speed": 0, "pitch": 0, "audio_format": "pcm", "sample_rate": "8000", "property": "chinese_xiaoyan_common", "volume": 50}, "text": "\u4f60\u597d"}"#;
+        let r = parse_rtts_start(m).unwrap();
+        assert_eq!(r.script, vec![text("你好")]);
+        assert_eq!((r.format, r.sample_rate), (TtsFormat::Pcm, 8000));
+        // the REST parser on the same text and config: the same request
+        let body =
+            json!({"text": "你好", "config": {"audio_format": "pcm", "sample_rate": "8000"}});
+        assert_eq!(parse(body).unwrap(), r);
+        // defaults: pcm, not wav
+        let r = parse_rtts_start(r#"{"command": "START", "text": "x"}"#).unwrap();
+        assert_eq!(
+            (r.format, r.sample_rate, r.volume),
+            (TtsFormat::Pcm, 8000, 50)
+        );
+        let r = parse_rtts_start(
+            r#"{"command":"START","text":"x","config":{"subtitle":null,"sample_rate":16000}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.sample_rate, 16000);
+        for (m, code, msg) in [
+            ("{not json", "SIS.0032", "not valid JSON"),
+            ("[1]", "SIS.0032", "JSON object"),
+            (r#"{"text": "x"}"#, "SIS.0012", "'command' is required"),
+            (
+                r#"{"command": 1, "text": "x"}"#,
+                "SIS.0032",
+                "'command' must be a string",
+            ),
+            (r#"{"command": "END"}"#, "SIS.0032", "expected START"),
+            (r#"{"command": "START"}"#, "SIS.0012", "'text' is required"),
+            (
+                r#"{"command": "START", "text": ""}"#,
+                "SIS.0032",
+                "text cannot be empty",
+            ),
+            (
+                r#"{"command": "START", "text": "x", "config": {"audio_format": "wav"}}"#,
+                "SIS.0032",
+                "streams pcm only",
+            ),
+            (
+                r#"{"command": "START", "text": "x", "config": {"audio_format": "mp3"}}"#,
+                "SIS.0032",
+                "streams pcm only",
+            ),
+            (
+                r#"{"command": "START", "text": "x", "config": {"audio_format": "ogg"}}"#,
+                "SIS.0032",
+                "'audio_format' is invalid: 'ogg'",
+            ),
+            (
+                r#"{"command": "START", "text": "x", "config": {"sample_rate": "11025"}}"#,
+                "SIS.0402",
+                "'sample_rate' is invalid",
+            ),
+            (
+                r#"{"command": "START", "text": "x", "config": {"speed": 501}}"#,
+                "SIS.0032",
+                "'speed' is invalid",
+            ),
+            (
+                r#"{"command": "START", "text": "x", "config": {"subtitle": "word_level"}}"#,
+                "SIS.0032",
+                "'subtitle' is not supported",
+            ),
+        ] {
+            let e = parse_rtts_start(m).unwrap_err();
+            assert_eq!(e.code.as_str(), code, "{m}: {}", e.message);
+            assert!(e.message.contains(msg), "{m}: {}", e.message);
+        }
+        let long = json!({"command": "START", "text": "好".repeat(501)}).to_string();
+        assert!(parse_rtts_start(&long)
+            .unwrap_err()
+            .message
+            .contains("501 characters"));
     }
 
     #[test]

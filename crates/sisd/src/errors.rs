@@ -255,6 +255,7 @@ pub fn api_name(method: &Method, path: &str) -> Option<&'static str> {
         ["", "v1", p, "rasr", m] if !p.is_empty() && !m.is_empty() && method == Method::GET => {
             "rasr"
         }
+        ["", "v1", p, "rtts"] if !p.is_empty() && method == Method::GET => "rtts",
         ["", "v1", p, "asr", "vocabularies"] if !p.is_empty() && method == Method::POST => {
             "vocabularies.create"
         }
@@ -735,6 +736,34 @@ pub mod rasr {
     }
 }
 
+// ---- real-time synthesis (sent as ERROR / FATAL_ERROR messages) ----
+
+/// The errors of `wss /v1/{project_id}/rtts` of its own; the rest are those
+/// of the START's parser (`sis-protocol`), of synthesis ([`tts`]) and of
+/// RASR ([`rasr::idle`], [`rasr::shutting_down`]).
+pub mod rtts {
+    use sis_protocol::{ApiError, SisCode};
+
+    pub fn binary_before_start() -> ApiError {
+        ApiError::invalid("a binary message before START: send START (a JSON text message) first")
+    }
+
+    /// Anything the client sends while its text is synthesised (one START
+    /// per connection).
+    pub fn message_during_synthesis() -> ApiError {
+        ApiError::invalid(
+            "incorrect time sequence: a message during synthesis (one START per connection)",
+        )
+    }
+
+    pub fn connection_too_long(minutes: u64) -> ApiError {
+        ApiError::new(
+            SisCode::AudioTooLong,
+            format!("the connection reached its {minutes}-minute limit"),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -815,6 +844,8 @@ mod tests {
         assert_eq!(name(Method::GET, "/wp-login.php"), None);
         assert_eq!(name(Method::POST, "/v1/p/tts"), Some("tts"));
         assert_eq!(name(Method::GET, "/v1/p/tts"), None);
+        assert_eq!(name(Method::GET, "/v1/p/rtts"), Some("rtts"));
+        assert_eq!(name(Method::POST, "/v1/p/rtts"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod module_graph;
 mod rasr;
 #[cfg(test)]
 mod router_tests;
+mod rtts;
 mod server;
 mod short_audio;
 mod shutdown;
@@ -173,6 +174,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             engine,
             auth,
             rasr_connections: Default::default(),
+            rtts_connections: Default::default(),
             short_audio_budget: Arc::new(state::MemoryBudget::new(cfg.short_audio_memory_mb)),
             jobs,
             vocabularies,

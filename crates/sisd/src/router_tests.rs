@@ -105,6 +105,7 @@ async fn app(mode: AuthMode) -> TestApp {
         engine,
         auth,
         rasr_connections: Default::default(),
+        rtts_connections: Default::default(),
         short_audio_budget: Arc::new(MemoryBudget::new(64)),
         jobs,
         vocabularies,
@@ -469,6 +470,16 @@ async fn rasr_needs_a_websocket_upgrade() {
     let app = app(AuthMode::None).await;
     let (status, _, v) = app.get(&format!("/v1/{PROJECT}/rasr/short-stream")).await;
     assert_sis_error(status, &v, (400, "SIS.0032", "WebSocket upgrade"));
+}
+
+#[tokio::test]
+async fn rtts_needs_a_websocket_upgrade_and_authentication() {
+    let app = app(AuthMode::None).await;
+    let (status, _, v) = app.get(&format!("/v1/{PROJECT}/rtts")).await;
+    assert_sis_error(status, &v, (400, "SIS.0032", "WebSocket upgrade"));
+    let signed = self::app(AuthMode::Sis).await;
+    let (status, _, v) = signed.get(&format!("/v1/{PROJECT}/rtts")).await;
+    assert_sis_error(status, &v, (401, "APIG.0301", "x-auth-token not found"));
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use axum::Router;
 
 use crate::errors::{self, HandlerResult};
 use crate::state::AppState;
-use crate::{auth, jobs, rasr, short_audio, tts, vocabularies};
+use crate::{auth, jobs, rasr, rtts, short_audio, tts, vocabularies};
 
 pub fn router(state: AppState) -> Router {
     // Every SIS API lives under /v1/{project_id}/ and is authenticated.
@@ -25,6 +25,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/{project_id}/tts",
             post(tts::handler).fallback(not_found),
+        )
+        .route(
+            "/v1/{project_id}/rtts",
+            get(rtts::upgrade).fallback(not_found),
         )
         .route(
             "/v1/{project_id}/asr/transcriber/jobs",
@@ -126,6 +130,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "test_packs": test_packs,
         "tts": tts,
         "rasr_connections": state.rasr_connections.load(Ordering::SeqCst),
+        "rtts_connections": state.rtts_connections.load(Ordering::SeqCst),
         "realtime_sessions": state.engine.active_streams(),
         "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
     });

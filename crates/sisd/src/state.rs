@@ -103,6 +103,8 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// Open RASR WebSocket connections.
     pub rasr_connections: Arc<AtomicUsize>,
+    /// Open real-time synthesis WebSocket connections.
+    pub rtts_connections: Arc<AtomicUsize>,
     /// Memory short-audio requests may hold together.
     pub short_audio_budget: Arc<MemoryBudget>,
     pub jobs: Arc<sis_jobs::Jobs>,

@@ -1,5 +1,5 @@
-//! WebSocket plumbing for the real-time APIs (RASR now; real-time TTS and
-//! short-audio over WebSocket next), so each speaks only its protocol:
+//! WebSocket plumbing for the real-time APIs (RASR, real-time TTS; the
+//! short-audio WebSocket next), so each speaks only its protocol:
 //!
 //! - **auth on upgrade**: [`accept`] takes the caller's [`Principal`], which
 //!   only the auth layer makes, so an endpoint cannot upgrade a request that
@@ -71,6 +71,15 @@ pub const REALTIME: Limits = Limits {
     max_write_buffer: 128 * 1024,
 };
 
+/// Real-time synthesis (SIS-API.md §9.1): one START of at most 500
+/// characters (64 KiB, as the `/tts` body), 20 s to send it, 20 s for each
+/// audio message to be taken, 10 minutes in all.
+pub const RTTS: Limits = Limits {
+    max_message: crate::state::MAX_TTS_BODY_BYTES,
+    lifetime: Duration::from_secs(10 * 60),
+    ..REALTIME
+};
+
 /// Counts an open connection for as long as it lives.
 struct OpenConnection(Arc<AtomicUsize>);
 
@@ -139,7 +148,13 @@ impl Socket {
 
     /// The next message, waiting at most the idle limit. Cancel-safe.
     pub async fn recv(&mut self) -> Inbound {
-        match tokio::time::timeout(self.limits.idle, self.ws.recv()).await {
+        self.recv_within(self.limits.idle).await
+    }
+
+    /// The next message, waiting at most `limit` ([`Inbound::Idle`] after
+    /// it). Cancel-safe.
+    pub async fn recv_within(&mut self, limit: Duration) -> Inbound {
+        match tokio::time::timeout(limit, self.ws.recv()).await {
             Err(_) => Inbound::Idle,
             Ok(None) | Ok(Some(Err(_))) => Inbound::Closed,
             Ok(Some(Ok(m))) => match m {
@@ -156,6 +171,16 @@ impl Socket {
     /// the send limit (or is gone).
     pub async fn send_text(&mut self, text: String) -> bool {
         let sent = tokio::time::timeout(self.limits.send, self.ws.send(Message::Text(text.into())));
+        matches!(sent.await, Ok(Ok(())))
+    }
+
+    /// Sends a binary message; false when the client does not take it
+    /// within the send limit (or is gone).
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> bool {
+        let sent = tokio::time::timeout(
+            self.limits.send,
+            self.ws.send(Message::Binary(bytes.into())),
+        );
         matches!(sent.await, Ok(Ok(())))
     }
 

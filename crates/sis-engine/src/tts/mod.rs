@@ -2,21 +2,26 @@
 //! (espeak-ng is GPL-3 and is never linked into our binaries). Nothing here
 //! touches sherpa-onnx.
 //!
-//! The pipeline of [`Synthesizer::synthesize`] (docs/TTS.md):
+//! The pipeline of [`Synthesizer::open`] (docs/TTS.md):
 //! 1. the voice ([`voices`]) and its rates are checked;
 //! 2. each text piece of the script becomes sentences for espeak-ng
 //!    ([`text`]: Chinese text normalisation, sentence splitting, hanzi to
 //!    pinyin with tone numbers);
 //! 3. each sentence is read by its own espeak-ng process ([`espeak`]), up to
-//!    `max_processes` at once over all requests, in parallel and put back
-//!    in order;
+//!    `max_processes` at once over all requests, started in order and in
+//!    parallel;
 //! 4. each sentence's WAV is decoded by `sis-audio` (22 050 Hz), its tempo
 //!    and pitch changed by the SIS curves (`sis_audio::effects`:
-//!    2^(speed/500), 2^(pitch/1000)) and resampled to the requested rate,
-//!    on the blocking pool while it holds its process slot;
-//! 5. the sentences and pauses (SSML `<break>`) are joined, the volume
-//!    applied (gain volume/50, the peak held at 0.98) and the audio encoded:
-//!    WAV, headerless 16-bit PCM or MP3.
+//!    2^(speed/500), 2^(pitch/1000)), resampled to the requested rate and
+//!    its volume applied (gain volume/50, the sentence's peak held at 0.98),
+//!    on the blocking pool while it holds its process slot
+//!    ([`sentence_audio`]);
+//! 5. the sentences and the pauses (SSML `<break>`) come out of
+//!    [`Synthesis::next`] in order as 16-bit samples, each as soon as it is
+//!    ready (real-time synthesis sends them so); [`Synthesizer::synthesize`]
+//!    joins them and encodes the file: WAV, headerless 16-bit PCM or MP3.
+//!    Every step works on one sentence alone, so the `pcm` file is exactly
+//!    the parts one after the other.
 
 pub mod espeak;
 pub mod text;
@@ -149,111 +154,249 @@ impl Synthesizer {
         Ok(v)
     }
 
-    /// Synthesises `req` (see the module documentation).
-    pub async fn synthesize(&self, req: &SynthesisRequest) -> Result<Synthesized, TtsError> {
+    /// Starts synthesising `req` (see the module documentation): the
+    /// checks and admission happen here, at once; the audio comes out of
+    /// [`Synthesis::next`], part by part and in order, each part as soon as
+    /// it is ready. The sentences are started in order, each as soon as a
+    /// process slot is free, so later sentences are read while earlier
+    /// ones are given out. Dropping the [`Synthesis`] aborts what is left
+    /// and kills its espeak-ng processes. Needs a tokio runtime.
+    pub fn open(&self, req: &SynthesisRequest) -> Result<Synthesis, TtsError> {
         let voice = Self::check(req)?;
         if let Availability::Unavailable { reason } = &self.availability {
             return Err(TtsError::Unavailable(reason.clone()));
         }
-        let _admitted = self
+        let admitted = self
             .requests
             .clone()
             .try_acquire_owned()
             .map_err(|_| TtsError::Busy)?;
-        let rate = req.sample_rate;
-
-        // Every sentence read at once, up to the process limit; dropping the
-        // set (an error, the client gone) aborts the rest and kills their
-        // processes.
-        let mut parts: Vec<Part> = Vec::new();
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut plan = Vec::new();
         for piece in &req.script {
             match piece {
-                ScriptPiece::Pause { ms } => parts.push(Part::Pause(*ms)),
-                ScriptPiece::Text(t) => {
-                    for sentence in text::sentences(t, voice.language) {
-                        let index = parts.len();
-                        parts.push(Part::Pending);
-                        let espeak = self.espeak.clone();
-                        let processes = self.processes.clone();
-                        let (speed, pitch) = (req.speed, req.pitch);
-                        tasks.spawn(async move {
-                            let out = read_sentence(
-                                &espeak, processes, voice, &sentence, speed, pitch, rate,
-                            )
-                            .await;
-                            (index, out)
-                        });
-                    }
-                }
+                ScriptPiece::Pause { ms } => plan.push(Planned::Pause(*ms)),
+                ScriptPiece::Text(t) => plan.extend(
+                    text::sentences(t, voice.language)
+                        .into_iter()
+                        .map(Planned::Sentence),
+                ),
             }
         }
-        while let Some(joined) = tasks.join_next().await {
-            let (index, samples) =
-                joined.map_err(|e| TtsError::Failed(format!("a synthesis task failed: {e}")))?;
-            parts[index] = Part::Audio(samples?);
-        }
+        let job = Arc::new(Job {
+            espeak: self.espeak.clone(),
+            voice,
+            shaping: Shaping {
+                speed: req.speed,
+                pitch: req.pitch,
+                rate: req.sample_rate,
+                volume: req.volume,
+            },
+        });
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let driver = Aborting(tokio::spawn(drive(plan, job, self.processes.clone(), tx)));
+        Ok(Synthesis {
+            rate: req.sample_rate,
+            parts: rx,
+            current: None,
+            given: 0,
+            finished: false,
+            _driver: driver,
+            _admitted: admitted,
+        })
+    }
 
-        let volume = req.volume;
-        let format = req.format;
+    /// Synthesises `req` into one file: the parts of [`Synthesizer::open`]
+    /// one after the other, encoded. So the `pcm` answer is exactly the
+    /// parts' samples, which real-time synthesis sends as they come.
+    pub async fn synthesize(&self, req: &SynthesisRequest) -> Result<Synthesized, TtsError> {
+        let mut synthesis = self.open(req)?;
+        let mut samples: Vec<i16> = Vec::new();
+        while let Some(part) = synthesis.next().await {
+            samples.extend_from_slice(&part?);
+        }
+        // the admission is held through the encoding
+        let (rate, format) = (req.sample_rate, req.format);
         let encoded = tokio::task::spawn_blocking(move || {
-            let mut samples = join(parts, rate);
-            effects::apply_gain(&mut samples, effects::volume_gain(volume));
             let seconds = samples.len() as f64 / f64::from(rate);
             encode(&samples, rate, format).map(|audio| Synthesized { audio, seconds })
         })
         .await
         .map_err(|e| TtsError::Failed(format!("the encoding task failed: {e}")))?;
+        drop(synthesis);
         encoded
     }
 }
 
-/// A part of the answer, in order.
-enum Part {
-    /// A sentence still being read.
-    Pending,
-    /// A sentence's samples at the requested rate.
-    Audio(Vec<f32>),
+/// A part of the script, before its work starts.
+enum Planned {
+    /// A sentence for espeak-ng (already its input).
+    Sentence(String),
     /// Silence, in milliseconds.
     Pause(u32),
 }
 
-/// The parts one after the other; some silence if there is nothing.
-fn join(parts: Vec<Part>, rate: u32) -> Vec<f32> {
-    let silence = |ms: u32| (u64::from(ms) * u64::from(rate) / 1000) as usize;
-    let mut out = Vec::new();
-    for part in parts {
-        match part {
-            Part::Audio(samples) => out.extend_from_slice(&samples),
-            Part::Pause(ms) => out.resize(out.len() + silence(ms), 0.0),
-            Part::Pending => {}
-        }
-    }
-    if out.is_empty() {
-        out.resize(silence(EMPTY_MS), 0.0);
-    }
-    out
+/// A part whose work has started, in the order of the script.
+enum Started {
+    Sentence(Aborting<Result<Vec<i16>, TtsError>>),
+    Pause(u32),
+    /// No sentence can be started.
+    Failed(String),
+    /// Every part was started.
+    End,
 }
 
-/// One sentence: espeak-ng reads it while the sentence holds a process
+/// What every sentence of one synthesis shares.
+struct Job {
+    espeak: Espeak,
+    voice: &'static Voice,
+    shaping: Shaping,
+}
+
+/// What is done to each sentence's audio.
+#[derive(Clone, Copy, Debug)]
+pub struct Shaping {
+    pub speed: i32,
+    pub pitch: i32,
+    /// The output rate.
+    pub rate: u32,
+    pub volume: u8,
+}
+
+/// A task aborted when dropped (its espeak-ng process, if any, is then
+/// killed: `kill_on_drop`).
+struct Aborting<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the parts in order: each sentence once it has a process slot.
+/// Ends early when the [`Synthesis`] is gone.
+async fn drive(
+    plan: Vec<Planned>,
+    job: Arc<Job>,
+    processes: Arc<Semaphore>,
+    tx: tokio::sync::mpsc::UnboundedSender<Started>,
+) {
+    for part in plan {
+        let started = match part {
+            Planned::Pause(ms) => Started::Pause(ms),
+            Planned::Sentence(sentence) => {
+                let Ok(slot) = processes.clone().acquire_owned().await else {
+                    let _ = tx.send(Started::Failed("the synthesizer is closed".into()));
+                    return;
+                };
+                let job = job.clone();
+                Started::Sentence(Aborting(tokio::spawn(async move {
+                    read_sentence(slot, &job, &sentence).await
+                })))
+            }
+        };
+        if tx.send(started).is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(Started::End);
+}
+
+/// A synthesis under way ([`Synthesizer::open`]); it holds its admission
+/// until dropped.
+pub struct Synthesis {
+    rate: u32,
+    parts: tokio::sync::mpsc::UnboundedReceiver<Started>,
+    /// The part being waited for.
+    current: Option<Started>,
+    /// Samples given out so far.
+    given: usize,
+    finished: bool,
+    _driver: Aborting<()>,
+    _admitted: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Synthesis {
+    /// The rate of every part.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// The next part's 16-bit samples (a sentence, or a pause's silence;
+    /// never empty), `None` after the last; after an error, `None`. A
+    /// script with nothing to read gives 0.1 s of silence. Cancel-safe:
+    /// a part waited for is kept for the next call.
+    pub async fn next(&mut self) -> Option<Result<Vec<i16>, TtsError>> {
+        while !self.finished {
+            let current = match &mut self.current {
+                Some(c) => c,
+                None => {
+                    let next = self.parts.recv().await.unwrap_or_else(|| {
+                        Started::Failed("the synthesis stopped unexpectedly".into())
+                    });
+                    self.current.insert(next)
+                }
+            };
+            let out = match current {
+                Started::Pause(ms) => Ok(vec![0; samples_in(*ms, self.rate)]),
+                Started::Sentence(task) => (&mut task.0)
+                    .await
+                    .unwrap_or_else(|e| Err(TtsError::Failed(format!("a sentence failed: {e}")))),
+                Started::Failed(why) => Err(TtsError::Failed(std::mem::take(why))),
+                Started::End => {
+                    self.finished = true;
+                    self.current = None;
+                    if self.given == 0 {
+                        return Some(Ok(vec![0; samples_in(EMPTY_MS, self.rate)]));
+                    }
+                    return None;
+                }
+            };
+            self.current = None;
+            match out {
+                Ok(samples) if samples.is_empty() => continue,
+                Ok(samples) => {
+                    self.given += samples.len();
+                    return Some(Ok(samples));
+                }
+                Err(e) => {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Samples in `ms` milliseconds at `rate`.
+fn samples_in(ms: u32, rate: u32) -> usize {
+    (u64::from(ms) * u64::from(rate) / 1000) as usize
+}
+
+/// One sentence: espeak-ng reads it while the sentence holds its process
 /// slot, which it keeps through the audio work on the blocking pool.
 async fn read_sentence(
-    espeak: &Espeak,
-    processes: Arc<Semaphore>,
-    voice: &'static Voice,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    job: &Job,
     sentence: &str,
-    speed: i32,
-    pitch: i32,
-    rate: u32,
-) -> Result<Vec<f32>, TtsError> {
-    let _slot = processes
-        .acquire_owned()
-        .await
-        .map_err(|_| TtsError::Failed("the synthesizer is closed".into()))?;
-    let wav = espeak.speak(voice, sentence).await?;
-    tokio::task::spawn_blocking(move || shape(&wav, speed, pitch, rate))
+) -> Result<Vec<i16>, TtsError> {
+    let wav = job.espeak.speak(job.voice, sentence).await?;
+    let shaping = job.shaping;
+    tokio::task::spawn_blocking(move || sentence_audio(&wav, shaping))
         .await
         .map_err(|e| TtsError::Failed(format!("an audio task failed: {e}")))?
+}
+
+/// One sentence's audio as every answer holds it: espeak-ng's WAV with the
+/// request's tempo and pitch at its rate ([`shape`]), the volume applied
+/// with the peak of *this sentence* held at 0.98 (`effects::apply_gain`),
+/// as 16-bit samples. Nothing depends on the other sentences, so a
+/// sentence sounds the same whether it is sent alone, streamed, or joined
+/// into a file.
+pub fn sentence_audio(wav: &[u8], shaping: Shaping) -> Result<Vec<i16>, TtsError> {
+    let mut samples = shape(wav, shaping.speed, shaping.pitch, shaping.rate)?;
+    effects::apply_gain(&mut samples, effects::volume_gain(shaping.volume));
+    Ok(sis_audio::to_i16(&samples))
 }
 
 /// espeak-ng's WAV → samples with the request's tempo and pitch, at `rate`.
@@ -279,13 +422,12 @@ pub fn shape(wav: &[u8], speed: i32, pitch: i32, rate: u32) -> Result<Vec<f32>, 
 }
 
 /// The samples as a file of `format`.
-pub fn encode(samples: &[f32], rate: u32, format: TtsFormat) -> Result<Vec<u8>, TtsError> {
-    let pcm = sis_audio::to_i16(samples);
+pub fn encode(pcm: &[i16], rate: u32, format: TtsFormat) -> Result<Vec<u8>, TtsError> {
     match format {
-        TtsFormat::Wav => Ok(sis_audio::encode_wav(&pcm, rate)),
-        TtsFormat::Pcm => Ok(sis_audio::encode_pcm16(&pcm)),
+        TtsFormat::Wav => Ok(sis_audio::encode_wav(pcm, rate)),
+        TtsFormat::Pcm => Ok(sis_audio::encode_pcm16(pcm)),
         TtsFormat::Mp3 => {
-            sis_audio::encode_mp3(&pcm, rate).map_err(|e| TtsError::Failed(format!("mp3: {e}")))
+            sis_audio::encode_mp3(pcm, rate).map_err(|e| TtsError::Failed(format!("mp3: {e}")))
         }
     }
 }

@@ -90,23 +90,113 @@ async fn sentences_in_parallel_come_back_in_order() {
         "三。",
         "最后一句话在这里。",
     ];
+    // volume 100: the peak limit holds each sentence apart, so a sentence
+    // is the same alone and among others
     let mut alone = vec![];
     for p in parts {
         let r = SynthesisRequest {
             format: TtsFormat::Pcm,
-            volume: 25, // half: below the peak limit, so gains agree
+            volume: 100,
             ..request(p)
         };
         alone.extend(s.synthesize(&r).await.unwrap().audio);
     }
     let r = SynthesisRequest {
         format: TtsFormat::Pcm,
-        volume: 25,
+        volume: 100,
         ..request(&parts.concat())
     };
     let together = s.synthesize(&r).await.unwrap().audio;
     assert_eq!(together.len(), alone.len());
     assert!(together == alone, "sentences out of order");
+
+    // the parts as they come are the file, one after the other
+    let mut synthesis = s.open(&r).unwrap();
+    assert_eq!(synthesis.rate(), 16000);
+    let mut streamed = vec![];
+    let mut n = 0;
+    while let Some(part) = synthesis.next().await {
+        let part = part.unwrap();
+        assert!(!part.is_empty());
+        streamed.extend(sis_audio::encode_pcm16(&part));
+        n += 1;
+    }
+    assert_eq!(n, parts.len());
+    assert!(synthesis.next().await.is_none());
+    assert!(streamed == together);
+}
+
+#[tokio::test]
+async fn streamed_parts_include_pauses_and_silence() {
+    let s = real(2);
+    let r = SynthesisRequest {
+        script: vec![
+            ScriptPiece::Pause { ms: 0 },
+            ScriptPiece::Text("你好。".into()),
+            ScriptPiece::Pause { ms: 250 },
+            ScriptPiece::Text("世界。".into()),
+        ],
+        sample_rate: 8000,
+        ..request("")
+    };
+    let mut synthesis = s.open(&r).unwrap();
+    let mut lengths = vec![];
+    while let Some(part) = synthesis.next().await {
+        lengths.push(part.unwrap().len());
+    }
+    // the empty pause gives no part
+    assert_eq!(lengths.len(), 3, "{lengths:?}");
+    assert_eq!(lengths[1], 2000);
+    // nothing to read: one part of 0.1 s of silence
+    let mut none = s.open(&request("。。。")).unwrap();
+    let part = none.next().await.unwrap().unwrap();
+    assert!(part.len() == 1600 && part.iter().all(|&x| x == 0));
+    assert!(none.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_dropped_synthesis_kills_its_processes_and_frees_its_slots() {
+    // each run writes its pid, then hangs
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let (_d, hangs) = fake(
+        "hangs",
+        &format!("echo $$ >> {}; exec sleep 30", pids.display()),
+    );
+    let s = Synthesizer::start(settings(&hangs, 2));
+    let mut synthesis = s.open(&request("一。二。三。四。")).unwrap();
+    // two sentences run (two slots), the first is waited for
+    let waited = tokio::time::timeout(Duration::from_millis(800), synthesis.next()).await;
+    assert!(waited.is_err(), "a hanging sentence gave a part");
+    let running: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(running.len(), 2, "{running:?}");
+    drop(synthesis);
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| {
+                !st.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while running.iter().any(|&p| alive(p)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!running.iter().any(|&p| alive(p)), "espeak-ng left running");
+    // the slots are free again: a new synthesis starts two sentences
+    std::fs::write(&pids, "").unwrap();
+    let mut again = s.open(&request("一。二。")).unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(800), again.next()).await;
+    let started = std::fs::read_to_string(&pids).unwrap();
+    assert_eq!(started.split_whitespace().count(), 2, "{started}");
 }
 
 #[tokio::test]
