@@ -43,6 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/integration"))
+from conftest import edit_distance  # noqa: E402
 from test_hotwords import FAMILIES  # noqa: E402  the homophones the test uses
 
 HOMOPHONES = FAMILIES["transducer"]["homophones"]
@@ -76,15 +77,6 @@ def post(path, body):
     with urllib.request.urlopen(req, timeout=120) as r:
         doc = json.loads(r.read())
     return doc, (time.perf_counter() - t) * 1000
-
-
-def edit_distance(a, b):
-    d = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(b) + 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
-    return d[len(b)]
 
 
 def unrelated_words(n, tokens, texts, seed):

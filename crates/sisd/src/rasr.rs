@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::errors::{self, event_at, rasr as refuse, HandlerResult, MessageError};
 use crate::state::{AppState, Principal, RequestId};
 use crate::vocabularies;
-use crate::ws::{self, close, Inbound, Socket};
+use crate::ws::{self, close, Ending, Inbound, Socket};
 
 /// Audio a session may have waiting for its stream worker; beyond it the
 /// connection stops reading its socket until the worker catches up.
@@ -47,30 +47,6 @@ struct Who {
     /// The upgrade request's id (`X-Request-Id`): every session of the
     /// connection names it.
     request_id: String,
-}
-
-/// How a session ended, for its one log line.
-struct Ending {
-    /// `end` (END, final result sent), `cancel` (END with cancel),
-    /// `client_gone` (closed or stopped reading), `error` (ERROR, then
-    /// END(ERROR)), `idle_timeout`, `too_long`, `shutdown`, `engine_failed`
-    /// (FATAL_ERROR).
-    how: &'static str,
-    /// What the client was told, when an error ended it.
-    error: Option<MessageError>,
-}
-
-impl Ending {
-    fn new(how: &'static str) -> Ending {
-        Ending { how, error: None }
-    }
-
-    fn error(how: &'static str, e: MessageError) -> Ending {
-        Ending {
-            how,
-            error: Some(e),
-        }
-    }
 }
 
 struct Session {

@@ -30,7 +30,7 @@ use crate::errors::{
     self, event_at, rasr as realtime, rtts as refuse, HandlerResult, MessageError,
 };
 use crate::state::{AppState, Principal, RequestId};
-use crate::ws::{self, close, Inbound, Socket};
+use crate::ws::{self, close, Ending, Inbound, Socket};
 
 /// Audio per binary message, in milliseconds (1600 bytes at 8 kHz, 3200 at
 /// 16 kHz; a sentence's last message is shorter).
@@ -69,16 +69,6 @@ struct Record {
     first_audio_ms: Option<u64>,
     /// Samples sent.
     samples: u64,
-}
-
-/// How the connection ended, for its line.
-struct Ending {
-    /// `end` (END sent), `refused` (a START or message before it refused),
-    /// `error` (ERROR and END(ERROR) during synthesis), `client_gone`
-    /// (closed, or stopped reading), `idle_timeout`, `too_long`,
-    /// `shutdown`.
-    how: &'static str,
-    error: Option<MessageError>,
 }
 
 enum Flow {
@@ -309,19 +299,6 @@ impl Connection {
                 self.socket.close_handshake(close::NORMAL, "").await;
                 Flow::End(Ending::new("end"))
             }
-        }
-    }
-}
-
-impl Ending {
-    fn new(how: &'static str) -> Ending {
-        Ending { how, error: None }
-    }
-
-    fn error(how: &'static str, e: MessageError) -> Ending {
-        Ending {
-            how,
-            error: Some(e),
         }
     }
 }

@@ -26,7 +26,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 
-use crate::errors::{self, AppError};
+use crate::errors::{self, AppError, MessageError};
 use crate::state::Principal;
 
 /// WebSocket close codes the server sends (RFC 6455 §7.4.1).
@@ -219,5 +219,27 @@ impl Socket {
             }
         })
         .await;
+    }
+}
+
+/// How a WebSocket session (RASR) or connection (RTTS) ended, for its one
+/// log line: `end`, `cancel`, `refused`, `client_gone`, `error`,
+/// `idle_timeout`, `too_long`, `shutdown`, `engine_failed` (each handler
+/// documents the ones it uses), and the error the client was told, if any.
+pub(crate) struct Ending {
+    pub(crate) how: &'static str,
+    pub(crate) error: Option<MessageError>,
+}
+
+impl Ending {
+    pub(crate) fn new(how: &'static str) -> Ending {
+        Ending { how, error: None }
+    }
+
+    pub(crate) fn error(how: &'static str, e: MessageError) -> Ending {
+        Ending {
+            how,
+            error: Some(e),
+        }
     }
 }
