@@ -67,6 +67,42 @@ fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || (c.is_alphanumeric() && (c as u32) < 0x2E80)
 }
 
+/// Words whose characters the `pinyin` crate's usual reading gets wrong
+/// there (it reads one character at a time: 银行 would be *yin2 xing2*), and
+/// their readings, one per character (neutral tone without a number).
+/// Longest match first, left to right.
+const POLYPHONE_WORDS: &[(&str, &[&str])] = &[
+    ("银行", &["yin2", "hang2"]),
+    ("行长", &["hang2", "zhang3"]),
+    ("行业", &["hang2", "ye4"]),
+    ("还款", &["huan2", "kuan3"]),
+    ("退还", &["tui4", "huan2"]),
+    ("归还", &["gui1", "huan2"]),
+    ("重新", &["chong2", "xin1"]),
+    ("重庆", &["chong2", "qing4"]),
+    ("重复", &["chong2", "fu4"]),
+    ("音乐", &["yin1", "yue4"]),
+    ("快乐", &["kuai4", "le4"]),
+    ("了解", &["liao3", "jie3"]),
+    ("睡觉", &["shui4", "jiao4"]),
+    ("觉得", &["jue2", "de"]),
+    ("得到", &["de2", "dao4"]),
+    ("调整", &["tiao2", "zheng3"]),
+    ("便宜", &["pian2", "yi2"]),
+    ("成长", &["cheng2", "zhang3"]),
+    ("为了", &["wei4", "le"]),
+    ("因为", &["yin1", "wei4"]),
+    ("差不多", &["cha4", "bu4", "duo1"]),
+    ("出差", &["chu1", "chai1"]),
+    ("朝阳", &["chao2", "yang2"]),
+    ("数量", &["shu4", "liang4"]),
+];
+
+fn starts_with_word(chars: &[char], word: &str) -> bool {
+    let mut it = chars.iter();
+    word.chars().all(|w| it.next() == Some(&w))
+}
+
 /// One Mandarin sentence (already normalised) as espeak-ng's pinyin input.
 fn mandarin(sentence: &str) -> String {
     let mut out = String::new();
@@ -85,13 +121,36 @@ fn mandarin(sentence: &str) -> String {
         }
         out.push_str(token);
     };
-    for c in sentence.chars() {
+    let chars: Vec<char> = sentence.chars().collect();
+    // readings a word table gives, by character index
+    let mut fixed: Vec<Option<&'static str>> = vec![None; chars.len()];
+    let mut i = 0;
+    while i < chars.len() {
+        match POLYPHONE_WORDS
+            .iter()
+            .filter(|(w, _)| starts_with_word(&chars[i..], w))
+            .max_by_key(|(w, _)| w.chars().count())
+        {
+            Some((w, readings)) => {
+                for (k, r) in readings.iter().enumerate() {
+                    fixed[i + k] = Some(r);
+                }
+                i += w.chars().count();
+            }
+            None => i += 1,
+        }
+    }
+    for (i, &c) in chars.iter().enumerate() {
         if let Some(p) = c.to_pinyin() {
             if !word.is_empty() {
                 push(&mut out, &word, &mut pause);
                 word.clear();
             }
-            push(&mut out, p.with_tone_num_end(), &mut pause);
+            push(
+                &mut out,
+                fixed[i].unwrap_or(p.with_tone_num_end()),
+                &mut pause,
+            );
         } else if is_word_char(c) || (c == '\'' && !word.is_empty()) {
             word.push(c);
         } else {
@@ -143,6 +202,10 @@ mod tests {
         assert_eq!(zh("你好，世界！"), ["ni3 hao3, shi4 jie4."]);
         // espeak-ng reads ü as written (lü4) as well as v (lv4)
         assert_eq!(zh("绿色的女孩"), ["lü4 se4 de nü3 hai2."]);
+        // polyphones read by word
+        assert_eq!(zh("银行行长"), ["yin2 hang2 hang2 zhang3."]);
+        assert_eq!(zh("我要还款"), ["wo3 yao4 huan2 kuan3."]);
+        assert_eq!(zh("行人"), ["xing2 ren2."]);
         // numbers are read in hanzi first
         assert_eq!(zh("我有3个苹果"), ["wo3 you3 san1 ge4 ping2 guo3."]);
         assert_eq!(
