@@ -31,7 +31,6 @@ weight; 1000).
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,13 +42,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/integration"))
+from common import machine, pct, sisd  # noqa: E402
 from conftest import edit_distance  # noqa: E402
 from test_hotwords import FAMILIES  # noqa: E402  the homophones the test uses
 
 HOMOPHONES = FAMILIES["transducer"]["homophones"]
 OUT = ROOT / "target/bench-hotwords"
 HELDOUT = Path(os.environ.get("SIS_HELDOUT_DIR", ROOT / "target/heldout"))
-SISD = ROOT / "target/release/sisd"
 LOAD = ROOT / "target/release/rasr-load"
 ROUNDS = int(os.environ.get("BENCH_HW_ROUNDS", "3"))
 CLIPS = int(os.environ.get("BENCH_HW_CLIPS", "60"))
@@ -65,9 +64,6 @@ BASE = f"http://127.0.0.1:{PORT}"
 def log(msg):
     print(f"[bench-hotwords] {msg}", file=sys.stderr, flush=True)
 
-
-def sh(cmd):
-    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
 
 
 def post(path, body):
@@ -89,10 +85,6 @@ def unrelated_words(n, tokens, texts, seed):
     return sorted(words)
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[round((len(xs) - 1) * p)]
-
 
 def main():
     rows = [line.split("\t") for line in (HELDOUT / "manifest.tsv").read_text("utf-8").splitlines()[1:]]
@@ -107,31 +99,10 @@ def main():
     tokens = [t for t in tokens if len(t) == 1 and "\u4e00" <= t <= "\u9fff"]
     texts = [r[2] for r in rows]
 
-    subprocess.run(["rm", "-rf", str(OUT)], check=True)
-    (OUT / "models").mkdir(parents=True)
-    for pack in PACKS:
-        subprocess.run([SISD, "models", "install", "--from", ROOT / "testdata/models" / pack,
-                        "--models-dir", OUT / "models"], check=True, capture_output=True)
-    subprocess.run([SISD, "models", "install", "--from", ROOT / "../shared/models/silero_vad",
-                    "--models-dir", OUT / "models"], check=True, capture_output=True)
-    server = subprocess.Popen([SISD, "serve", "--listen", f"127.0.0.1:{PORT}", "--models", OUT / "models",
-                               "--data-dir", OUT / "data", "--no-probe", "--max-streams", "4096"],
-                              stdout=subprocess.DEVNULL, stderr=open(OUT / "sisd.log", "w"))
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{BASE}/health", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("sisd did not start")
-                time.sleep(0.2)
+    packs = [ROOT / "testdata/models" / p for p in PACKS] + [ROOT / "../shared/models/silero_vad"]
+    with sisd(OUT, packs, PORT, "--max-streams", "4096") as server:
         results = run(server, clips, pcm, tokens, texts)
         results["curve"] = curve(rows)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
     report(results)
 
 
@@ -185,10 +156,7 @@ def run(server, clips, pcm, tokens, texts):
                 f"server CPU {line['server']['cpu_pct_per_stream']} % of a core per stream, "
                 f"final p95 {line['final_ms']['p95'] if line['final_ms'] else None} ms")
     return {
-        "machine": {"nproc": sh("nproc"), "cpu": sh("lscpu | grep 'Model name' | sed 's/Model name: *//'"),
-                    "os": sh(". /etc/os-release && echo $PRETTY_NAME")},
-        "date": sh("date -u '+%Y-%m-%dT%H:%M:%SZ'"),
-        "commit": sh(f"git -C {ROOT} rev-parse --short HEAD"),
+        **machine(),
         "config": {"rounds": ROUNDS, "clips": len(clips), "streams": STREAMS, "packs": PACKS,
                    "property": PROPERTY},
         "first_ms": first, "latency_ms": lat, "cer": {n: 100.0 * e / t for n, (e, t) in errs.items()},

@@ -54,21 +54,20 @@ import json
 import os
 import re
 import resource
-import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import websocket
 
+from common import machine, pct, sh, sisd
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "target/bench-tts"
 HELDOUT = Path(os.environ.get("SIS_HELDOUT_DIR", ROOT / "target/heldout"))
-SISD = ROOT / "target/release/sisd"
 BENCH_PYTHON = ROOT / ".venv-bench/bin/python"
 ROUNDS = int(os.environ.get("BENCH_TTS_ROUNDS", "7"))
 REQUESTS = int(os.environ.get("BENCH_TTS_REQUESTS", "10"))
@@ -93,13 +92,6 @@ def log(msg):
     print(f"[bench-tts] {msg}", file=sys.stderr, flush=True)
 
 
-def sh(cmd):
-    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[round((len(xs) - 1) * p)]
 
 
 def make_texts(sentences, chars):
@@ -311,27 +303,8 @@ def main():
     texts = {n: make_texts(sentences, n) for n in CHARS}
     pinyin = peer_pinyin([t for ts in texts.values() for t in ts])
 
-    subprocess.run(["rm", "-rf", str(OUT)], check=True)
-    (OUT / "models").mkdir(parents=True)
-    subprocess.run([SISD, "models", "install", "--from", ROOT / "testdata/models" / PACK,
-                    "--models-dir", OUT / "models"], check=True, capture_output=True)
-    server = subprocess.Popen([SISD, "serve", "--listen", f"127.0.0.1:{PORT}", "--models", OUT / "models",
-                               "--data-dir", OUT / "data", "--no-probe"],
-                              stdout=subprocess.DEVNULL, stderr=open(OUT / "sisd.log", "w"))
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{BASE}/health", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("sisd did not start")
-                time.sleep(0.2)
+    with sisd(OUT, [ROOT / "testdata/models" / PACK], PORT) as server:
         results = run(server, texts, pinyin)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
     report(results)
 
 
@@ -355,10 +328,7 @@ def run(server, texts, pinyin):
                     log(f"round {rnd + 1}: {n} chars, concurrency {c}, {path}: RTF {m['rtf']:.4f}, "
                         f"first audio {1000 * m['first']:.1f} ms, {s['rps']:.1f} req/s")
     return {
-        "machine": {"nproc": sh("nproc"), "cpu": sh("lscpu | grep 'Model name' | sed 's/Model name: *//'"),
-                    "os": sh(". /etc/os-release && echo $PRETTY_NAME")},
-        "date": sh("date -u '+%Y-%m-%dT%H:%M:%SZ'"),
-        "commit": sh(f"git -C {ROOT} rev-parse --short HEAD"),
+        **machine(),
         "espeak_ng": sh("espeak-ng --version"),
         "config": {"rounds": ROUNDS, "requests_per_thread": REQUESTS, "chars": CHARS,
                    "concurrency": CONCURRENCY, "property": PROPERTY, "peer": " ".join(ESPEAK),
