@@ -315,3 +315,61 @@ def test_sigterm_during_vocabulary_writes_loses_nothing_accepted(models_dir, tmp
         print(f"{len(expect)} vocabularies answered before the stop, every one as answered after it")
     finally:
         server.stop()
+
+
+def test_sigterm_mid_synthesis(models_dir, tmp_path):
+    """SIGTERM while a 500-character /tts request and an /rtts session are
+    being synthesised: the request in flight gets its 200 with the whole
+    audio, the session ends with its END or a FATAL_ERROR and a close (never
+    a silent drop), and the process exits 0."""
+    # espeak-ng made a little slower (50 ms a process), so that the request
+    # is surely still being synthesised when the signal comes
+    slow = tmp_path / "espeak-slow"
+    slow.write_text("#!/bin/sh\nsleep 0.05\nexec espeak-ng \"$@\"\n")
+    slow.chmod(0o755)
+    server = Server([models_dir], tmp_path / "data", log=tmp_path / "sisd.log",
+                    extra=["--no-probe", "--shutdown-grace-s", "10", "--espeak-ng", str(slow)])
+    text = "您好，请问有什么可以帮您。" * 38 + "谢谢"
+    assert len(text) == 496
+    rest = {}
+
+    def tts():
+        rest["r"] = requests.post(f"{server.base}/v1/p1/tts", timeout=60, json={
+            "text": text, "config": {"audio_format": "pcm", "sample_rate": "16000"}})
+
+    def children():
+        return subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                              text=True).stdout.split()
+
+    t = threading.Thread(target=tts)
+    t.start()
+    deadline = time.time() + 10
+    while not children():  # the request's first espeak-ng processes
+        assert time.time() < deadline
+        time.sleep(0.005)
+    ws = websocket.create_connection(server.base.replace("http://", "ws://") + "/v1/p1/rtts", timeout=30)
+    ws.send(json.dumps({"command": "START", "text": text, "config": {"sample_rate": "16000"}}))
+    assert json.loads(ws.recv())["resp_type"] == "START"
+    ws.recv()  # the first audio: synthesis is running
+    assert t.is_alive()
+    server.proc.send_signal(signal.SIGTERM)
+    kinds, audio = [], 0
+    while True:
+        try:
+            m = ws.recv()
+        except websocket.WebSocketConnectionClosedException:
+            break
+        if isinstance(m, bytes):
+            audio += len(m)
+            continue
+        if not m:
+            break
+        kinds.append(json.loads(m)["resp_type"])
+    t.join()
+    assert server.proc.wait(timeout=20) == 0
+    assert kinds and kinds[-1] in ("END", "FATAL_ERROR"), kinds
+    r = rest["r"]
+    assert r.status_code == 200, r.text
+    pcm = base64.b64decode(r.json()["result"]["data"])
+    assert len(pcm) > 16000 * 2 * 30, len(pcm)  # about 2 minutes of speech
+    print(f"rtts: {kinds}, {audio} bytes; /tts: {len(pcm) / 32000:.1f} s of audio")
