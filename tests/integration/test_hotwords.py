@@ -11,8 +11,9 @@ Two pack families, two methods (docs/HOTWORDS.md):
   (modified_beam_search, a hot-word list per stream). Biasing can only favour
   tokens the model has, so its sound-alikes are spelled with characters of
   the pack's tokens.txt (售候中心, 图输馆 ...), same syllable and tone.
-Each is measured through short-audio (16 and 8 kHz), the three RASR modes and
-a job, with and without the vocabulary; the accuracy of each path is printed.
+Each is measured through short-audio (16 and 8 kHz), the three RASR modes
+(continue-stream at 8 kHz too) and a job, with and without the vocabulary;
+the accuracy of each path is printed.
 """
 
 import json
@@ -114,17 +115,18 @@ def short_audio(rate):
     return run
 
 
-def rasr(mode):
+def rasr(mode, rate="16k"):
     def run(world, family, row, with_vocabulary):
         base = world["server"].base.split("//", 1)[1]
         ws = websocket.create_connection(f"ws://{base}/v1/p1/rasr/{mode}", timeout=30)
         ws.send(json.dumps({"command": "START", "config": {
-            "audio_format": "pcm16k16bit", **config(world, family, "16k", with_vocabulary)}}))
+            "audio_format": f"pcm{rate}16bit", **config(world, family, rate, with_vocabulary)}}))
         assert json.loads(ws.recv())["resp_type"] == "START"
-        audio = b"\0" * 9600 + pcm_of(world, row, "16k") + b"\0" * 32000
-        audio += b"\0" * (-len(audio) % 3200)
-        for i in range(0, len(audio), 3200):
-            ws.send_binary(audio[i:i + 3200])
+        chunk = 3200 if rate == "16k" else 1600  # 100 ms
+        audio = b"\0" * (chunk * 3) + pcm_of(world, row, rate) + b"\0" * (chunk * 10)
+        audio += b"\0" * (-len(audio) % chunk)
+        for i in range(0, len(audio), chunk):
+            ws.send_binary(audio[i:i + chunk])
         ws.send(json.dumps({"command": "END", "cancel": "false"}))
         texts = []
         while True:
@@ -140,7 +142,7 @@ def rasr(mode):
 
 PATHS = {"short-audio": short_audio("16k"), "short-audio-8k": short_audio("8k"),
          "short-stream": rasr("short-stream"), "continue-stream": rasr("continue-stream"),
-         "sentence-stream": rasr("sentence-stream")}
+         "sentence-stream": rasr("sentence-stream"), "continue-stream-8k": rasr("continue-stream", "8k")}
 
 
 def cer(refs, hyps):
