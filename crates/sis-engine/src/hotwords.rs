@@ -7,7 +7,10 @@
 //! - **Biasing** (transducer packs that sherpa-onnx can bias, see
 //!   `decoding::hot_word_support`): [`Vocabulary::bias_list`] writes the
 //!   per-stream hot-word list that `sherpa::Recognizer::create_stream` hands
-//!   to sherpa-onnx, one phrase a line with its score ([`bias_score`]).
+//!   to sherpa-onnx, one phrase a line with its score ([`bias_score`]);
+//!   a plain twin stream decodes the same audio and
+//!   [`Vocabulary::verify_biased`] keeps the biased decode's changes only
+//!   around the hot words it wrote (`verify.rs`).
 //! - **Text matching** after decoding (every pack; the pinyin part only for
 //!   streams that were not biased): [`Vocabulary::replacements`] finds the
 //!   recognised spans to replace, forced rules (`谐音=目标`) literally, hot
@@ -241,6 +244,8 @@ pub struct Vocabulary {
     rules: Vec<Rule>,
     /// Word indices by the key of their first unit.
     index: HashMap<Key, Vec<usize>>,
+    /// Word indices by their first character (as written).
+    by_first_char: HashMap<char, Vec<usize>>,
     /// Entries not used (bad syntax, or beyond [`MAX_ENTRIES`]).
     pub skipped: usize,
 }
@@ -286,7 +291,11 @@ impl Vocabulary {
         // longest first; among equals, the vocabulary's order
         rules.sort_by_key(|r| std::cmp::Reverse(r.from.len()));
         let mut index: HashMap<Key, Vec<usize>> = HashMap::new();
+        let mut by_first_char: HashMap<char, Vec<usize>> = HashMap::new();
         for (i, w) in words.iter().enumerate() {
+            if let Some(c) = w.chars.first() {
+                by_first_char.entry(*c).or_default().push(i);
+            }
             if let Some(first) = w.units.first() {
                 for k in keys(first) {
                     index.entry(k).or_default().push(i);
@@ -299,6 +308,7 @@ impl Vocabulary {
             words,
             rules,
             index,
+            by_first_char,
             skipped,
         }
     }
@@ -545,3 +555,6 @@ pub fn lookup(h: &HotWords) -> Arc<Vocabulary> {
 
 #[cfg(test)]
 mod tests;
+mod verify;
+
+pub use verify::Pick;

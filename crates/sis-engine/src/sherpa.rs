@@ -165,25 +165,41 @@ impl Biasing {
     }
 }
 
+/// The plain twin of a stream that sherpa-onnx biases with a request's hot
+/// words: it decodes the same audio without them, and the result is the
+/// biased one checked against it ([`Vocabulary::verify_biased`]).
+struct Twin<S> {
+    plain: S,
+    vocabulary: Arc<Vocabulary>,
+}
+
 /// A stream of either kind; made only by [`Recognizer::create_stream`],
-/// with whether sherpa-onnx biases it with the request's hot words.
+/// biased by the request's hot words exactly when it has a [`Twin`].
 enum Stream {
-    Offline(OfflineStream, bool),
-    Online(OnlineStream, bool),
+    Offline(OfflineStream, Option<Twin<OfflineStream>>),
+    Online(OnlineStream, Option<Twin<OnlineStream>>),
 }
 
 /// A streaming recognizer's stream that audio is added to piece by piece
 /// (a real-time sentence).
 pub struct LiveStream {
     stream: OnlineStream,
-    /// Made with the request's hot words (so its results are biased).
-    biased: bool,
+    /// Present when `stream` is biased by the request's hot words.
+    twin: Option<Twin<OnlineStream>>,
 }
 
 impl LiveStream {
     /// More audio at `rate`; a stream must see one rate for its whole life.
     pub fn accept(&self, rate: u32, samples: &[f32]) {
         self.stream.accept_waveform(rate as i32, samples);
+        if let Some(t) = &self.twin {
+            t.plain.accept_waveform(rate as i32, samples);
+        }
+    }
+
+    /// Its sherpa-onnx streams (the twin's too).
+    fn natives(&self) -> impl Iterator<Item = &OnlineStream> {
+        std::iter::once(&self.stream).chain(self.twin.as_ref().map(|t| &t.plain))
     }
 }
 
@@ -296,28 +312,38 @@ impl Recognizer {
     /// files). A request's hot words reach sherpa-onnx only for a recognizer
     /// it biases (loaded with beam search), only as a list that passed
     /// [`hotwords::check_bias_list`], and only when the list is not empty;
-    /// every other stream is a plain one.
+    /// every other stream is a plain one. A biased stream comes with its
+    /// plain [`Twin`].
     fn create_stream(&self, context: &DecodingContext) -> Stream {
         // every field named: a new one does not compile until it is handled
         let DecodingContext { hot_words } = context;
-        let list = match (&self.biasing, hot_words) {
-            (Some(b), Some(v)) => b.list(v),
-            _ => None,
-        };
-        self.stream_with(list.as_deref())
+        match (&self.biasing, hot_words) {
+            (Some(b), Some(v)) => self.stream_with(b.list(v).as_deref().map(|l| (l, v))),
+            _ => self.stream_with(None),
+        }
     }
 
-    /// A stream with the per-stream hot-word list `list` (checked), or a
-    /// plain one.
-    fn stream_with(&self, list: Option<&str>) -> Stream {
+    /// A stream biased by the per-stream hot-word list (checked) of a
+    /// vocabulary, with its plain twin; or a plain one.
+    fn stream_with(&self, list: Option<(&str, &Arc<Vocabulary>)>) -> Stream {
         let list = list.filter(|_| self.biasing.is_some());
         match (&self.native, list) {
-            (Native::Offline(r), Some(l)) => {
-                Stream::Offline(r.create_stream_with_hotwords(l), true)
-            }
-            (Native::Offline(r), None) => Stream::Offline(r.create_stream(), false),
-            (Native::Online(r), Some(l)) => Stream::Online(r.create_stream_with_hotwords(l), true),
-            (Native::Online(r), None) => Stream::Online(r.create_stream(), false),
+            (Native::Offline(r), Some((l, v))) => Stream::Offline(
+                r.create_stream_with_hotwords(l),
+                Some(Twin {
+                    plain: r.create_stream(),
+                    vocabulary: v.clone(),
+                }),
+            ),
+            (Native::Offline(r), None) => Stream::Offline(r.create_stream(), None),
+            (Native::Online(r), Some((l, v))) => Stream::Online(
+                r.create_stream_with_hotwords(l),
+                Some(Twin {
+                    plain: r.create_stream(),
+                    vocabulary: v.clone(),
+                }),
+            ),
+            (Native::Online(r), None) => Stream::Online(r.create_stream(), None),
         }
     }
 
@@ -336,14 +362,18 @@ impl Recognizer {
         if hotwords::check_bias_list(&list).is_err() {
             return;
         }
-        let stream = self.stream_with(Some(&list));
+        let vocabulary = Arc::new(Vocabulary::compile(&sis_core::HotWords {
+            vocabulary_id: "smoke".into(),
+            version: 0,
+            words: Arc::new(vec![phrase]),
+        }));
+        let stream = self.stream_with(Some((&list, &vocabulary)));
         match (&self.native, stream) {
-            (Native::Offline(r), Stream::Offline(st, _)) => {
-                st.accept_waveform(rate as i32, &padded(samples, rate));
-                r.decode_multiple_streams(&[&st]);
+            (Native::Offline(_), Stream::Offline(st, twin)) => {
+                self.decode_offline(rate, vec![(st, twin, samples)]);
             }
-            (Native::Online(_), Stream::Online(st, biased)) => {
-                let live = LiveStream { stream: st, biased };
+            (Native::Online(_), Stream::Online(stream, twin)) => {
+                let live = LiveStream { stream, twin };
                 live.accept(rate, samples);
                 self.finish_live(&[&live], rate);
             }
@@ -358,7 +388,7 @@ impl Recognizer {
             return None;
         }
         match self.create_stream(context) {
-            Stream::Online(stream, biased) => Some(LiveStream { stream, biased }),
+            Stream::Online(stream, twin) => Some(LiveStream { stream, twin }),
             Stream::Offline(..) => None,
         }
     }
@@ -372,7 +402,7 @@ impl Recognizer {
         loop {
             let ready: Vec<&OnlineStream> = streams
                 .iter()
-                .map(|s| &s.stream)
+                .flat_map(|s| s.natives())
                 .filter(|s| r.is_ready(s))
                 .collect();
             if ready.is_empty() {
@@ -382,16 +412,17 @@ impl Recognizer {
         }
     }
 
-    /// A live stream's result so far.
+    /// A live stream's result so far (a biased one checked against its
+    /// twin's).
     pub fn live_result(&self, stream: &LiveStream) -> RawResult {
-        match &self.native {
-            Native::Online(r) => raw(
-                r.get_result(&stream.stream)
-                    .map(|r| (r.tokens, r.timestamps)),
-                stream.biased,
-            ),
-            Native::Offline(_) => RawResult::default(),
-        }
+        let Native::Online(r) = &self.native else {
+            return RawResult::default();
+        };
+        let get = |s: &OnlineStream| raw(r.get_result(s).map(|r| (r.tokens, r.timestamps)));
+        verified(
+            get(&stream.stream),
+            stream.twin.as_ref().map(|t| (get(&t.plain), t)),
+        )
     }
 
     /// Ends live streams whose audio was at `rate` and decodes them to their
@@ -401,7 +432,7 @@ impl Recognizer {
         let tail = vec![0f32; (rate as usize * STREAM_TAIL_MS) / 1000];
         for s in streams {
             s.accept(rate, &tail);
-            s.stream.input_finished();
+            s.natives().for_each(OnlineStream::input_finished);
         }
         self.decode_live(streams);
         streams.iter().map(|s| self.live_result(s)).collect()
@@ -416,28 +447,16 @@ impl Recognizer {
         segments: &[(&DecodingContext, &[f32])],
     ) -> Vec<RawResult> {
         match &self.native {
-            Native::Offline(r) => {
-                let streams: Vec<(OfflineStream, bool)> = segments
+            Native::Offline(_) => {
+                let streams = segments
                     .iter()
                     .filter_map(|(context, samples)| match self.create_stream(context) {
-                        Stream::Offline(st, biased) => {
-                            st.accept_waveform(rate as i32, &padded(samples, rate));
-                            Some((st, biased))
-                        }
+                        Stream::Offline(st, twin) => Some((st, twin, *samples)),
                         // never: an offline recognizer makes offline streams
                         Stream::Online(..) => None,
                     })
                     .collect();
-                let refs: Vec<&OfflineStream> = streams.iter().map(|(s, _)| s).collect();
-                if !refs.is_empty() {
-                    r.decode_multiple_streams(&refs);
-                }
-                streams
-                    .iter()
-                    .map(|(s, biased)| {
-                        raw(s.get_result().map(|r| (r.tokens, r.timestamps)), *biased)
-                    })
-                    .collect()
+                self.decode_offline(rate, streams)
             }
             Native::Online(_) => {
                 // whole segments through the streaming model
@@ -454,6 +473,71 @@ impl Recognizer {
             }
         }
     }
+}
+
+/// An offline stream, its twin when biased, and its segment's audio.
+type OfflineSegment<'a> = (OfflineStream, Option<Twin<OfflineStream>>, &'a [f32]);
+
+impl Recognizer {
+    /// Decodes offline streams (biased ones with their twins) of segments
+    /// at `rate` in one multi-stream call.
+    fn decode_offline(&self, rate: u32, streams: Vec<OfflineSegment<'_>>) -> Vec<RawResult> {
+        let Native::Offline(r) = &self.native else {
+            return Vec::new();
+        };
+        for (st, twin, samples) in &streams {
+            let audio = padded(samples, rate);
+            st.accept_waveform(rate as i32, &audio);
+            if let Some(t) = twin {
+                t.plain.accept_waveform(rate as i32, &audio);
+            }
+        }
+        let refs: Vec<&OfflineStream> = streams
+            .iter()
+            .flat_map(|(st, twin, _)| std::iter::once(st).chain(twin.as_ref().map(|t| &t.plain)))
+            .collect();
+        if !refs.is_empty() {
+            r.decode_multiple_streams(&refs);
+        }
+        let get = |s: &OfflineStream| raw(s.get_result().map(|r| (r.tokens, r.timestamps)));
+        streams
+            .iter()
+            .map(|(st, twin, _)| verified(get(st), twin.as_ref().map(|t| (get(&t.plain), t))))
+            .collect()
+    }
+}
+
+/// The result of a stream: as decoded when it was plain; when it was
+/// biased, checked against its twin's plain result
+/// ([`Vocabulary::verify_biased`]), each token with its own time (kept in
+/// order).
+fn verified<S>(result: RawResult, twin: Option<(RawResult, &Twin<S>)>) -> RawResult {
+    let Some((plain, twin)) = twin else {
+        return result;
+    };
+    let picks = twin.vocabulary.verify_biased(&plain.tokens, &result.tokens);
+    let timed = plain.timestamps.len() == plain.tokens.len()
+        && result.timestamps.len() == result.tokens.len();
+    let mut out = RawResult {
+        biased: true,
+        ..RawResult::default()
+    };
+    let mut last = 0f32;
+    for pick in picks {
+        let (side, i) = match pick {
+            hotwords::Pick::Plain(i) => (&plain, i),
+            hotwords::Pick::Biased(j) => (&result, j),
+        };
+        let Some(token) = side.tokens.get(i) else {
+            continue;
+        };
+        out.tokens.push(token.clone());
+        if timed {
+            last = side.timestamps.get(i).copied().unwrap_or(last).max(last);
+            out.timestamps.push(last);
+        }
+    }
+    out
 }
 
 /// Silence appended before the last decode of a streaming model's stream,
@@ -612,17 +696,15 @@ pub struct RawResult {
     pub biased: bool,
 }
 
-fn raw(result: Option<(Vec<String>, Option<Vec<f32>>)>, biased: bool) -> RawResult {
+/// A plain decode's result ([`verified`] marks the biased ones).
+fn raw(result: Option<(Vec<String>, Option<Vec<f32>>)>) -> RawResult {
     match result {
         Some((tokens, timestamps)) => RawResult {
             tokens,
             timestamps: timestamps.unwrap_or_default(),
-            biased,
+            biased: false,
         },
-        None => RawResult {
-            biased,
-            ..RawResult::default()
-        },
+        None => RawResult::default(),
     }
 }
 
@@ -676,14 +758,15 @@ mod tests {
             assert!(out.iter().all(|r| !r.biased));
             assert!(!out[0].tokens.is_empty());
             // even a list handed straight to the stream maker is dropped
+            let vocabulary = context.hot_words.clone().unwrap();
             assert!(matches!(
-                rec.stream_with(Some("请问 :1.50")),
-                Stream::Offline(_, false) | Stream::Online(_, false)
+                rec.stream_with(Some(("请问 :1.50", &vocabulary))),
+                Stream::Offline(_, None) | Stream::Online(_, None)
             ));
             // and the smoke decode does nothing
             rec.smoke_hot_words(16000, &audio);
             if let Some(live) = rec.live_stream(&context) {
-                assert!(!live.biased);
+                assert!(live.twin.is_none());
             }
         }
     }
