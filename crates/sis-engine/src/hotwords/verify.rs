@@ -13,9 +13,17 @@
 //! result is the plain one except where the two differ around a hot word
 //! that the biased one wrote: [`Vocabulary::verify_biased`] aligns the two
 //! token sequences and takes each differing region from the biased decode
-//! only when a vocabulary word spelled out in the biased text overlaps it.
+//! only when a vocabulary word spelled out in the biased text overlaps it
+//! and the region does not turn a number character of the plain decode into
+//! something else (the rule text matching follows too: 九点 is far more often
+//! meant than a hot word 酒点).
 
-use super::Vocabulary;
+use super::{Vocabulary, NUMBER_CHARS};
+
+/// A token made of spoken-number characters only.
+fn is_number(token: &str) -> bool {
+    !token.is_empty() && token.chars().all(|c| NUMBER_CHARS.contains(c))
+}
 
 /// Where a token of the verified result comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +140,9 @@ impl Vocabulary {
     /// that each region where the two differ (after a minimum-edit
     /// alignment) is taken from the biased decode when a word of this
     /// vocabulary spelled out in the biased tokens overlaps it (or, for a
-    /// region the biased decode has no tokens in, spans its place).
+    /// region the biased decode has no tokens in, spans its place), unless
+    /// the region replaces or drops a number token of the plain decode with
+    /// anything but number tokens.
     pub fn verify_biased(&self, plain: &[String], biased: &[String]) -> Vec<Pick> {
         let found = self.occurrences(biased);
         let ops = align(plain, biased);
@@ -172,6 +182,13 @@ impl Vocabulary {
                     found.iter().any(|&(s, e)| s < at && at < e)
                 }
             };
+            let rewrites_a_number = region.iter().any(|o| match o {
+                Op::Differ(Some(i), b) => {
+                    is_number(&plain[*i]) && !b.is_some_and(|j| is_number(&biased[j]))
+                }
+                _ => false,
+            });
+            let hot = hot && !rewrites_a_number;
             for o in region {
                 match (o, hot) {
                     (Op::Differ(_, Some(j)), true) => out.push(Pick::Biased(*j)),
@@ -252,6 +269,21 @@ mod tests {
         assert_eq!(verified(&v, "", ""), "");
         assert_eq!(verified(&v, "你好", ""), "你好");
         assert_eq!(verified(&v, "", "你好"), "");
+    }
+
+    #[test]
+    fn number_characters_are_not_rewritten_into_a_hot_word() {
+        let v = vocab(&["酒点", "签九", "九五五二二六七五"]);
+        assert_eq!(
+            verified(&v, "早上九点零三分", "早上酒点零三分"),
+            "早上九点零三分"
+        );
+        assert_eq!(verified(&v, "二千九百", "二签九百"), "二千九百");
+        // a number made longer by a hot word made of numbers is kept
+        assert_eq!(
+            verified(&v, "九五二六七五", "九五五二二六七五"),
+            "九五五二二六七五"
+        );
     }
 
     #[test]
