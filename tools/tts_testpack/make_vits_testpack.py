@@ -303,8 +303,8 @@ def sha256(path):
 
 
 def write_pack_toml(out, name, n_speakers, files):
-    """A pack.toml draft. kind = "tts", `speakers` and role "lexicon" are
-    proposals: crates/sis-engine/src/pack.rs knows none of them yet."""
+    """The pack's manifest (docs/PACKS.md, kind "tts"): two SIS voices no
+    other test uses, read by speakers 0 and 1 (0 and 0 with one speaker)."""
     second = min(1, n_speakers - 1)
     lines = [
         f'name = "{name}"',
@@ -312,18 +312,15 @@ def write_pack_toml(out, name, n_speakers, files):
         'model_type = "vits"',
         'language = "zh"',
         f"sample_rate = {SAMPLE_RATE}",
-        "# SIS voices (`property`) served; 8 kHz requests get the output resampled.",
-        'properties = ["chinese_xiaoyan_common", "chinese_xiaoqi_common"]',
-        "resample_8k = true",
         'description = "Untrained tiny VITS-shaped network: a harmonic tone per pinyin phone, not speech"',
         "# Exercises the TTS load and synthesis path only: the server warns when it serves it.",
         "test_only = true",
         "",
-        "# The sid each property is synthesised with; every sid must be below the",
-        f"# model's n_speakers metadata ({n_speakers}).",
+        "# The SIS voices it reads, with the speaker id of each; every id must be",
+        f"# below the model's n_speakers metadata ({n_speakers}).",
         "[speakers]",
-        "chinese_xiaoyan_common = 0",
-        f"chinese_xiaoqi_common = {second}",
+        "chinese_huaxiaomei_common = 0",
+        f"chinese_huaxiaolong_common = {second}",
         "",
     ]
     for path, role in files:

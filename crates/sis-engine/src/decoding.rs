@@ -122,7 +122,7 @@ pub fn hot_word_support(
                 && d.metadata.get(PARAKEET_UNIFIED.0).map(String::as_str)
                     != Some(PARAKEET_UNIFIED.1)
         }),
-        PackKind::Vad | PackKind::Punctuation => false,
+        PackKind::Vad | PackKind::Punctuation | PackKind::Tts => false,
     };
     if biasing {
         HotWordSupport::Biasing

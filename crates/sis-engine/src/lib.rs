@@ -51,7 +51,7 @@ use sis_core::{Pcm, Property, RecognitionOptions, Transcript};
 
 pub use decoding::{DecodingContext, DecodingMethod, HotWordSupport};
 pub use pack::{Pack, PackError, PackKind};
-pub use registry::{check_packs, probe_pack, PackSummary};
+pub use registry::{check_packs, choose_voices, probe_pack, PackSummary};
 pub use sherpa::VadSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +148,8 @@ pub struct Engine {
     post: Arc<postprocess::Postprocessor>,
     scheduler: batch::DecodeScheduler,
     hub: stream::Hub,
+    /// Syntheses by TTS packs at once (each on a blocking thread).
+    tts_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Engine {
@@ -177,6 +179,7 @@ impl Engine {
             post,
             scheduler,
             hub,
+            tts_slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
         })
     }
 
@@ -221,6 +224,42 @@ impl Engine {
     }
 
     /// Real-time sessions open now.
+    /// Whether an installed TTS pack reads the SIS voice `voice`.
+    pub fn reads_voice(&self, voice: &str) -> bool {
+        self.registry.for_voice(voice).is_some()
+    }
+
+    /// One sentence read with `voice` by the TTS pack that reads it, at
+    /// `speed` (1 = the model's own pace), on a blocking thread (as many at
+    /// once as the engine has decode workers).
+    pub async fn synthesize(
+        &self,
+        voice: &str,
+        text: String,
+        speed: f32,
+    ) -> Result<tts::Voiced, EngineError> {
+        let (model, sid) = self
+            .registry
+            .for_voice(voice)
+            .ok_or_else(|| EngineError::UnknownProperty(voice.to_string()))?;
+        let sid = i32::try_from(sid).map_err(|_| EngineError::Failed("speaker id".into()))?;
+        let _slot = self
+            .tts_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        tokio::task::spawn_blocking(move || {
+            let samples = model.tts.generate(&text, sid, speed)?;
+            Ok(tts::Voiced {
+                samples,
+                sample_rate: model.tts.sample_rate(),
+            })
+        })
+        .await
+        .map_err(|e| EngineError::Failed(format!("a synthesis task failed: {e}")))?
+    }
+
     pub fn active_streams(&self) -> usize {
         self.hub.active()
     }

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! name = "zh-tiny-ctc-offline"
-//! kind = "offline_asr"          # offline_asr | streaming_asr | vad | punctuation
+//! kind = "offline_asr"          # offline_asr | streaming_asr | vad | punctuation | tts
 //! model_type = "nemo_ctc"       # see required_roles
 //! language = "zh"
 //! sample_rate = 16000
@@ -17,6 +17,11 @@
 //! sha256 = "..."
 //! role = "model"               # optional for model.onnx / tokens.txt
 //! ```
+//!
+//! A `tts` pack has no `properties`: it lists the SIS voices it serves with
+//! the speaker id each is synthesised with (`[speakers]`,
+//! `chinese_xiaoyan_common = 0`), and its `sample_rate` is the model's
+//! output rate (any from 8000 to 48000).
 //!
 //! `docs/PACKS.md` documents every field, the kinds, model types and roles.
 //! The manifest itself is not hashed: editing it (e.g. `properties`) needs
@@ -54,6 +59,7 @@ pub enum PackKind {
     StreamingAsr,
     Vad,
     Punctuation,
+    Tts,
 }
 
 impl PackKind {
@@ -63,6 +69,7 @@ impl PackKind {
             PackKind::StreamingAsr => "streaming_asr",
             PackKind::Vad => "vad",
             PackKind::Punctuation => "punctuation",
+            PackKind::Tts => "tts",
         }
     }
 }
@@ -103,6 +110,9 @@ pub struct Manifest {
     /// test packs): loaded, but flagged everywhere it shows.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub test_only: bool,
+    /// A TTS pack's voices: SIS voice `property` → speaker id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub speakers: BTreeMap<String, i64>,
     pub files: Vec<FileEntry>,
 }
 
@@ -129,6 +139,7 @@ pub fn required_roles(kind: PackKind, model_type: &str) -> Option<&'static [&'st
         (StreamingAsr, "paraformer") => &["encoder", "decoder", "tokens"],
         (Vad, "silero_vad") => &["model"],
         (Punctuation, "ct_transformer") => &["model"],
+        (Tts, "vits") => &["model", "tokens", "lexicon"],
         _ => return None,
     })
 }
@@ -177,6 +188,10 @@ fn required_metadata(kind: PackKind, model_type: &str) -> &'static [MetadataRule
             &["vocab_size"],
             &["tokens", "punctuations", "unk_symbol"],
         )],
+        // offline-tts-vits-model.cc (their values: check_vits)
+        (Tts, "vits") => &[
+            ("model", &["sample_rate", "n_speakers"], &["language", "comment"]),
+        ],
         _ => &[],
     }
 }
@@ -310,7 +325,11 @@ impl Pack {
         if m.name.is_empty() || m.name.contains(['/', '\\']) || m.name.starts_with('.') {
             return Err(err(d, format!("invalid pack name '{}'", m.name)));
         }
-        if m.sample_rate != 8000 && m.sample_rate != 16000 {
+        let rate_ok = match m.kind {
+            PackKind::Tts => (8000..=48000).contains(&m.sample_rate),
+            _ => m.sample_rate == 8000 || m.sample_rate == 16000,
+        };
+        if !rate_ok {
             return Err(err(
                 d,
                 format!(
@@ -348,6 +367,27 @@ impl Pack {
             && m.properties.is_empty()
         {
             return Err(err(d, "an ASR pack must list the properties it serves"));
+        }
+        if m.kind == PackKind::Tts {
+            if !m.properties.is_empty() {
+                return Err(err(
+                    d,
+                    "a tts pack lists its voices under [speakers], not properties",
+                ));
+            }
+            if m.speakers.is_empty() {
+                return Err(err(d, "a tts pack must list the voices it serves ([speakers])"));
+            }
+            for (voice, sid) in &m.speakers {
+                if crate::tts::voice(voice).is_none() {
+                    return Err(err(d, format!("[speakers]: {voice} is not a SIS voice")));
+                }
+                if *sid < 0 {
+                    return Err(err(d, format!("[speakers]: {voice} has a negative id")));
+                }
+            }
+        } else if !m.speakers.is_empty() {
+            return Err(err(d, "only a tts pack lists [speakers]"));
         }
         for f in &m.files {
             if f.path.contains("..") || Path::new(&f.path).is_absolute() {
@@ -398,7 +438,7 @@ impl Pack {
         let d = &self.dir;
         let mut onnx_roles: Vec<&str> = vec![];
         if let Some(roles) = required_roles(m.kind, &m.model_type) {
-            onnx_roles.extend(roles.iter().filter(|r| **r != "tokens"));
+            onnx_roles.extend(roles.iter().filter(|r| !matches!(**r, "tokens" | "lexicon")));
         }
         let mut infos = BTreeMap::new();
         for role in onnx_roles {
@@ -550,8 +590,108 @@ impl Pack {
                 return Err(err(d, "VAD model has no inputs"));
             }
         }
+        if (m.kind, m.model_type.as_str()) == (PackKind::Tts, "vits") {
+            check_vits(self, &infos["model"], tokens.as_ref())?;
+        }
         Ok(())
     }
+}
+
+/// What a VITS pack must satisfy before sherpa-onnx sees it: each rule is a
+/// way its load or a synthesis ends the process otherwise
+/// (`tools/tts_testpack/FINDINGS.md`): metadata read with exiting readers
+/// or selecting a code path the project does not configure, a token table
+/// line sherpa-onnx's reader exits on, `sil` without `eos` (a throwing
+/// lookup at every synthesis), a speaker id past the model's, and a token id
+/// past the model's embedding when the model says its size.
+fn check_vits(
+    pack: &Pack,
+    info: &onnx_meta::OnnxInfo,
+    tokens: Option<&BTreeMap<String, i64>>,
+) -> Result<(), PackError> {
+    let d = &pack.dir;
+    let m = &pack.manifest;
+    for (k, v) in &info.metadata {
+        if let Ok(n) = v.trim().parse::<i64>() {
+            if n < 0 {
+                return Err(err(d, format!("model metadata '{k}' = {n} is negative")));
+            }
+        }
+    }
+    let rate = positive(info, "model", "sample_rate", d)?;
+    if rate != i64::from(m.sample_rate) {
+        return Err(err(
+            d,
+            format!(
+                "the model's sample_rate is {rate}, the manifest says {}",
+                m.sample_rate
+            ),
+        ));
+    }
+    let meta = |k: &str| info.metadata.get(k).map(String::as_str).unwrap_or("");
+    if !meta("language").eq_ignore_ascii_case("chinese") {
+        return Err(err(
+            d,
+            format!(
+                "model metadata language {:?}: only Chinese lexicon VITS models are supported",
+                meta("language")
+            ),
+        ));
+    }
+    let comment = meta("comment");
+    if comment.is_empty() {
+        return Err(err(d, "model metadata 'comment' is empty"));
+    }
+    for flavour in ["piper", "coqui", "melo", "Inflect"] {
+        if comment.contains(flavour) {
+            return Err(err(
+                d,
+                format!("a {flavour} VITS model (metadata comment) is not supported"),
+            ));
+        }
+    }
+    if !meta("frontend").is_empty() {
+        return Err(err(d, "model metadata 'frontend' is set: not supported"));
+    }
+    for k in ["jieba", "has_g2pw"] {
+        if !matches!(meta(k), "" | "0") {
+            return Err(err(d, format!("model metadata '{k}' is set: not supported")));
+        }
+    }
+    let speakers = info.int("n_speakers").unwrap_or(0);
+    for (voice, sid) in &m.speakers {
+        if *sid >= speakers.max(1) {
+            return Err(err(
+                d,
+                format!("[speakers]: {voice} = {sid}, but the model has {speakers} speakers"),
+            ));
+        }
+    }
+    let Some(tokens) = tokens else {
+        return Err(err(d, "no tokens file"));
+    };
+    if let Some(p) = pack.file("tokens") {
+        let text = fs::read_to_string(&p).map_err(|e| err(d, format!("tokens: {e}")))?;
+        if let Some((n, _)) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.split_whitespace().count() > 2)
+        {
+            return Err(err(d, format!("tokens.txt line {}: more than 2 fields", n + 1)));
+        }
+    }
+    if tokens.contains_key("sil") && !tokens.contains_key("eos") {
+        return Err(err(d, "tokens.txt has sil but no eos"));
+    }
+    if let Some(n) = info.int("num_tokens") {
+        if tokens.len() as i64 > n {
+            return Err(err(
+                d,
+                format!("tokens.txt has {} symbols, the model {n}", tokens.len()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn positive(info: &onnx_meta::OnnxInfo, role: &str, key: &str, d: &Path) -> Result<i64, PackError> {

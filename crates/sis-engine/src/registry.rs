@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sis_core::Property;
 
 use crate::pack::{Pack, PackError, PackKind};
-use crate::sherpa::{Punctuation, Recognizer, Vad, VadSettings, MIN_OFFLINE_S, VAD_RATE};
+use crate::sherpa::{Punctuation, Recognizer, Tts, Vad, VadSettings, MIN_OFFLINE_S, VAD_RATE};
 use crate::{EngineConfig, EngineError};
 
 /// A loaded ASR pack, as the schedulers see it.
@@ -48,6 +48,35 @@ pub struct PackSummary {
     pub properties: Vec<String>,
     /// Recognises synthetic test speech only (`pack.toml`'s `test_only`).
     pub test_only: bool,
+    /// A TTS pack's voices: SIS voice `property` and speaker id.
+    pub speakers: Vec<(String, i64)>,
+}
+
+/// A loaded TTS pack.
+pub struct TtsModel {
+    pub tts: Tts,
+}
+
+/// Which pack reads each SIS voice, from the packs' summaries: the voices
+/// of their `[speakers]`, a real pack winning over a `test_only` one, else
+/// the first listed. Voice → (index into `packs`, speaker id).
+pub fn choose_voices(packs: &[PackSummary]) -> HashMap<String, (usize, i64)> {
+    let mut out: HashMap<String, (usize, i64)> = HashMap::new();
+    for (i, p) in packs.iter().enumerate() {
+        if p.kind != PackKind::Tts {
+            continue;
+        }
+        for (voice, sid) in &p.speakers {
+            let better = match out.get(voice) {
+                None => true,
+                Some(&(j, _)) => packs[j].test_only && !p.test_only,
+            };
+            if better {
+                out.insert(voice.clone(), (i, *sid));
+            }
+        }
+    }
+    out
 }
 
 /// What a property's model is chosen for.
@@ -116,6 +145,8 @@ pub struct Registry {
     realtime: Selection,
     vad: Option<VadSource>,
     summaries: Vec<PackSummary>,
+    tts: HashMap<String, Arc<TtsModel>>,
+    voices: HashMap<String, (usize, i64)>,
 }
 
 impl Registry {
@@ -129,6 +160,8 @@ impl Registry {
             realtime: Selection::default(),
             vad: None,
             summaries: Vec::new(),
+            tts: HashMap::new(),
+            voices: HashMap::new(),
         };
         let mut offered = Vec::new();
         let mut punctuation = None;
@@ -140,6 +173,7 @@ impl Registry {
                 model_type: m.model_type.clone(),
                 properties: m.properties.clone(),
                 test_only: m.test_only,
+                speakers: m.speakers.clone().into_iter().collect(),
             });
             match m.kind {
                 PackKind::OfflineAsr | PackKind::StreamingAsr => {
@@ -169,9 +203,24 @@ impl Registry {
                     });
                 }
                 PackKind::Punctuation => punctuation = Some(load_punctuation(&pack)?),
+                PackKind::Tts => {
+                    let tts = load_tts(&pack, config.threads_per_decode)?;
+                    reg.tts.insert(
+                        m.name.clone(),
+                        Arc::new(TtsModel { tts }),
+                    );
+                }
             }
         }
+        reg.voices = choose_voices(&reg.summaries);
         Ok((reg, punctuation))
+    }
+
+    /// The TTS pack that reads `voice`, and the speaker id.
+    pub fn for_voice(&self, voice: &str) -> Option<(Arc<TtsModel>, i64)> {
+        let (i, sid) = self.voices.get(voice)?;
+        let name = &self.summaries.get(*i)?.name;
+        Some((self.tts.get(name)?.clone(), *sid))
     }
 
     pub fn packs(&self) -> &[PackSummary] {
@@ -226,8 +275,33 @@ pub fn probe_pack(pack: &Pack) -> Result<(), EngineError> {
         PackKind::Punctuation => {
             load_punctuation(pack)?;
         }
+        PackKind::Tts => {
+            load_tts(pack, 1)?;
+        }
     }
     Ok(())
+}
+
+/// Loads a TTS pack and reads a test sentence with each of its speakers
+/// (a bad graph or token table ends the process here, in the probe, not on
+/// a client's text).
+fn load_tts(pack: &Pack, threads: i32) -> Result<Tts, EngineError> {
+    let tts = Tts::load(pack, threads)?;
+    let mut sids: Vec<i64> = pack.manifest.speakers.values().copied().collect();
+    sids.sort_unstable();
+    sids.dedup();
+    for sid in sids {
+        let sid = i32::try_from(sid).map_err(|_| EngineError::Load("speaker id too large".into()))?;
+        let samples = tts.generate("你好，一二三。", sid, 1.0)?;
+        if samples.is_empty() || samples.iter().any(|s| !s.is_finite()) {
+            return Err(EngineError::Load(format!(
+                "TTS pack {} read a test sentence as {} samples, or not finite ones",
+                pack.name(),
+                samples.len()
+            )));
+        }
+    }
+    Ok(tts)
 }
 
 /// Loads a recognizer and decodes [`MIN_OFFLINE_S`] (1 s) of silence with

@@ -14,9 +14,10 @@
 )]
 
 use sherpa_onnx::{
-    OfflinePunctuation, OfflinePunctuationConfig, OfflinePunctuationModelConfig, OfflineRecognizer,
-    OfflineRecognizerConfig, OfflineStream, OnlineRecognizer, OnlineRecognizerConfig, OnlineStream,
-    SileroVadModelConfig, VadModelConfig, VoiceActivityDetector,
+    GenerationConfig, OfflinePunctuation, OfflinePunctuationConfig, OfflinePunctuationModelConfig,
+    OfflineRecognizer, OfflineRecognizerConfig, OfflineStream, OfflineTts, OfflineTtsConfig,
+    OfflineTtsModelConfig, OfflineTtsVitsModelConfig, OnlineRecognizer, OnlineRecognizerConfig,
+    OnlineStream, SileroVadModelConfig, VadModelConfig, VoiceActivityDetector,
 };
 
 use std::collections::HashSet;
@@ -214,7 +215,7 @@ fn hot_word_support(pack: &Pack) -> Result<HotWordSupport, EngineError> {
         match m.kind {
             PackKind::OfflineAsr => encoder = Some(pack.onnx("encoder")?),
             PackKind::StreamingAsr => decoder = Some(pack.onnx("decoder")?),
-            PackKind::Vad | PackKind::Punctuation => {}
+            PackKind::Vad | PackKind::Punctuation | PackKind::Tts => {}
         }
     }
     Ok(decoding::hot_word_support(
@@ -683,6 +684,95 @@ impl Punctuation {
     /// `text` with punctuation; `None` when the model returned nothing.
     pub fn punctuate(&self, text: &str) -> Option<String> {
         self.0.add_punctuation(text)
+    }
+}
+
+/// A sherpa-onnx TTS pack (VITS with a lexicon), loaded. Everything that
+/// would end the process at load or at a synthesis is refused before the
+/// call: the pack by `Pack::check` (`check_vits`), a request here (the
+/// speaker id within the model's, a finite speed > 0, no NUL in the text).
+pub struct Tts {
+    native: OfflineTts,
+    rate: u32,
+    speakers: i32,
+}
+
+/// The most text one synthesis call is given (characters): one sentence,
+/// as the synthesizer splits them, is far shorter.
+pub const MAX_TTS_CHARS: usize = 2000;
+
+impl Tts {
+    pub fn load(pack: &Pack, threads: i32) -> Result<Tts, EngineError> {
+        let m = &pack.manifest;
+        if (m.kind, m.model_type.as_str()) != (PackKind::Tts, "vits") {
+            return Err(unsupported("tts", &m.model_type));
+        }
+        let config = OfflineTtsConfig {
+            model: OfflineTtsModelConfig {
+                vits: OfflineTtsVitsModelConfig {
+                    model: path(pack, "model")?,
+                    tokens: path(pack, "tokens")?,
+                    lexicon: path(pack, "lexicon")?,
+                    ..Default::default()
+                },
+                num_threads: threads.max(1),
+                provider: Some(PROVIDER.into()),
+                ..Default::default()
+            },
+            max_num_sentences: 1,
+            silence_scale: 0.2,
+            ..Default::default()
+        };
+        let native = OfflineTts::create(&config).ok_or_else(|| {
+            EngineError::Load(format!("sherpa-onnx could not load TTS pack {}", pack.name()))
+        })?;
+        let rate = u32::try_from(native.sample_rate()).unwrap_or(0);
+        if rate != m.sample_rate {
+            return Err(EngineError::Load(format!(
+                "TTS pack {}: sherpa-onnx says {rate} Hz, the manifest {}",
+                pack.name(),
+                m.sample_rate
+            )));
+        }
+        Ok(Tts {
+            speakers: native.num_speakers().max(1),
+            native,
+            rate,
+        })
+    }
+
+    /// The rate of what [`Tts::generate`] returns.
+    pub fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// `text` read by speaker `sid` at `speed` (1 = the model's own pace;
+    /// durations scale by 1/speed): samples at [`Tts::sample_rate`].
+    pub fn generate(&self, text: &str, sid: i32, speed: f32) -> Result<Vec<f32>, EngineError> {
+        if sid < 0 || sid >= self.speakers {
+            return Err(EngineError::Failed(format!(
+                "speaker {sid} is not one of the model's {}",
+                self.speakers
+            )));
+        }
+        if !(speed.is_finite() && speed > 0.0) {
+            return Err(EngineError::Failed(format!("speed {speed} is not > 0")));
+        }
+        if text.contains('\0') || text.chars().count() > MAX_TTS_CHARS {
+            return Err(EngineError::Failed(
+                "text with a NUL or too long for one synthesis".into(),
+            ));
+        }
+        let config = GenerationConfig {
+            sid,
+            speed,
+            ..Default::default()
+        };
+        let audio = self
+            .native
+            .generate_with_config::<fn(&[f32], f32) -> bool>(text, &config, None)
+            .ok_or_else(|| EngineError::Failed("sherpa-onnx produced no audio".into()))?;
+        Ok(audio.samples().to_vec())
     }
 }
 

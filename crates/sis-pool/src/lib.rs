@@ -60,6 +60,8 @@ enum Inner {
 pub struct EnginePool {
     inner: Inner,
     packs: Vec<PackSummary>,
+    /// The SIS voices TTS packs read (`sis_engine::choose_voices`).
+    voices: std::collections::HashMap<String, (usize, i64)>,
 }
 
 fn kind_from_str(s: &str) -> Option<PackKind> {
@@ -68,6 +70,7 @@ fn kind_from_str(s: &str) -> Option<PackKind> {
         PackKind::StreamingAsr,
         PackKind::Vad,
         PackKind::Punctuation,
+        PackKind::Tts,
     ]
     .into_iter()
     .find(|k| k.as_str() == s)
@@ -84,12 +87,13 @@ impl EnginePool {
             let packs = engine.packs().to_vec();
             return Ok(EnginePool {
                 inner: Inner::Local(Box::new(engine)),
+                voices: sis_engine::choose_voices(&packs),
                 packs,
             });
         }
         sis_engine::check_packs(&config)?;
         let remote = remote::Remote::start(&config, workers)?;
-        let packs = remote
+        let packs: Vec<PackSummary> = remote
             .catalog
             .info
             .packs
@@ -101,11 +105,13 @@ impl EnginePool {
                     model_type: p.model_type.clone(),
                     properties: p.properties.clone(),
                     test_only: p.test_only,
+                    speakers: p.speakers.clone(),
                 })
             })
             .collect();
         Ok(EnginePool {
             inner: Inner::Remote(remote),
+            voices: sis_engine::choose_voices(&packs),
             packs,
         })
     }
@@ -184,6 +190,26 @@ impl EnginePool {
         match &self.inner {
             Inner::Local(e) => e.recognize(request).await,
             Inner::Remote(r) => r.recognize(request).await,
+        }
+    }
+
+    /// Whether an installed TTS pack reads the SIS voice `voice`.
+    pub fn reads_voice(&self, voice: &str) -> bool {
+        self.voices.contains_key(voice)
+    }
+
+    /// One sentence read by the TTS pack of `voice` (see
+    /// `Engine::synthesize`), in a worker process: a native crash there is
+    /// [`EngineError::WorkerLost`] for the sentences on it, nothing more.
+    pub async fn synthesize(
+        &self,
+        voice: &str,
+        text: String,
+        speed: f32,
+    ) -> Result<sis_engine::tts::Voiced, EngineError> {
+        match &self.inner {
+            Inner::Local(e) => e.synthesize(voice, text, speed).await,
+            Inner::Remote(r) => r.synthesize(voice, text, speed).await,
         }
     }
 
@@ -305,9 +331,29 @@ mod tests {
             PackKind::StreamingAsr,
             PackKind::Vad,
             PackKind::Punctuation,
+            PackKind::Tts,
         ] {
             assert_eq!(kind_from_str(k.as_str()), Some(k));
         }
-        assert_eq!(kind_from_str("tts"), None);
+        assert_eq!(kind_from_str("asr"), None);
+    }
+}
+
+/// The pool as the synthesizer's [`sis_engine::tts::PackVoices`]: each
+/// sentence goes to a worker process.
+pub struct PoolVoices(pub std::sync::Arc<EnginePool>);
+
+impl sis_engine::tts::PackVoices for PoolVoices {
+    fn reads(&self, voice: &str) -> bool {
+        self.0.reads_voice(voice)
+    }
+
+    fn read(&self, voice: &str, text: String, speed: f32) -> sis_engine::tts::Reading {
+        let (pool, voice) = (self.0.clone(), voice.to_string());
+        Box::pin(async move {
+            pool.synthesize(&voice, text, speed)
+                .await
+                .map_err(|e| sis_engine::tts::TtsError::Failed(e.to_string()))
+        })
     }
 }

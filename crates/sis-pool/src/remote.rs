@@ -18,6 +18,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use sis_core::{Property, Transcript};
 use sis_engine::file::FileSentence;
 use sis_engine::stream::{EventSender, StreamEvent, StreamParams};
+use sis_engine::tts::Voiced;
 use sis_engine::{EngineConfig, EngineError, FileRequest, UtteranceRequest};
 
 use crate::wire::{self, FromWorker, Info, Samples, ToWorker};
@@ -62,13 +63,14 @@ struct Link {
 struct Table {
     alive: bool,
     pending: HashMap<u64, tokio::sync::oneshot::Sender<Result<Transcript, EngineError>>>,
+    voiced: HashMap<u64, tokio::sync::oneshot::Sender<Result<Voiced, EngineError>>>,
     sessions: HashMap<u64, Arc<Link>>,
     files: HashMap<u64, mpsc::Sender<FileReply>>,
 }
 
 impl Table {
     fn load(&self) -> usize {
-        self.pending.len() + self.sessions.len() + self.files.len()
+        self.pending.len() + self.voiced.len() + self.sessions.len() + self.files.len()
     }
 }
 
@@ -102,6 +104,17 @@ impl Conn {
             FromWorker::Recognized { id, result } => {
                 let result = result.map(Into::into).map_err(Into::into);
                 if let Some(tx) = lock(&self.table).pending.remove(&id) {
+                    let _ = tx.send(result);
+                }
+            }
+            FromWorker::Synthesized { id, result } => {
+                let result = result
+                    .map(|(samples, sample_rate)| Voiced {
+                        samples: samples.0,
+                        sample_rate,
+                    })
+                    .map_err(Into::into);
+                if let Some(tx) = lock(&self.table).voiced.remove(&id) {
                     let _ = tx.send(result);
                 }
             }
@@ -141,6 +154,9 @@ impl Conn {
         let t = std::mem::take(&mut *lock(&self.table));
         let counts = (t.pending.len(), t.sessions.len(), t.files.len());
         for (_, tx) in t.pending {
+            let _ = tx.send(Err(EngineError::WorkerLost(why.to_string())));
+        }
+        for (_, tx) in t.voiced {
             let _ = tx.send(Err(EngineError::WorkerLost(why.to_string())));
         }
         for (_, s) in t.sessions {
@@ -307,7 +323,7 @@ impl Remote {
                 let st = lock(&s.state);
                 let (requests, sessions, files) = st.conn.as_ref().map_or((0, 0, 0), |c| {
                     let t = lock(&c.table);
-                    (t.pending.len(), t.sessions.len(), t.files.len())
+                    (t.pending.len() + t.voiced.len(), t.sessions.len(), t.files.len())
                 });
                 WorkerStatus {
                     index: s.index,
@@ -384,6 +400,29 @@ impl Remote {
         });
         // a request whose client went away leaves its entry until the
         // worker answers (the decode queue is bounded)
+        rx.await.unwrap_or_else(|_| {
+            Err(EngineError::WorkerLost(format!(
+                "engine worker {} stopped",
+                conn.pid
+            )))
+        })
+    }
+
+    /// One sentence read by the TTS pack of `voice`, on a worker.
+    pub async fn synthesize(
+        &self,
+        voice: &str,
+        text: String,
+        speed: f32,
+    ) -> Result<Voiced, EngineError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (id, conn) = self.register(|t| &mut t.voiced, tx)?;
+        conn.send(&ToWorker::Synthesize {
+            id,
+            voice: voice.to_string(),
+            text,
+            speed,
+        });
         rx.await.unwrap_or_else(|_| {
             Err(EngineError::WorkerLost(format!(
                 "engine worker {} stopped",

@@ -384,6 +384,7 @@ pub(crate) struct PackInfo {
     pub model_type: String,
     pub properties: Vec<String>,
     pub test_only: bool,
+    pub speakers: Vec<(String, i64)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -448,6 +449,13 @@ pub(crate) enum ToWorker {
     FileClose {
         id: u64,
     },
+    /// One sentence for a TTS pack.
+    Synthesize {
+        id: u64,
+        voice: String,
+        text: String,
+        speed: f32,
+    },
 }
 
 /// Worker → server.
@@ -473,6 +481,11 @@ pub(crate) enum FromWorker {
     FileDone {
         id: u64,
         result: Result<Vec<Sentence>, WireError>,
+    },
+    Synthesized {
+        id: u64,
+        /// The samples and their rate.
+        result: Result<(Samples, u32), WireError>,
     },
 }
 

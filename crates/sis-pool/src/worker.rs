@@ -127,6 +127,23 @@ pub fn run_worker() -> Result<(), String> {
                     });
                 });
             }
+            ToWorker::Synthesize {
+                id,
+                voice,
+                text,
+                speed,
+            } => {
+                let (engine, tx) = (engine.clone(), tx.clone());
+                rt.spawn(async move {
+                    let result = engine.synthesize(&voice, text, speed).await;
+                    let _ = tx.send(FromWorker::Synthesized {
+                        id,
+                        result: result
+                            .map(|v| (wire::Samples(v.samples), v.sample_rate))
+                            .map_err(Into::into),
+                    });
+                });
+            }
             ToWorker::Open {
                 id,
                 property,
@@ -306,6 +323,7 @@ fn info(engine: &Engine) -> Info {
                 model_type: p.model_type.clone(),
                 properties: p.properties.clone(),
                 test_only: p.test_only,
+                speakers: p.speakers.clone(),
             })
             .collect(),
         properties,

@@ -96,7 +96,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
         EnginePool::start(cfg.engine.clone(), cfg.engine_workers).context("cannot start")?,
     );
     for p in engine.packs() {
-        tracing::info!(pack = %p.name, kind = p.kind.as_str(), properties = ?p.properties, test_only = p.test_only, "pack loaded");
+        tracing::info!(pack = %p.name, kind = p.kind.as_str(), properties = ?p.properties, voices = ?p.speakers, test_only = p.test_only, "pack loaded");
     }
     let test_packs: Vec<&str> = engine
         .packs()
@@ -111,7 +111,10 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             sis_engine::pack::TEST_ONLY_WARNING
         );
     }
-    let synthesizer = Arc::new(sis_engine::tts::Synthesizer::start(cfg.tts.clone()));
+    let synthesizer = Arc::new(sis_engine::tts::Synthesizer::with_packs(
+        cfg.tts.clone(),
+        Arc::new(sis_pool::PoolVoices(engine.clone())),
+    ));
     match synthesizer.availability() {
         sis_engine::tts::Availability::Ready { version } => tracing::info!(
             espeak_ng = %cfg.tts.espeak.display(),

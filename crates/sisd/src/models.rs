@@ -17,19 +17,36 @@ use crate::download::{self, Download};
 pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ModelsCommand::List(args) => {
+            let mut summaries = Vec::new();
             for d in args.dirs.dirs() {
                 for p in pack::discover(&d)? {
                     let pk = pack::Pack::open(&p)?;
                     let m = &pk.manifest;
+                    summaries.push(sis_engine::PackSummary {
+                        name: m.name.clone(),
+                        kind: m.kind,
+                        model_type: m.model_type.clone(),
+                        properties: m.properties.clone(),
+                        test_only: m.test_only,
+                        speakers: m.speakers.clone().into_iter().collect(),
+                    });
+                    let served: Vec<String> = if m.speakers.is_empty() {
+                        m.properties.clone()
+                    } else {
+                        m.speakers
+                            .iter()
+                            .map(|(v, sid)| format!("{v}=speaker {sid}"))
+                            .collect()
+                    };
                     println!(
                         "{}\t{}\t{}\t{}\t{}\t{}",
                         m.name,
                         m.kind.as_str(),
                         m.model_type,
-                        if m.properties.is_empty() {
+                        if served.is_empty() {
                             "-".to_string()
                         } else {
-                            m.properties.join(",")
+                            served.join(",")
                         },
                         p.display(),
                         if m.test_only {
@@ -40,7 +57,7 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            list_voices(&args.espeak.espeak_ng);
+            list_voices(&args.espeak.espeak_ng, &summaries);
             Ok(ExitCode::SUCCESS)
         }
         ModelsCommand::Verify(dirs) => {
@@ -93,8 +110,11 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
 
 /// Speech synthesis after the packs: one line on espeak-ng, then one per
 /// voice (`sis_engine::tts::voices`, the one table of them): the SIS
-/// `property`, its gender, the espeak-ng voice and base pitch, its rates.
-fn list_voices(espeak: &Path) {
+/// `property`, its gender, what reads it (the TTS pack and speaker when an
+/// installed pack lists the voice, `sis_engine::choose_voices`; else the
+/// espeak-ng voice and base pitch), its rates.
+fn list_voices(espeak: &Path, packs: &[sis_engine::PackSummary]) {
+    let by_pack = sis_engine::choose_voices(packs);
     use std::io::Write;
     let status = match sis_engine::tts::probe(espeak, Duration::from_secs(10)) {
         Ok(version) => format!("available\t{version}"),
@@ -107,12 +127,14 @@ fn list_voices(espeak: &Path) {
     }
     for v in sis_engine::tts::VOICES {
         let rates = if v.only_16k { "16000" } else { "8000,16000" };
+        let reader = match by_pack.get(v.name) {
+            Some((i, sid)) => format!("pack {} speaker {sid}", packs[*i].name),
+            None => format!("{} -p {}", v.espeak, v.espeak_pitch),
+        };
         let line = format!(
-            "tts-voice\t{}\t{}\t{} -p {}\t{rates}",
+            "tts-voice\t{}\t{}\t{reader}\t{rates}",
             v.name,
             v.gender.as_str(),
-            v.espeak,
-            v.espeak_pitch
         );
         if writeln!(out, "{line}").is_err() {
             return;

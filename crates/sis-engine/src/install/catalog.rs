@@ -58,6 +58,9 @@ pub struct CatalogEntry {
     pub default: bool,
     #[serde(default)]
     pub test_only: bool,
+    /// A TTS pack's voices: SIS voice `property` → speaker id.
+    #[serde(default)]
+    pub speakers: std::collections::BTreeMap<String, i64>,
     pub files: Vec<CatalogFile>,
 }
 

@@ -248,6 +248,7 @@ fn install_inferred(
         license: None,
         source: Some(source.display().to_string()),
         test_only: false,
+        speakers: Default::default(),
         files,
     };
     let dir = stage.finish(&manifest)?;
@@ -345,6 +346,7 @@ fn install_entry_files(
         license: Some(entry.license.clone()),
         source: Some(source),
         test_only: entry.test_only,
+        speakers: entry.speakers.clone(),
         files,
     };
     let dir = stage.finish(&manifest)?;

@@ -1,6 +1,14 @@
 //! Speech synthesis (SIS TTS) with espeak-ng, run as a separate process
-//! (espeak-ng is GPL-3 and is never linked into our binaries). Nothing here
-//! touches sherpa-onnx.
+//! (espeak-ng is GPL-3 and is never linked into our binaries), or with an
+//! installed sherpa-onnx TTS pack that reads the voice ([`PackVoices`]: the
+//! server hands its engine workers each sentence). Nothing here touches
+//! sherpa-onnx.
+//!
+//! A voice an installed pack reads (`[speakers]` of its `pack.toml`) is read
+//! by the pack: its sentences are the normalised hanzi text
+//! ([`text::pack_sentences`]), the tempo is the model's own (speed
+//! 2^(speed/500) to sherpa-onnx), and steps 4-5 below are the same. Every
+//! other voice is read by espeak-ng:
 //!
 //! The pipeline of [`Synthesizer::open`] (docs/TTS.md):
 //! 1. the voice ([`voices`]) and its rates are checked;
@@ -39,6 +47,26 @@ use tokio::sync::Semaphore;
 
 pub use espeak::Espeak;
 pub use voices::{voice, Gender, Language, Voice, VOICES};
+
+/// One sentence read by a TTS pack: samples at the model's rate.
+#[derive(Clone, Debug, Default)]
+pub struct Voiced {
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+}
+
+/// The future of one pack reading.
+pub type Reading = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Voiced, TtsError>> + Send>>;
+
+/// The installed sherpa-onnx TTS packs, as the synthesizer sees them (the
+/// server's engine, which runs them in its worker processes).
+pub trait PackVoices: Send + Sync {
+    /// Whether a pack reads the SIS voice `voice`.
+    fn reads(&self, voice: &str) -> bool;
+    /// `text` (one sentence) read with `voice` at `speed` (1 = the model's
+    /// own pace).
+    fn read(&self, voice: &str, text: String, speed: f32) -> Reading;
+}
 
 /// Why a synthesis was not made.
 #[derive(Debug, thiserror::Error)]
@@ -113,9 +141,24 @@ pub struct Synthesizer {
     availability: Availability,
     processes: Arc<Semaphore>,
     requests: Arc<Semaphore>,
+    packs: Option<Arc<dyn PackVoices>>,
 }
 
 impl Synthesizer {
+    /// Probes espeak-ng ([`probe`]) and is ready to synthesise if it runs;
+    /// voices that `packs` reads are read by them.
+    pub fn with_packs(settings: TtsSettings, packs: Arc<dyn PackVoices>) -> Synthesizer {
+        Synthesizer {
+            packs: Some(packs),
+            ..Self::start(settings)
+        }
+    }
+
+    /// Whether an installed pack reads `voice` (else espeak-ng does).
+    pub fn pack_reads(&self, voice: &str) -> bool {
+        self.packs.as_ref().is_some_and(|p| p.reads(voice))
+    }
+
     /// Probes espeak-ng ([`probe`]) and is ready to synthesise if it runs.
     pub fn start(settings: TtsSettings) -> Synthesizer {
         let availability = match probe(&settings.espeak, settings.timeout) {
@@ -131,6 +174,7 @@ impl Synthesizer {
             requests: Arc::new(Semaphore::new(settings.max_requests())),
             availability,
             settings,
+            packs: None,
         }
     }
 
@@ -163,7 +207,8 @@ impl Synthesizer {
     /// and kills its espeak-ng processes. Needs a tokio runtime.
     pub fn open(&self, req: &SynthesisRequest) -> Result<Synthesis, TtsError> {
         let voice = Self::check(req)?;
-        if let Availability::Unavailable { reason } = &self.availability {
+        let pack = self.packs.clone().filter(|p| p.reads(voice.name));
+        if let (None, Availability::Unavailable { reason }) = (&pack, &self.availability) {
             return Err(TtsError::Unavailable(reason.clone()));
         }
         let admitted = self
@@ -176,14 +221,18 @@ impl Synthesizer {
             match piece {
                 ScriptPiece::Pause { ms } => plan.push(Planned::Pause(*ms)),
                 ScriptPiece::Text(t) => plan.extend(
-                    text::sentences(t, voice.language)
-                        .into_iter()
-                        .map(Planned::Sentence),
+                    match pack {
+                        Some(_) => text::pack_sentences(t, voice.language),
+                        None => text::sentences(t, voice.language),
+                    }
+                    .into_iter()
+                    .map(Planned::Sentence),
                 ),
             }
         }
         let job = Arc::new(Job {
             espeak: self.espeak.clone(),
+            pack,
             voice,
             shaping: Shaping {
                 speed: req.speed,
@@ -248,6 +297,8 @@ enum Started {
 /// What every sentence of one synthesis shares.
 struct Job {
     espeak: Espeak,
+    /// The pack that reads the voice (else espeak-ng does).
+    pack: Option<Arc<dyn PackVoices>>,
     voice: &'static Voice,
     shaping: Shaping,
 }
@@ -380,8 +431,19 @@ async fn read_sentence(
     job: &Job,
     sentence: &str,
 ) -> Result<Vec<i16>, TtsError> {
-    let wav = job.espeak.speak(job.voice, sentence).await?;
     let shaping = job.shaping;
+    if let Some(pack) = &job.pack {
+        let speed = effects::speed_factor(shaping.speed) as f32;
+        let voiced = pack.read(job.voice.name, sentence.to_string(), speed).await?;
+        return tokio::task::spawn_blocking(move || {
+            let mut samples = shape_samples(voiced.samples, voiced.sample_rate, 0, shaping);
+            effects::apply_gain(&mut samples, effects::volume_gain(shaping.volume));
+            sis_audio::to_i16(&samples)
+        })
+        .await
+        .map_err(|e| TtsError::Failed(format!("an audio task failed: {e}")));
+    }
+    let wav = job.espeak.speak(job.voice, sentence).await?;
     tokio::task::spawn_blocking(move || sentence_audio(&wav, shaping))
         .await
         .map_err(|e| TtsError::Failed(format!("an audio task failed: {e}")))?
@@ -409,16 +471,32 @@ pub fn shape(wav: &[u8], speed: i32, pitch: i32, rate: u32) -> Result<Vec<f32>, 
     let (from, mut channels) = sis_audio::stream::read_bytes(wav, FileFormat::Auto, limits)
         .map_err(|e| TtsError::Failed(format!("espeak-ng's output: {e}")))?;
     let samples = channels.pop().unwrap_or_default();
+    Ok(shape_samples(
+        samples,
+        from,
+        speed,
+        Shaping {
+            speed,
+            pitch,
+            rate,
+            volume: 0,
+        },
+    ))
+}
+
+/// `samples` at `from` Hz with the tempo change `speed` (0: none; a pack's
+/// reading has its tempo already) and `shaping`'s pitch, at its rate.
+fn shape_samples(samples: Vec<f32>, from: u32, speed: i32, shaping: Shaping) -> Vec<f32> {
     let samples = effects::change_tempo(&samples, from, effects::speed_factor(speed));
-    let samples = effects::change_pitch(&samples, from, effects::pitch_factor(pitch));
-    Ok(sis_audio::resample(
+    let samples = effects::change_pitch(&samples, from, effects::pitch_factor(shaping.pitch));
+    sis_audio::resample(
         &Pcm {
             samples,
             sample_rate: from,
         },
-        rate,
+        shaping.rate,
     )
-    .samples)
+    .samples
 }
 
 /// The samples as a file of `format`.

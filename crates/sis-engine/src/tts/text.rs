@@ -42,6 +42,24 @@ pub fn sentences(text: &str, language: Language) -> Vec<String> {
         .collect()
 }
 
+/// The sentences a TTS pack is to read for `text` in `language`, in order:
+/// normalised as for espeak-ng and cut the same way, but left in their own
+/// script (the pack's lexicon turns hanzi into its phones); sentences with
+/// nothing to read are left out.
+pub fn pack_sentences(text: &str, language: Language) -> Vec<String> {
+    let pieces = match language {
+        Language::Mandarin => {
+            sis_text::split_sentences(&sis_text::normalize_for_speech(text), MAX_SENTENCE_CHARS)
+        }
+        Language::English => sis_text::split_sentences(text, MAX_ENGLISH_SENTENCE_CHARS),
+    };
+    pieces
+        .into_iter()
+        .map(|s| s.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|s| s.chars().any(char::is_alphanumeric))
+        .collect()
+}
+
 /// A pause punctuation asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Pause {
