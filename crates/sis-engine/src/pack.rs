@@ -189,9 +189,11 @@ fn required_metadata(kind: PackKind, model_type: &str) -> &'static [MetadataRule
             &["tokens", "punctuations", "unk_symbol"],
         )],
         // offline-tts-vits-model.cc (their values: check_vits)
-        (Tts, "vits") => &[
-            ("model", &["sample_rate", "n_speakers"], &["language", "comment"]),
-        ],
+        (Tts, "vits") => &[(
+            "model",
+            &["sample_rate", "n_speakers"],
+            &["language", "comment"],
+        )],
         _ => &[],
     }
 }
@@ -376,7 +378,10 @@ impl Pack {
                 ));
             }
             if m.speakers.is_empty() {
-                return Err(err(d, "a tts pack must list the voices it serves ([speakers])"));
+                return Err(err(
+                    d,
+                    "a tts pack must list the voices it serves ([speakers])",
+                ));
             }
             for (voice, sid) in &m.speakers {
                 if crate::tts::voice(voice).is_none() {
@@ -438,7 +443,11 @@ impl Pack {
         let d = &self.dir;
         let mut onnx_roles: Vec<&str> = vec![];
         if let Some(roles) = required_roles(m.kind, &m.model_type) {
-            onnx_roles.extend(roles.iter().filter(|r| !matches!(**r, "tokens" | "lexicon")));
+            onnx_roles.extend(
+                roles
+                    .iter()
+                    .filter(|r| !matches!(**r, "tokens" | "lexicon")),
+            );
         }
         let mut infos = BTreeMap::new();
         for role in onnx_roles {
@@ -655,7 +664,10 @@ fn check_vits(
     }
     for k in ["jieba", "has_g2pw"] {
         if !matches!(meta(k), "" | "0") {
-            return Err(err(d, format!("model metadata '{k}' is set: not supported")));
+            return Err(err(
+                d,
+                format!("model metadata '{k}' is set: not supported"),
+            ));
         }
     }
     let speakers = info.int("n_speakers").unwrap_or(0);
@@ -677,7 +689,10 @@ fn check_vits(
             .enumerate()
             .find(|(_, l)| l.split_whitespace().count() > 2)
         {
-            return Err(err(d, format!("tokens.txt line {}: more than 2 fields", n + 1)));
+            return Err(err(
+                d,
+                format!("tokens.txt line {}: more than 2 fields", n + 1),
+            ));
         }
     }
     if tokens.contains_key("sil") && !tokens.contains_key("eos") {
@@ -973,8 +988,13 @@ mod tests {
 
     /// A copy of a committed pack in a temporary directory.
     fn copy(name: &str) -> (tempfile::TempDir, PathBuf) {
+        copy_from("testdata/models", name)
+    }
+
+    /// A copy of the committed pack `name` under `base`.
+    fn copy_from(base: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
         let t = tempfile::tempdir().expect("a temporary directory");
-        let src = root().join("testdata/models").join(name);
+        let src = root().join(base).join(name);
         let dst = t.path().join(name);
         fs::create_dir(&dst).expect("mkdir");
         for e in fs::read_dir(&src).expect("the committed pack") {
@@ -1020,6 +1040,110 @@ mod tests {
         match Pack::open(dir).expect("the manifest").check() {
             Ok(()) => String::new(),
             Err(e) => e.problem,
+        }
+    }
+
+    /// The committed VITS test pack passes; each metadata value or manifest
+    /// that would end the process in sherpa-onnx 2.0.1's VITS path
+    /// (tools/tts_testpack/FINDINGS.md), or select a frontend the project
+    /// does not configure, is refused first.
+    #[test]
+    fn vits_packs_that_would_end_the_process_are_refused() {
+        let vits = || copy_from("testdata/tts-models", "zh-tiny-vits-test");
+        let (_t, d) = vits();
+        assert_eq!(problem(&d), "");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("sample_rate", "")],
+                "'sample_rate' missing or not an integer",
+            ),
+            (
+                &[("sample_rate", "0")],
+                "'sample_rate' = 0 must be positive",
+            ),
+            (
+                &[("sample_rate", "22050")],
+                "the model's sample_rate is 22050",
+            ),
+            (
+                &[("n_speakers", "")],
+                "'n_speakers' missing or not an integer",
+            ),
+            (&[("n_speakers", "-1")], "'n_speakers' = -1 is negative"),
+            (&[("n_speakers", "1")], "has 1 speakers"),
+            (&[("add_blank", "-2")], "'add_blank' = -2 is negative"),
+            (&[("language", "")], "only Chinese lexicon VITS models"),
+            (
+                &[("language", "English")],
+                "only Chinese lexicon VITS models",
+            ),
+            (&[("comment", "")], "'comment' is empty"),
+            (&[("comment", "piper")], "a piper VITS model"),
+            (&[("comment", "coqui")], "a coqui VITS model"),
+            (&[("comment", "melo")], "a melo VITS model"),
+            (&[("comment", "Inflect")], "a Inflect VITS model"),
+            (&[("frontend", "characters")], "'frontend' is set"),
+            (&[("jieba", "1")], "'jieba' is set"),
+            (&[("has_g2pw", "1")], "'has_g2pw' is set"),
+            (
+                &[("num_tokens", "10")],
+                "tokens.txt has 146 symbols, the model 10",
+            ),
+        ];
+        for (kv, want) in cases {
+            let (_t, d) = vits();
+            set_meta(&d, "model.onnx", kv);
+            let got = problem(&d);
+            assert!(got.contains(want), "{kv:?}: {got}");
+        }
+        // the token table: a line of three fields, sil without eos
+        type Edit = fn(&str) -> String;
+        let edits: [(&str, Edit); 2] = [
+            ("more than 2 fields", |t| {
+                format!("{t}a b {}\n", t.lines().count())
+            }),
+            ("has sil but no eos", |t| {
+                t.lines()
+                    .map(|l| match l.strip_prefix("eos ") {
+                        Some(id) => format!("eoz {id}\n"),
+                        None => format!("{l}\n"),
+                    })
+                    .collect()
+            }),
+        ];
+        for (want, edit) in edits {
+            let (_t, d) = vits();
+            let tokens = d.join("tokens.txt");
+            let text = fs::read_to_string(&tokens).expect("tokens");
+            assert!(text.contains("\nsil ") && text.contains("\neos "));
+            fs::write(&tokens, edit(&text)).expect("write");
+            set_meta(&d, "model.onnx", &[]);
+            let got = problem(&d);
+            assert!(got.contains(want), "{want}: {got}");
+        }
+        // the manifest: properties, a voice that is not SIS's, a negative id
+        for (from, to, want) in [
+            (
+                "[speakers]",
+                "properties = [\"chinese_16k_common\"]\n[speakers]",
+                "lists its voices under [speakers]",
+            ),
+            (
+                "chinese_huaxiaomei_common = 0",
+                "chinese_nobody = 0",
+                "chinese_nobody is not a SIS voice",
+            ),
+            (
+                "chinese_huaxiaomei_common = 0",
+                "chinese_huaxiaomei_common = -1",
+                "has a negative id",
+            ),
+        ] {
+            let (_t, d) = vits();
+            let m = fs::read_to_string(d.join(MANIFEST)).expect("manifest");
+            fs::write(d.join(MANIFEST), m.replacen(from, to, 1)).expect("write");
+            let got = problem(&d);
+            assert!(got.contains(want), "{to}: {got}");
         }
     }
 

@@ -205,10 +205,7 @@ impl Registry {
                 PackKind::Punctuation => punctuation = Some(load_punctuation(&pack)?),
                 PackKind::Tts => {
                     let tts = load_tts(&pack, config.threads_per_decode)?;
-                    reg.tts.insert(
-                        m.name.clone(),
-                        Arc::new(TtsModel { tts }),
-                    );
+                    reg.tts.insert(m.name.clone(), Arc::new(TtsModel { tts }));
                 }
             }
         }
@@ -291,7 +288,8 @@ fn load_tts(pack: &Pack, threads: i32) -> Result<Tts, EngineError> {
     sids.sort_unstable();
     sids.dedup();
     for sid in sids {
-        let sid = i32::try_from(sid).map_err(|_| EngineError::Load("speaker id too large".into()))?;
+        let sid =
+            i32::try_from(sid).map_err(|_| EngineError::Load("speaker id too large".into()))?;
         let samples = tts.generate("你好，一二三。", sid, 1.0)?;
         if samples.is_empty() || samples.iter().any(|s| !s.is_finite()) {
             return Err(EngineError::Load(format!(

@@ -724,7 +724,10 @@ impl Tts {
             ..Default::default()
         };
         let native = OfflineTts::create(&config).ok_or_else(|| {
-            EngineError::Load(format!("sherpa-onnx could not load TTS pack {}", pack.name()))
+            EngineError::Load(format!(
+                "sherpa-onnx could not load TTS pack {}",
+                pack.name()
+            ))
         })?;
         let rate = u32::try_from(native.sample_rate()).unwrap_or(0);
         if rate != m.sample_rate {
@@ -858,6 +861,40 @@ mod tests {
             if let Some(live) = rec.live_stream(&context) {
                 assert!(live.twin.is_none());
             }
+        }
+    }
+
+    /// The committed VITS test pack through sherpa-onnx: speed scales the
+    /// duration, every speaker reads, and what would end the process (a
+    /// speaker past the model's, a NUL, a speed <= 0) is refused here;
+    /// text the lexicon lacks still gives audio.
+    #[test]
+    fn the_vits_test_pack_reads_and_refuses_what_would_end_the_process() {
+        let pack =
+            Pack::open(&testsupport::root().join("testdata/tts-models/zh-tiny-vits-test")).unwrap();
+        pack.check().unwrap();
+        let tts = Tts::load(&pack, 1).unwrap();
+        assert_eq!(tts.sample_rate(), 16000);
+        let text = "你好，欢迎使用。";
+        let base = tts.generate(text, 0, 1.0).unwrap();
+        assert!(base.len() > 16000 / 2 && base.iter().all(|s| s.is_finite()));
+        for (speed, want) in [(2.0f32, 0.5f64), (0.5, 2.0)] {
+            let n = tts.generate(text, 0, speed).unwrap().len() as f64 / base.len() as f64;
+            assert!((n - want).abs() / want < 0.1, "speed {speed}: {n}");
+        }
+        assert_ne!(tts.generate(text, 1, 1.0).unwrap(), base);
+        for (sid, speed, t) in [
+            (2, 1.0, text),
+            (-1, 1.0, text),
+            (0, 0.0, text),
+            (0, -1.0, text),
+            (0, f32::NAN, text),
+            (0, 1.0, "你\0好"),
+        ] {
+            assert!(tts.generate(t, sid, speed).is_err(), "{sid} {speed} {t:?}");
+        }
+        for t in ["", "hello 😀", "。。。"] {
+            assert!(tts.generate(t, 0, 1.0).is_ok(), "{t:?}");
         }
     }
 

@@ -319,6 +319,25 @@ impl FileTranscriber {
     }
 }
 
+/// The pool as the synthesizer's [`sis_engine::tts::PackVoices`]: each
+/// sentence goes to a worker process.
+pub struct PoolVoices(pub std::sync::Arc<EnginePool>);
+
+impl sis_engine::tts::PackVoices for PoolVoices {
+    fn reads(&self, voice: &str) -> bool {
+        self.0.reads_voice(voice)
+    }
+
+    fn read(&self, voice: &str, text: String, speed: f32) -> sis_engine::tts::Reading {
+        let (pool, voice) = (self.0.clone(), voice.to_string());
+        Box::pin(async move {
+            pool.synthesize(&voice, text, speed)
+                .await
+                .map_err(|e| sis_engine::tts::TtsError::Failed(e.to_string()))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::kind_from_str;
@@ -336,24 +355,5 @@ mod tests {
             assert_eq!(kind_from_str(k.as_str()), Some(k));
         }
         assert_eq!(kind_from_str("asr"), None);
-    }
-}
-
-/// The pool as the synthesizer's [`sis_engine::tts::PackVoices`]: each
-/// sentence goes to a worker process.
-pub struct PoolVoices(pub std::sync::Arc<EnginePool>);
-
-impl sis_engine::tts::PackVoices for PoolVoices {
-    fn reads(&self, voice: &str) -> bool {
-        self.0.reads_voice(voice)
-    }
-
-    fn read(&self, voice: &str, text: String, speed: f32) -> sis_engine::tts::Reading {
-        let (pool, voice) = (self.0.clone(), voice.to_string());
-        Box::pin(async move {
-            pool.synthesize(&voice, text, speed)
-                .await
-                .map_err(|e| sis_engine::tts::TtsError::Failed(e.to_string()))
-        })
     }
 }

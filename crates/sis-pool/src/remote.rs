@@ -323,7 +323,11 @@ impl Remote {
                 let st = lock(&s.state);
                 let (requests, sessions, files) = st.conn.as_ref().map_or((0, 0, 0), |c| {
                     let t = lock(&c.table);
-                    (t.pending.len() + t.voiced.len(), t.sessions.len(), t.files.len())
+                    (
+                        t.pending.len() + t.voiced.len(),
+                        t.sessions.len(),
+                        t.files.len(),
+                    )
                 });
                 WorkerStatus {
                     index: s.index,

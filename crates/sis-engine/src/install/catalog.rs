@@ -164,6 +164,14 @@ impl CatalogEntry {
                 return fail(format!("invalid property '{p}'"));
             }
         }
+        if (self.kind == PackKind::Tts) == self.speakers.is_empty() {
+            return fail("a tts pack, and only one, lists [speakers]".into());
+        }
+        for voice in self.speakers.keys() {
+            if crate::tts::voice(voice).is_none() {
+                return fail(format!("{voice} is not a SIS voice"));
+            }
+        }
         Ok(())
     }
 }

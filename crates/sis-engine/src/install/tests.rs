@@ -665,6 +665,7 @@ fn the_builtin_catalog_is_valid_and_points_at_the_official_locations() {
             "punct-ct-transformer-int8-2024-04-12",
             "streaming-zipformer-en-20M-2023-02-17",
             "silero-vad",
+            "vits-icefall-zh-aishell3",
         ]
     );
     let defaults: Vec<&str> = c.defaults().map(|e| e.name.as_str()).collect();
@@ -763,4 +764,70 @@ files = [{ path = "model.onnx", role = "model" }]
     .unwrap();
     let e = Catalog::with_file(&f).unwrap_err();
     assert!(e.contains("model_type whisper is not supported"), "{e}");
+}
+
+/// A TTS archive in the official VITS layout (the committed test pack's
+/// files under a top directory) installs from a catalog entry of kind `tts`:
+/// the manifest gets the entry's voices, and the installed pack passes the
+/// checks (which read its ONNX metadata).
+#[test]
+fn a_tts_archive_installs_with_its_voices() {
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/tts-models/zh-tiny-vits-test");
+    let read = |f: &str| fs::read(src.join(f)).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let ar = t.path().join("vits-test.tar.bz2");
+    archive(
+        &ar,
+        Compression::Bzip2,
+        &[
+            ("vits-test/model.onnx".into(), read("model.onnx")),
+            ("vits-test/tokens.txt".into(), read("tokens.txt")),
+            ("vits-test/lexicon.txt".into(), read("lexicon.txt")),
+        ],
+    );
+    let toml = format!(
+        r#"[[pack]]
+name = "vits-test"
+url = "https://github.com/k2-fsa/sherpa-onnx/releases/download/tts-models/vits-test.tar.bz2"
+sha256 = "{}"
+bytes = {}
+kind = "tts"
+model_type = "vits"
+language = "zh"
+sample_rate = 16000
+license = "test licence"
+description = "a test entry"
+speakers = {{ chinese_huaxiaomei_common = 1 }}
+files = [
+  {{ path = "model.onnx", role = "model", sha256 = "{}" }},
+  {{ path = "tokens.txt", role = "tokens" }},
+  {{ path = "lexicon.txt", role = "lexicon" }},
+]
+"#,
+        sha_of(&fs::read(&ar).unwrap()),
+        fs::metadata(&ar).unwrap().len(),
+        sha_of(&read("model.onnx")),
+    );
+    let f = t.path().join("catalog.toml");
+    fs::write(&f, &toml).unwrap();
+    let catalog = Catalog::with_file(&f).unwrap();
+    let models = t.path().join("models");
+    let got = install_from(&ar, &models, &catalog, &Overrides::default()).unwrap();
+    assert_eq!(got.catalog.as_deref(), Some("vits-test"));
+    let m = manifest(&got.dir);
+    assert_eq!(m.kind, PackKind::Tts);
+    assert!(m.properties.is_empty());
+    assert_eq!(
+        m.speakers.into_iter().collect::<Vec<_>>(),
+        [("chinese_huaxiaomei_common".to_string(), 1)]
+    );
+    // a voice that is not a SIS voice is refused by the catalog
+    fs::write(
+        &f,
+        toml.replace("chinese_huaxiaomei_common", "chinese_nobody"),
+    )
+    .unwrap();
+    let e = Catalog::with_file(&f).unwrap_err();
+    assert!(e.contains("not a SIS voice"), "{e}");
 }

@@ -56,7 +56,8 @@ pub struct Voiced {
 }
 
 /// The future of one pack reading.
-pub type Reading = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Voiced, TtsError>> + Send>>;
+pub type Reading =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Voiced, TtsError>> + Send>>;
 
 /// The installed sherpa-onnx TTS packs, as the synthesizer sees them (the
 /// server's engine, which runs them in its worker processes).
@@ -434,7 +435,9 @@ async fn read_sentence(
     let shaping = job.shaping;
     if let Some(pack) = &job.pack {
         let speed = effects::speed_factor(shaping.speed) as f32;
-        let voiced = pack.read(job.voice.name, sentence.to_string(), speed).await?;
+        let voiced = pack
+            .read(job.voice.name, sentence.to_string(), speed)
+            .await?;
         return tokio::task::spawn_blocking(move || {
             let mut samples = shape_samples(voiced.samples, voiced.sample_rate, 0, shaping);
             effects::apply_gain(&mut samples, effects::volume_gain(shaping.volume));
