@@ -16,6 +16,10 @@ pub enum Mode {
     ShortStream,
     ContinueStream,
     SentenceStream,
+    /// Short audio over WebSocket (`wss /v1/{project_id}/asr/short-audio`,
+    /// SIS-API.md §5): the RASR protocol, one final result for the whole
+    /// audio at END. Not a `/rasr/{mode}` path.
+    ShortAudio,
 }
 
 impl Mode {
@@ -34,6 +38,7 @@ impl Mode {
             Mode::ShortStream => "short-stream",
             Mode::ContinueStream => "continue-stream",
             Mode::SentenceStream => "sentence-stream",
+            Mode::ShortAudio => "short-audio",
         }
     }
 

@@ -1,6 +1,10 @@
 //! The RASR WebSocket endpoints (`/v1/{project_id}/rasr/{mode}`, SIS-API.md
-//! §6). One async task per connection speaks the protocol; recognition runs
-//! on the engine's stream workers (`sis_engine::stream`), never here.
+//! §6), and short audio over WebSocket (`/v1/{project_id}/asr/short-audio`,
+//! §5: the same protocol; the audio of a session is kept until END and
+//! recognised whole, as `POST .../asr/short-audio` recognises it, one final
+//! RESULT). One async task per connection speaks the protocol; recognition
+//! runs on the engine's stream workers (`sis_engine::stream`) or, for short
+//! audio, its decode queue, never here.
 
 use std::time::{Duration, Instant};
 
@@ -8,10 +12,11 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, Path, State};
 use sis_engine::stream::{Segmentation, StreamEvent, StreamParams};
+use sis_engine::EngineError;
 use sis_pool::StreamHandle;
 use sis_protocol::rasr::{self, Command, EndReason, Mode, StartConfig};
 use sis_protocol::ApiError;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::errors::{self, event_at, rasr as refuse, HandlerResult, MessageError};
 use crate::state::{AppState, Principal, RequestId};
@@ -41,6 +46,32 @@ pub async fn upgrade(
     })
 }
 
+/// `GET /v1/{project_id}/asr/short-audio`: the upgrade (the same path's
+/// POST is the REST API).
+pub async fn short_audio_upgrade(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+    id: Option<Extension<RequestId>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> HandlerResult {
+    let open = state.rasr_connections.clone();
+    let who = Who {
+        project: caller.project_id.clone(),
+        request_id: id.map(|Extension(RequestId(id))| id).unwrap_or_default(),
+    };
+    ws::accept(upgrade, &caller, ws::REALTIME, &open, move |socket| {
+        Connection::new(state, Mode::ShortAudio, who, socket).run()
+    })
+}
+
+/// A short-audio session's audio, kept until END.
+struct Whole {
+    samples: Vec<f32>,
+    rate: u32,
+    /// Where its result goes (the session's event channel).
+    events: UnboundedSender<StreamEvent>,
+}
+
 /// Whose connection it is, for its log lines.
 struct Who {
     project: String,
@@ -56,6 +87,8 @@ struct Session {
     sentences: u64,
     cfg: StartConfig,
     handle: Option<StreamHandle>,
+    /// Short audio: the audio so far (taken at END).
+    whole: Option<Whole>,
     events: UnboundedReceiver<StreamEvent>,
     received_bytes: u64,
     bytes_per_second: u64,
@@ -142,6 +175,14 @@ impl Connection {
         }
     }
 
+    /// The API its log lines name.
+    fn api(&self) -> &'static str {
+        match self.mode {
+            Mode::ShortAudio => "short-audio-ws",
+            _ => "rasr",
+        }
+    }
+
     /// The one line of a session, when it ends: at error level when a
     /// server fault ended it, else info. Never audio or results.
     fn log_session(&self, s: Session, end: Ending) {
@@ -156,7 +197,7 @@ impl Connection {
         let hot = s.cfg.options.hot_words.as_ref();
         event_at!(
             level,
-            api = "rasr",
+            api = self.api(),
             mode = self.mode.as_path(),
             project = self.who.project.as_str(),
             property = s.cfg.property.name(),
@@ -185,7 +226,7 @@ impl Connection {
         };
         event_at!(
             level,
-            api = "rasr",
+            api = self.api(),
             mode = self.mode.as_path(),
             project = self.who.project.as_str(),
             property,
@@ -304,12 +345,18 @@ impl Connection {
         let property = cfg.property.name().to_string();
         let refused = |e: ApiError| MessageError::from(e);
         let engine = &self.state.engine;
-        if !engine.serves_realtime(&cfg.property) {
+        let whole = self.mode == Mode::ShortAudio;
+        let served = if whole {
+            engine.serves(&cfg.property)
+        } else {
+            engine.serves_realtime(&cfg.property)
+        };
+        if !served {
             let e = refused(refuse::property_not_served(&property));
             return self.error_for(e, Some(&property)).await;
         }
         let segmentation = match self.mode {
-            Mode::ShortStream => Segmentation::Whole,
+            Mode::ShortStream | Mode::ShortAudio => Segmentation::Whole,
             Mode::ContinueStream => Segmentation::Continuous,
             Mode::SentenceStream => Segmentation::FirstSentence,
         };
@@ -347,11 +394,20 @@ impl Connection {
             sample_rate: rate,
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let handle = match engine.open_stream(&cfg.property, params, tx.into()) {
-            Ok(h) => h,
-            Err(e) => {
-                let e = errors::engine(e).into_message();
-                return self.error_for(e, Some(&property)).await;
+        let (handle, whole) = if whole {
+            let whole = Whole {
+                samples: Vec::new(),
+                rate,
+                events: tx,
+            };
+            (None, Some(whole))
+        } else {
+            match engine.open_stream(&cfg.property, params, tx.into()) {
+                Ok(h) => (Some(h), None),
+                Err(e) => {
+                    let e = errors::engine(e).into_message();
+                    return self.error_for(e, Some(&property)).await;
+                }
             }
         };
         let trace_id = new_trace();
@@ -360,7 +416,8 @@ impl Connection {
             started: Instant::now(),
             sentences: 0,
             cfg,
-            handle: Some(handle),
+            handle,
+            whole,
             events: rx,
             received_bytes: 0,
             bytes_per_second: rate as u64 * bytes_per_sample,
@@ -400,6 +457,11 @@ impl Connection {
         s.ending = true;
         if let Some(h) = &s.handle {
             h.end(false);
+        }
+        if let Some(w) = s.whole.take() {
+            let engine = self.state.engine.clone();
+            let (property, options) = (s.cfg.property.clone(), s.cfg.options.clone());
+            tokio::spawn(recognize_whole(engine, property, options, w));
         }
         Flow::Continue
     }
@@ -453,7 +515,9 @@ impl Connection {
             }
         };
         s.received_bytes += bytes.len() as u64;
-        if let Some(h) = &s.handle {
+        if let Some(w) = &mut s.whole {
+            w.samples.extend_from_slice(&pcm.samples);
+        } else if let Some(h) = &s.handle {
             if !pcm.samples.is_empty() {
                 h.audio(pcm.samples);
             }
@@ -544,6 +608,41 @@ impl Connection {
             Flow::Continue
         } else {
             Flow::Close
+        }
+    }
+}
+
+/// A short-audio session's audio recognised whole (the REST API's path:
+/// `EnginePool::recognize`), its one final result and the end sent as the
+/// session's events. A lost engine worker is the session's `Failed` (as in
+/// RASR); any other engine error is a `Failed` too, with its message.
+async fn recognize_whole(
+    engine: std::sync::Arc<sis_pool::EnginePool>,
+    property: sis_core::Property,
+    options: sis_core::RecognitionOptions,
+    w: Whole,
+) {
+    let end_ms = (w.samples.len() as u64 * 1000) / u64::from(w.rate.max(1));
+    let pcm = sis_core::Pcm {
+        samples: w.samples,
+        sample_rate: w.rate,
+    };
+    match engine.recognize(&property, pcm, options).await {
+        Ok(transcript) => {
+            let _ = w.events.send(StreamEvent::Result {
+                start_ms: 0,
+                end_ms,
+                is_final: true,
+                transcript,
+            });
+            let _ = w.events.send(StreamEvent::Finished);
+        }
+        Err(e) => {
+            let why = match e {
+                EngineError::WorkerLost(m) => m,
+                e => e.to_string(),
+            };
+            let _ = w.events.send(StreamEvent::Failed(why));
         }
     }
 }

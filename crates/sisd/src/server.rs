@@ -20,7 +20,9 @@ pub fn router(state: AppState) -> Router {
     let sis_api = Router::new()
         .route(
             "/v1/{project_id}/asr/short-audio",
-            post(short_audio::handler).fallback(not_found),
+            post(short_audio::handler)
+                .get(rasr::short_audio_upgrade)
+                .fallback(not_found),
         )
         .route(
             "/v1/{project_id}/tts",
