@@ -151,6 +151,54 @@ def test_sdk_unmodified_through_region_env(world):
     assert r.stdout.strip() == world["expected"]
 
 
+def test_sdk_without_a_project_id_finds_it_through_iam(world):
+    """The v3 SDK built with only AK/SK and a region asks IAM
+    (`GET /v3/projects?name=REGION`, signed) for its project first (issue 16);
+    an unmodified program does so with the IAM endpoint from its env."""
+    script = SDK_BY_REGION.replace('c["secret_key"], c["project_id"]', 'c["secret_key"]')
+    env = {**os.environ, "HUAWEICLOUD_SDK_REGION_SIS_CN_NORTH_4": world["server"].base,
+           "HUAWEICLOUD_SDK_IAM_ENDPOINT": world["server"].base}
+    data = json.loads(world["body"])["data"]
+    r = subprocess.run([sys.executable, "-c", script, json.dumps(world["creds"]["a"])],
+                       input=data, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == world["expected"]
+    # an AK of a project with another name finds none for this region
+    r = subprocess.run([sys.executable, "-c", script, json.dumps(world["creds"]["b"])],
+                       input=data, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Failed to get project id" in r.stderr, r.stderr
+
+
+def signed_get(w, cred, path, query):
+    port = w["server"].base.rsplit(":", 1)[1]
+    h = {"X-Sdk-Date": sdk_date(), "Host": f"127.0.0.1:{port}"}
+    h["Authorization"] = sign(cred["access_key"], cred["secret_key"], "GET", path, query, h, b"")
+    return requests.get(w["server"].base + path + (f"?{query}" if query else ""), headers=h, timeout=10)
+
+
+def test_iam_project_list_shows_only_the_callers_project(world):
+    r = signed_get(world, world["creds"]["a"], "/v3/projects", "name=cn-north-4")
+    assert r.status_code == 200, r.text
+    projects = r.json()["projects"]
+    assert [(p["id"], p["name"]) for p in projects] == [(PID_A, "cn-north-4")], projects
+    # the other project of the same name (another domain) is never shown
+    assert world["other_project"]["id"] not in r.text
+    assert signed_get(world, world["creds"]["a"], "/v3/projects", "name=cn-east-3").json()["projects"] == []
+    assert [p["id"] for p in signed_get(world, world["creds"]["b"], "/v3/projects", None).json()["projects"]] \
+        == [PID_B]
+    # a token scoped to the project
+    tok = requests.post(world["server"].base + "/v3/auth/tokens", timeout=10, json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "alice", "password": PASSWORD, "domain": {"name": "acme"}}}},
+        "scope": {"project": {"id": PID_A}}}}).headers["X-Subject-Token"]
+    r = requests.get(world["server"].base + "/v3/projects?name=cn-north-4", headers={"X-Auth-Token": tok}, timeout=10)
+    assert [p["id"] for p in r.json()["projects"]] == [PID_A], r.text
+    # unsigned, badly signed
+    assert requests.get(world["server"].base + "/v3/projects", timeout=10).status_code == 401
+    bad = dict(world["creds"]["a"], secret_key="x" * 40)
+    assert signed_get(world, bad, "/v3/projects", "name=cn-north-4").status_code == 401
+
+
 # ---- security: each refusal is exact, and a good request still works after it ----
 
 def refused_then_still_served(w, r, status, code, msg):

@@ -138,6 +138,10 @@ def test_errors_as_in_rasr_and_the_connection_keeps_serving(ws_srv):
             m = recognise(ws, data, fmt, prop)
             assert [x["resp_type"] for x in m] == ["ERROR"], (fmt, prop, m)
             assert m[0]["error_code"].startswith("SIS."), m
+        # a vocabulary that does not exist (§10: SIS.0201), never ignored
+        m = recognise(ws, data, "pcm16k16bit", "chinese_16k_common",
+                      vocabulary_id="5F1C3B2A-0000-4000-8000-000000000000")
+        assert [x["resp_type"] for x in m] == ["ERROR"] and m[0]["error_code"] == "SIS.0201", m
         # a frame over the limit ends the session with ERROR, END(ERROR)
         ws.send(json.dumps({"command": "START", "config": {"audio_format": "pcm16k16bit",
                                                            "property": "chinese_16k_common"}}))

@@ -148,41 +148,6 @@ pub struct ListRequest {
     pub name: Option<String>,
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// `application/x-www-form-urlencoded` decoding of one query component.
-fn decode_component(s: &str) -> Result<String, ApiError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let pair = bytes
-                    .get(i + 1)
-                    .copied()
-                    .and_then(hex)
-                    .zip(bytes.get(i + 2).copied().and_then(hex));
-                let (hi, lo) =
-                    pair.ok_or_else(|| ApiError::invalid("the query string is malformed"))?;
-                out.push(hi << 4 | lo);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ApiError::invalid("the query string is not UTF-8"))
-}
-
 fn number(name: &str, value: &str, lo: usize, hi: usize) -> Result<usize, ApiError> {
     let n: usize = value
         .parse()
@@ -206,9 +171,7 @@ pub fn parse_list(query: Option<&str>, body: &[u8]) -> Result<ListRequest, ApiEr
         limit: DEFAULT_LIMIT,
         name: None,
     };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (decode_component(k)?, decode_component(v)?);
+    for (k, v) in crate::query::pairs(query)? {
         match k.as_str() {
             "offset" => req.offset = number("offset", &v, 0, i64::MAX as usize)?,
             "limit" => req.limit = number("limit", &v, 1, MAX_LIMIT)?,

@@ -115,6 +115,19 @@ async fn check_signature(
     req: Request,
     project_id: &str,
 ) -> Result<Request, AppError> {
+    let (req, cred) = verify_signature(st, req).await?;
+    if cred.project_id != project_id {
+        return Err(errors::other_project());
+    }
+    Ok(req)
+}
+
+/// An AK/SK-signed request checked: the request (its body read back in)
+/// and the access key's credential.
+async fn verify_signature(
+    st: &AuthState,
+    req: Request,
+) -> Result<(Request, sis_store::Credential), AppError> {
     let malformed = || errors::unauthenticated("the Authorization header is malformed");
     let auth_value = header(req.headers(), "authorization")
         .ok_or_else(malformed)?
@@ -177,10 +190,57 @@ async fn check_signature(
             return Err(errors::signature(&e));
         }
     }
-    if cred.project_id != project_id {
-        return Err(errors::other_project());
+    Ok((Request::from_parts(parts, Body::from(bytes)), cred))
+}
+
+/// `GET /v3/projects?name=REGION` (IAM's KeystoneListProjects, as the v3
+/// SDK calls it to find its project when `BasicCredentials` has none): the
+/// caller's own project, signed with AK/SK or with a token scoped to it,
+/// when its name is `name` (or no name is asked); else an empty list. Never
+/// another project. Without `--auth sis` there is no caller to answer for.
+pub async fn list_projects(State(st): State<Arc<AuthState>>, req: Request) -> HandlerResult {
+    if st.mode != AuthMode::Sis {
+        return Err(unauthorized("IAM project discovery needs --auth sis"));
     }
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    let name: Option<String> = sis_protocol::query::pairs(req.uri().query())?
+        .into_iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v);
+    let project_id = if let Some(token) = header(req.headers(), "x-auth-token") {
+        let t = st
+            .store
+            .token(&secrets::token_digest(token))
+            .await
+            .map_err(|e| errors::store(&e))?
+            .filter(|t| t.revoked_ms.is_none() && t.expires_ms > now_ms())
+            .ok_or_else(|| errors::unauthenticated("decrypt token fail"))?;
+        t.project.map(|p| p.id)
+    } else if req.headers().contains_key("authorization") {
+        let (_, cred) = verify_signature(&st, req).await?;
+        Some(cred.project_id)
+    } else {
+        return Err(errors::unauthenticated("x-auth-token not found"));
+    };
+    let project = match project_id {
+        Some(id) => st.store.project(&id).await.map_err(|e| errors::store(&e))?,
+        None => None,
+    };
+    let projects: Vec<serde_json::Value> = project
+        .into_iter()
+        .filter(|p| name.as_deref().is_none_or(|n| n == p.name))
+        .map(|p| {
+            serde_json::json!({
+                "id": p.id, "name": p.name, "domain_id": p.domain.id, "parent_id": p.domain.id,
+                "description": "", "enabled": true, "is_domain": false,
+                "links": {"self": format!("/v3/projects/{}", p.id)},
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({
+        "links": {"self": "/v3/projects", "previous": null, "next": null},
+        "projects": projects,
+    }))
+    .into_response())
 }
 
 /// Header and URI size limits of the gateway (APIG.0201), before anything else.

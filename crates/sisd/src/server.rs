@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(auth::revoke_token)
                 .fallback(not_found),
         )
+        .route("/v3/projects", get(auth::list_projects).fallback(not_found))
         .with_state(state.auth.clone());
     Router::new()
         .route("/health", get(health))
