@@ -8,7 +8,6 @@ unchanged (it sends the vad_* fields SIS's short audio does not take)."""
 import json
 import subprocess
 import sys
-import threading
 import wave
 
 import pytest
@@ -16,10 +15,10 @@ import websocket
 
 from conftest import SHARED, Server, sis_store
 from signer import sdk_date, sign
+from test_rasr_sdk import Collect
 
 sys.path.insert(0, str(SHARED / "clients"))
 from huaweicloud_sis.bean.asr_request import SasrWebsocketRequest  # noqa: E402
-from huaweicloud_sis.bean.callback import RasrCallBack  # noqa: E402
 from huaweicloud_sis.bean.sis_config import SisConfig  # noqa: E402
 from huaweicloud_sis.client.asr_client import SasrWebsocketClient  # noqa: E402
 
@@ -172,21 +171,6 @@ def test_empty_audio_gets_an_empty_result(ws_srv):
         ws.close()
     assert [m["resp_type"] for m in msgs] == ["START", "RESULT", "END"], msgs
     assert msgs[1]["segments"][0]["result"]["text"] == ""
-
-
-class Collect(RasrCallBack):
-    def __init__(self):
-        self.responses, self.errors = [], []
-        self.ended = threading.Event()
-
-    def on_response(self, message):
-        self.responses.append(message)
-
-    def on_error(self, error):
-        self.errors.append(str(error))
-
-    def on_end(self, message):
-        self.ended.set()
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])

@@ -52,6 +52,20 @@ pub struct PackSummary {
     pub speakers: Vec<(String, i64)>,
 }
 
+impl PackSummary {
+    /// The summary of a pack with manifest `m`.
+    pub fn of(m: &crate::pack::Manifest) -> PackSummary {
+        PackSummary {
+            name: m.name.clone(),
+            kind: m.kind,
+            model_type: m.model_type.clone(),
+            properties: m.properties.clone(),
+            test_only: m.test_only,
+            speakers: m.speakers.clone().into_iter().collect(),
+        }
+    }
+}
+
 /// A loaded TTS pack.
 pub struct TtsModel {
     pub tts: Tts,
@@ -167,14 +181,7 @@ impl Registry {
         let mut punctuation = None;
         for pack in check_packs(config)? {
             let m = &pack.manifest;
-            reg.summaries.push(PackSummary {
-                name: m.name.clone(),
-                kind: m.kind,
-                model_type: m.model_type.clone(),
-                properties: m.properties.clone(),
-                test_only: m.test_only,
-                speakers: m.speakers.clone().into_iter().collect(),
-            });
+            reg.summaries.push(PackSummary::of(m));
             match m.kind {
                 PackKind::OfflineAsr | PackKind::StreamingAsr => {
                     let id = reg.models.len();

@@ -22,14 +22,7 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                 for p in pack::discover(&d)? {
                     let pk = pack::Pack::open(&p)?;
                     let m = &pk.manifest;
-                    summaries.push(sis_engine::PackSummary {
-                        name: m.name.clone(),
-                        kind: m.kind,
-                        model_type: m.model_type.clone(),
-                        properties: m.properties.clone(),
-                        test_only: m.test_only,
-                        speakers: m.speakers.clone().into_iter().collect(),
-                    });
+                    summaries.push(sis_engine::PackSummary::of(m));
                     let served: Vec<String> = if m.speakers.is_empty() {
                         m.properties.clone()
                     } else {
