@@ -443,7 +443,7 @@ async fn unknown_routes_have_the_gateway_shape() {
     let app = app(AuthMode::None).await;
     for (method, path) in [
         ("GET", "/nothing/here".to_string()),
-        ("GET", short_audio_path()),
+        ("PUT", short_audio_path()),
         ("DELETE", jobs_path()),
         ("GET", format!("/v1/{PROJECT}/rasr/no-such-mode")),
     ] {
@@ -469,6 +469,9 @@ async fn unknown_routes_have_the_gateway_shape() {
 async fn rasr_needs_a_websocket_upgrade() {
     let app = app(AuthMode::None).await;
     let (status, _, v) = app.get(&format!("/v1/{PROJECT}/rasr/short-stream")).await;
+    assert_sis_error(status, &v, (400, "SIS.0032", "WebSocket upgrade"));
+    // short audio over WebSocket: the REST path's GET
+    let (status, _, v) = app.get(&short_audio_path()).await;
     assert_sis_error(status, &v, (400, "SIS.0032", "WebSocket upgrade"));
 }
 
