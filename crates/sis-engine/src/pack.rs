@@ -577,21 +577,7 @@ impl Pack {
             check_transducer(m.kind, d, &infos, tokens.as_ref())?;
         }
         if m.model_type == "ct_transformer" {
-            // sherpa-onnx ends the process when the two disagree
-            let info = &infos["model"];
-            let n = info
-                .metadata
-                .get("tokens")
-                .map_or(0, |t| t.split('|').count());
-            if info.int("vocab_size") != Some(n as i64) {
-                return Err(err(
-                    d,
-                    format!(
-                        "model metadata has {n} tokens but vocab_size {:?}",
-                        info.int("vocab_size")
-                    ),
-                ));
-            }
+            check_ct_transformer(d, &infos["model"])?;
         }
         if m.kind == PackKind::Vad {
             let info = &infos["model"];
@@ -604,6 +590,66 @@ impl Pack {
         }
         Ok(())
     }
+}
+
+/// Marks sherpa-onnx's CT-Transformer punctuation looks up by value in the
+/// model's `punctuations` (a throwing `at()`: the process ends when one is
+/// missing; `offline-ct-transformer-model.cc`).
+const CT_TRANSFORMER_MARKS: &[&str] = &["_", "，", "。", "？", "、"];
+
+/// What a CT-Transformer punctuation model must satisfy
+/// (tools/train/punct/README.md, each a way sherpa-onnx 2.0.1 ends the
+/// process or misreads the model): `vocab_size` equal to the number of
+/// `tokens`; `unk_symbol` one of them; `punctuations` holding every mark of
+/// [`CT_TRANSFORMER_MARKS`]; two int32 inputs (token ids, length), the only
+/// ones it feeds; an output whose last axis (the classes) is fixed and as
+/// wide as `punctuations`.
+fn check_ct_transformer(d: &Path, info: &onnx_meta::OnnxInfo) -> Result<(), PackError> {
+    let meta = |k: &str| info.metadata.get(k).map(String::as_str).unwrap_or("");
+    let tokens: Vec<&str> = meta("tokens").split('|').collect();
+    let n = tokens.len();
+    if info.int("vocab_size") != Some(n as i64) {
+        return Err(err(
+            d,
+            format!(
+                "model metadata has {n} tokens but vocab_size {:?}",
+                info.int("vocab_size")
+            ),
+        ));
+    }
+    if !tokens.contains(&meta("unk_symbol")) {
+        return Err(err(d, "model metadata unk_symbol is not one of its tokens"));
+    }
+    let marks: Vec<&str> = meta("punctuations").split('|').collect();
+    for mark in CT_TRANSFORMER_MARKS {
+        if !marks.contains(mark) {
+            return Err(err(
+                d,
+                format!("model metadata punctuations lacks {mark:?}"),
+            ));
+        }
+    }
+    let int32 = Some(onnx_meta::INT32);
+    if info.input_types.len() != 2 || info.input_types.iter().any(|t| t.elem_type != int32) {
+        return Err(err(
+            d,
+            "the model must take two int32 inputs (token ids, length)",
+        ));
+    }
+    let classes = info
+        .output_types
+        .first()
+        .and_then(|t| t.dim(2).filter(|_| t.rank() == Some(3)));
+    if classes != Some(marks.len() as i64) {
+        return Err(err(
+            d,
+            format!(
+                "the model's output must be (N, T, {}) with the classes fixed, not {classes:?}",
+                marks.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What a VITS pack must satisfy before sherpa-onnx sees it: each rule is a
@@ -1144,6 +1190,37 @@ mod tests {
             fs::write(d.join(MANIFEST), m.replacen(from, to, 1)).expect("write");
             let got = problem(&d);
             assert!(got.contains(want), "{to}: {got}");
+        }
+    }
+
+    /// The committed punctuation test pack passes; metadata that ends the
+    /// process in sherpa-onnx's CT-Transformer load is refused first.
+    #[test]
+    fn ct_transformer_packs_that_would_end_the_process_are_refused() {
+        let punct = || copy_from("testdata/punct-models", "zh-tiny-punct");
+        let (_t, d) = punct();
+        assert_eq!(problem(&d), "");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("unk_symbol", "<nope>")],
+                "unk_symbol is not one of its tokens",
+            ),
+            (
+                &[("punctuations", "<unk>|_|，|。|？|!")],
+                "punctuations lacks \"、\"",
+            ),
+            (
+                &[("punctuations", "<unk>|_|，|。|？|、|!")],
+                "classes fixed",
+            ),
+            (&[("vocab_size", "3")], "but vocab_size Some(3)"),
+            (&[("tokens", "")], "vocab_size"),
+        ];
+        for (kv, want) in cases {
+            let (_t, d) = punct();
+            set_meta(&d, "model.onnx", kv);
+            let got = problem(&d);
+            assert!(got.contains(want), "{kv:?}: {got}");
         }
     }
 

@@ -240,7 +240,10 @@ fn transcript(
     let mut text: String = pieces.iter().map(|(p, _)| p.text.as_str()).collect();
     if options.add_punc && !text.trim().is_empty() {
         text = match punctuation {
-            Some(p) => p.punctuate(&text).unwrap_or(text),
+            // the model's answer, or (none, or text lost) the fallback's
+            Some(p) => p
+                .punctuate(&text)
+                .unwrap_or_else(|| sis_text::punct::end_of_sentence(&text)),
             None => sis_text::punct::end_of_sentence(&text),
         };
     }
