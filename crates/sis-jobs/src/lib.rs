@@ -34,6 +34,7 @@ use sis_store::{JobStatus, Objects, Store, VocabularyCache};
 use tokio::sync::watch;
 
 pub use error::JobError;
+pub use transcribe::{recognize_file, AudioFile, Channels, FileRun};
 
 /// Validated job settings (from the server's config).
 #[derive(Clone, Debug)]

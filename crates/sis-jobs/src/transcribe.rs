@@ -40,9 +40,9 @@ pub(crate) enum Transcribed {
 }
 
 /// An engine error: a worker's death may be retried, any other ends the job.
-fn engine_failed(e: EngineError) -> Result<Transcribed, JobError> {
+fn engine_failed(e: EngineError) -> Result<FileRun, JobError> {
     match e {
-        EngineError::WorkerLost(why) => Ok(Transcribed::WorkerLost(why)),
+        EngineError::WorkerLost(why) => Ok(FileRun::WorkerLost(why)),
         other => Err(JobError::Engine(other)),
     }
 }
@@ -81,13 +81,6 @@ impl Layout {
         } else {
             Layout::Mixed
         })
-    }
-
-    fn channels(self) -> usize {
-        match self {
-            Layout::Mixed => 1,
-            Layout::PerChannel => 2,
-        }
     }
 }
 
@@ -142,6 +135,102 @@ fn duration_ms(samples: u64, rate: u32) -> u64 {
     samples * 1000 / rate.max(1) as u64
 }
 
+/// Which channels of a file are recognised, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channels {
+    /// Every channel mixed down to one (channel 0 of the result).
+    Mixed,
+    /// Each channel on its own (its index is the sentence's channel).
+    Each,
+    /// The first channel only.
+    First,
+}
+
+impl Channels {
+    fn count(self) -> usize {
+        match self {
+            Channels::Each => 2,
+            Channels::Mixed | Channels::First => 1,
+        }
+    }
+}
+
+/// How recognising a file ended, short of an error.
+#[derive(Debug)]
+pub enum FileRun {
+    /// Its sentences in order of start time, the audio's length and the
+    /// file's channel count.
+    Done {
+        sentences: Vec<FileSentence>,
+        audio_ms: u64,
+        channels: usize,
+    },
+    /// `stop` was set.
+    Stopped,
+    /// The engine worker recognising it died: the run may be repeated.
+    WorkerLost(String),
+}
+
+/// A file to recognise: where it is, its format, and the longest audio it
+/// may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct AudioFile<'a> {
+    pub path: &'a Path,
+    pub format: sis_audio::stream::FileFormat,
+    pub max_ms: u64,
+}
+
+/// Decodes the file at `path` as a stream (at most `max_ms` of audio) and
+/// recognises the channels `plan` chooses for its channel count, in this
+/// thread (call it on a blocking one); stops early when `stop` is set. The
+/// one file path of jobs and flash recognition.
+pub fn recognize_file(
+    engine: &EnginePool,
+    property: &sis_core::Property,
+    options: &sis_core::RecognitionOptions,
+    file: AudioFile<'_>,
+    plan: impl FnOnce(usize) -> Result<Channels, JobError>,
+    stop: &AtomicBool,
+) -> Result<FileRun, JobError> {
+    let limits = sis_audio::stream::StreamLimits {
+        max_ms: file.max_ms,
+        ..Default::default()
+    };
+    let mut stream =
+        sis_audio::stream::open(file.path, file.format, limits).map_err(JobError::Audio)?;
+    let rate = stream.sample_rate();
+    let channels = stream.channels() as usize;
+    let plan = plan(channels)?;
+    let mut t = match engine.file_transcriber(property, rate, plan.count(), options.clone()) {
+        Ok(t) => t,
+        Err(e) => return engine_failed(e),
+    };
+    let mut samples: u64 = 0;
+    while let Some(chunk) = stream.next_chunk().map_err(JobError::Audio)? {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(FileRun::Stopped);
+        }
+        samples += chunk.frames() as u64;
+        let pushed = match plan {
+            _ if chunk.channels.len() == 1 => t.push(&chunk.channels),
+            Channels::Each => t.push(&chunk.channels),
+            Channels::First => t.push(&chunk.channels[..1]),
+            Channels::Mixed => t.push(&[chunk.to_mono()]),
+        };
+        if let Err(e) = pushed {
+            return engine_failed(e);
+        }
+    }
+    match t.finish() {
+        Ok(sentences) => Ok(FileRun::Done {
+            sentences,
+            audio_ms: duration_ms(samples, rate),
+            channels,
+        }),
+        Err(e) => engine_failed(e),
+    }
+}
+
 /// Decodes and recognises the file at `path`; stops early when `lost` is set
 /// (the lease went elsewhere, or the server is stopping).
 pub(crate) fn transcribe(
@@ -150,49 +239,46 @@ pub(crate) fn transcribe(
     path: &Path,
     lost: &AtomicBool,
 ) -> Result<Transcribed, JobError> {
-    let limits = sis_audio::stream::StreamLimits {
-        max_ms: MAX_AUDIO_MS,
-        ..Default::default()
+    let mut layout = Layout::Mixed;
+    let plan = |channels: usize| {
+        layout = Layout::of(channels, req.analysis)?;
+        Ok(match layout {
+            Layout::PerChannel => Channels::Each,
+            Layout::Mixed => Channels::Mixed,
+        })
     };
-    let mut stream = sis_audio::stream::open(path, stream_format(req.format), limits)
-        .map_err(JobError::Audio)?;
-    let rate = stream.sample_rate();
-    let layout = Layout::of(stream.channels() as usize, req.analysis)?;
-    let mut t = match engine.file_transcriber(
+    let run = recognize_file(
+        engine,
         &req.property,
-        rate,
-        layout.channels(),
-        req.options.clone(),
-    ) {
-        Ok(t) => t,
-        Err(e) => return engine_failed(e),
-    };
-    let mut samples: u64 = 0;
-    while let Some(chunk) = stream.next_chunk().map_err(JobError::Audio)? {
-        if lost.load(Ordering::SeqCst) {
-            return Ok(Transcribed::LeaseLost);
+        &req.options,
+        AudioFile {
+            path,
+            format: stream_format(req.format),
+            max_ms: MAX_AUDIO_MS,
+        },
+        plan,
+        lost,
+    )?;
+    match run {
+        FileRun::Done {
+            sentences,
+            audio_ms,
+            ..
+        } => {
+            let segments = segments(sentences, req.analysis, layout);
+            Ok(Transcribed::Done {
+                document: transcriber::result_document(
+                    audio_ms,
+                    &segments,
+                    req.options.need_word_info,
+                )
+                .to_string(),
+                audio_ms,
+            })
         }
-        samples += chunk.frames() as u64;
-        let pushed = if layout == Layout::PerChannel || chunk.channels.len() == 1 {
-            t.push(&chunk.channels)
-        } else {
-            t.push(&[chunk.to_mono()])
-        };
-        if let Err(e) = pushed {
-            return engine_failed(e);
-        }
+        FileRun::Stopped => Ok(Transcribed::LeaseLost),
+        FileRun::WorkerLost(why) => Ok(Transcribed::WorkerLost(why)),
     }
-    let sentences = match t.finish() {
-        Ok(s) => s,
-        Err(e) => return engine_failed(e),
-    };
-    let segments = segments(sentences, req.analysis, layout);
-    let audio_ms = duration_ms(samples, rate);
-    Ok(Transcribed::Done {
-        document: transcriber::result_document(audio_ms, &segments, req.options.need_word_info)
-            .to_string(),
-        audio_ms,
-    })
 }
 
 #[cfg(test)]
@@ -353,7 +439,7 @@ mod tests {
     fn a_dead_engine_worker_may_be_retried_other_errors_end_the_job() {
         assert!(matches!(
             engine_failed(EngineError::WorkerLost("x".into())),
-            Ok(Transcribed::WorkerLost(_))
+            Ok(FileRun::WorkerLost(_))
         ));
         assert!(matches!(
             engine_failed(EngineError::Failed("x".into())),

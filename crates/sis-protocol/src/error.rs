@@ -59,6 +59,14 @@ pub enum SisCode {
     TtsFailed,
     /// Speech synthesis: `sample_rate` invalid, or not offered by the voice.
     TtsSampleRate,
+    /// Flash: the object is too large (or empty).
+    FlashAudioSize,
+    /// Flash: the audio is too long.
+    FlashAudioDuration,
+    /// Flash: `obs_bucket_name` invalid, or no bucket of that name.
+    FlashBucketInvalid,
+    /// Flash: `obs_object_key` invalid, or no object of that key.
+    FlashKeyInvalid,
 }
 
 impl SisCode {
@@ -89,6 +97,10 @@ impl SisCode {
             SisCode::TooManyVocabularies => "SIS.0208",
             SisCode::TtsFailed => "SIS.0401",
             SisCode::TtsSampleRate => "SIS.0402",
+            SisCode::FlashAudioSize => "SIS.0504",
+            SisCode::FlashAudioDuration => "SIS.0511",
+            SisCode::FlashBucketInvalid => "SIS.0507",
+            SisCode::FlashKeyInvalid => "SIS.0512",
         }
     }
 

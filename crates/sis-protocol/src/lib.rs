@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod error;
+pub mod flash;
 pub mod query;
 pub mod rasr;
 pub mod short_audio;

@@ -131,7 +131,7 @@ pub fn parse_vocabulary(body: &[u8], max_words: usize) -> Result<VocabularyReque
 }
 
 /// At most 64 characters of a value the client sent, for a message.
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     match s.char_indices().nth(64) {
         Some((at, _)) => format!("{}…", &s[..at]),
         None => s.to_string(),

@@ -140,6 +140,15 @@ impl Objects {
         Ok(())
     }
 
+    /// An object's size in bytes; `None` when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>> {
+        match self.store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     /// Downloads an object into a file, streaming; false when there is none.
     pub async fn get_to_file(&self, key: &str, file: &FsPath) -> Result<bool> {
         let r = match self.store.get(&self.path(key)).await {

@@ -541,6 +541,25 @@ fn callback_key(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `--flash-bucket NAME=URL`: the bucket name flash requests give as
+/// `obs_bucket_name`, and where its objects are (as `--objects`).
+fn flash_bucket(v: &str) -> Result<(String, String), String> {
+    let (name, url) = v
+        .split_once('=')
+        .ok_or("expected NAME=file:///DIR or NAME=s3://BUCKET[/PREFIX]")?;
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !name_ok {
+        return Err(format!(
+            "bucket name '{name}': lower-case letters, digits, '-' and '.', at most 63"
+        ));
+    }
+    Ok((name.to_string(), objects_url(url)?))
+}
+
 /// `--objects`: `file:///ABSOLUTE/DIR` or `s3://BUCKET[/PREFIX]`.
 fn objects_url(u: &str) -> Result<String, String> {
     let ok = u
@@ -664,6 +683,16 @@ pub struct ServeArgs {
     /// Default: none (results in the store, audio spooled in DATA_DIR/jobs).
     #[arg(long, env = "SIS_OBJECTS_URL", value_parser = objects_url)]
     pub objects: Option<String>,
+    /// A bucket flash recognition (`POST .../asr/flash`) reads from:
+    /// NAME=file:///DIR or NAME=s3://BUCKET[/PREFIX] (credentials from AWS_*
+    /// variables); NAME is what requests give as `obs_bucket_name`.
+    /// Repeatable; none by default (flash answers SIS.0507).
+    #[arg(long = "flash-bucket", env = "SIS_FLASH_BUCKETS", value_delimiter = ',',
+          value_parser = flash_bucket)]
+    pub flash_buckets: Vec<(String, String)>,
+    /// Longest a flash recognition may take, in seconds (SIS.0033 beyond).
+    #[arg(long, env = "SIS_FLASH_TIMEOUT_S", default_value_t = 600, value_parser = between(10, 3600))]
+    pub flash_timeout_s: usize,
     /// HTTP and WebSocket connections open at once; more are closed at once.
     #[arg(long, env = "SIS_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS,
           value_parser = between(16, 1_000_000))]
@@ -777,6 +806,9 @@ pub struct ServeConfig {
     pub jobs: JobSettings,
     /// Object storage for job audio and results (`sis_store::Objects::open`).
     pub objects_url: Option<String>,
+    /// Flash recognition's buckets: name, URL.
+    pub flash_buckets: Vec<(String, String)>,
+    pub flash_timeout: Duration,
     pub fetch: sis_fetch::FetchPolicy,
     pub http: crate::http::Limits,
     /// Real-time sessions' time to finish after SIGTERM/SIGINT.
@@ -894,6 +926,8 @@ impl ServeArgs {
                 },
             },
             objects_url: self.objects.clone(),
+            flash_buckets: self.flash_buckets.clone(),
+            flash_timeout: Duration::from_secs(self.flash_timeout_s as u64),
             fetch,
             http: crate::http::Limits {
                 max_connections: self.max_connections,

@@ -244,6 +244,7 @@ pub fn api_name(method: &Method, path: &str) -> Option<&'static str> {
             "short-audio"
         }
         ["", "v1", p, "tts"] if !p.is_empty() && method == Method::POST => "tts",
+        ["", "v1", p, "asr", "flash"] if !p.is_empty() && method == Method::POST => "flash",
         ["", "v1", p, "asr", "transcriber", "jobs"] if !p.is_empty() && method == Method::POST => {
             "jobs.create"
         }
@@ -372,6 +373,50 @@ pub fn internal_error() -> AppError {
 /// The store could not be used.
 pub fn store(e: &sis_store::StoreError) -> AppError {
     internal_error().detail(format!("store unavailable: {e}"))
+}
+
+/// Flash: `obs_bucket_name` is not a bucket of this server (SIS.0507).
+pub fn flash_bucket_unknown(name: &str) -> ApiError {
+    ApiError::new(
+        SisCode::FlashBucketInvalid,
+        format!("obs_bucket_name '{name}' is not a bucket of this server"),
+    )
+}
+
+/// Flash: no object of that key (SIS.0512).
+pub fn flash_no_object() -> ApiError {
+    ApiError::new(
+        SisCode::FlashKeyInvalid,
+        "obs_object_key names no object of the bucket",
+    )
+}
+
+/// Flash: the object is empty or larger than 100 MB (SIS.0504).
+pub fn flash_size(size: u64) -> ApiError {
+    ApiError::new(
+        SisCode::FlashAudioSize,
+        format!("the object has {size} bytes; flash takes 1 byte to 100 MB"),
+    )
+}
+
+/// Flash: not done within `--flash-timeout-s` (SIS.0033).
+pub fn flash_timeout() -> ApiError {
+    ApiError::new(
+        SisCode::EngineTimeout,
+        "flash recognition did not finish in time",
+    )
+}
+
+/// What a client is told when flash recognition of a file fails: the job
+/// mapping, with flash's own codes for audio too long (SIS.0511).
+pub fn flash(e: &JobError) -> ApiError {
+    match e {
+        JobError::Audio(AudioError::TooLong { .. }) => ApiError::new(
+            SisCode::FlashAudioDuration,
+            "audio is longer than 30 min, the limit of flash recognition",
+        ),
+        other => job(other),
+    }
 }
 
 /// A blocking task that did not finish (it panicked).

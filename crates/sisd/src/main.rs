@@ -5,6 +5,7 @@ mod auth;
 mod config;
 mod download;
 mod errors;
+mod flash;
 mod http;
 mod jobs;
 mod models;
@@ -150,6 +151,12 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             ),
             None => None,
         };
+        let mut flash_buckets = std::collections::HashMap::new();
+        for (name, url) in &cfg.flash_buckets {
+            let objects = sis_store::Objects::open(url)
+                .with_context(|| format!("cannot open flash bucket {name} at {url}"))?;
+            flash_buckets.insert(name.clone(), objects);
+        }
         let shutdown = shutdown::Shutdown::default();
         let vocabularies = Arc::new(sis_store::VocabularyCache::new(store.clone()));
         let jobs = Arc::new(sis_jobs::Jobs {
@@ -183,6 +190,11 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             vocabularies,
             vocabulary_limits: cfg.vocabularies,
             tts: synthesizer,
+            flash: Arc::new(state::FlashSettings {
+                buckets: flash_buckets,
+                timeout: cfg.flash_timeout,
+                spool: cfg.jobs.spool.clone(),
+            }),
             shutdown: shutdown.clone(),
         });
         let connections = Arc::new(http::Connections::new(cfg.http.max_connections));

@@ -111,6 +111,11 @@ async fn app(mode: AuthMode) -> TestApp {
         vocabularies,
         vocabulary_limits: LIMITS,
         tts: synthesizer(),
+        flash: Arc::new(crate::state::FlashSettings {
+            buckets: Default::default(),
+            timeout: std::time::Duration::from_secs(60),
+            spool: std::env::temp_dir(),
+        }),
         shutdown,
     };
     let router = crate::server::router(state.clone());

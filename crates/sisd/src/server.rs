@@ -13,7 +13,7 @@ use axum::Router;
 
 use crate::errors::{self, HandlerResult};
 use crate::state::AppState;
-use crate::{auth, jobs, rasr, rtts, short_audio, tts, vocabularies};
+use crate::{auth, flash, jobs, rasr, rtts, short_audio, tts, vocabularies};
 
 pub fn router(state: AppState) -> Router {
     // Every SIS API lives under /v1/{project_id}/ and is authenticated.
@@ -23,6 +23,10 @@ pub fn router(state: AppState) -> Router {
             post(short_audio::handler)
                 .get(rasr::short_audio_upgrade)
                 .fallback(not_found),
+        )
+        .route(
+            "/v1/{project_id}/asr/flash",
+            post(flash::handler).fallback(not_found),
         )
         .route(
             "/v1/{project_id}/tts",

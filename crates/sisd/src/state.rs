@@ -114,8 +114,19 @@ pub struct AppState {
     pub vocabulary_limits: VocabularyLimits,
     /// Speech synthesis (espeak-ng processes).
     pub tts: Arc<sis_engine::tts::Synthesizer>,
+    /// Flash recognition: its buckets by name, its time limit, where
+    /// objects wait while they are recognised.
+    pub flash: Arc<FlashSettings>,
     /// Set on SIGTERM/SIGINT; real-time connections watch it.
     pub shutdown: Shutdown,
+}
+
+/// Flash recognition's settings (`--flash-bucket`, `--flash-timeout-s`).
+pub struct FlashSettings {
+    pub buckets: std::collections::HashMap<String, sis_store::Objects>,
+    pub timeout: std::time::Duration,
+    /// A directory for the downloaded objects (DATA_DIR/jobs).
+    pub spool: std::path::PathBuf,
 }
 
 /// What the auth layer and the token API need.
