@@ -13,7 +13,7 @@ import wave
 
 import pytest
 
-from conftest import SHARED, Server, sis_store
+from conftest import SHARED, Server, cli, sis_store
 
 sys.path.insert(0, str(SHARED / "clients"))
 from huaweicloud_sis.bean.callback import RasrCallBack  # noqa: E402
@@ -22,12 +22,14 @@ from huaweicloud_sis.bean.sis_config import SisConfig  # noqa: E402
 from huaweicloud_sis.client.rasr_client import RasrClient  # noqa: E402
 
 PID = "5c3d7f0e9a8b4c6d8e1f2a3b4c5d6e7f"
+PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture(scope="module")
 def sdk(models_dir, tmp_path_factory, heldout):
     d = tmp_path_factory.mktemp("rasr-sdk")
     env, cred = sis_store(d, PID)
+    cli(env, "users", "create", "--domain", "acme", "--name", "alice", stdin=PASSWORD + "\n")
     server = Server([models_dir], d / "data", extra=["--auth", "sis", "--no-probe"], log=d / "sisd.log", env=env)
     root, rows = heldout
     yield dict(server=server, cred=cred, root=root, rows=rows)
@@ -64,9 +66,10 @@ def finals(responses):
     return [s for m in responses for s in m["segments"] if s["is_final"]]
 
 
+@pytest.mark.parametrize("auth", ["aksk", "token"])
 @pytest.mark.parametrize("rate", [8000, 16000])
 @pytest.mark.parametrize("mode", ["short-stream", "continue-stream", "sentence-stream"])
-def test_sdk_demo_every_mode(sdk, mode, rate):
+def test_sdk_demo_every_mode(sdk, mode, rate, auth):
     rows = [r for r in sdk["rows"] if r["kind"] == "sentence"][:2]
     if mode != "continue-stream":
         rows = rows[:1]
@@ -74,9 +77,17 @@ def test_sdk_demo_every_mode(sdk, mode, rate):
     cb = Collect()
     config = SisConfig()
     config.set_connect_timeout(10)
-    client = RasrClient(ak=sdk["cred"]["access_key"], sk=sdk["cred"]["secret_key"], use_aksk=True,
-                        region="cn-north-4", project_id=PID, callback=cb, config=config,
-                        service_endpoint="ws://" + sdk["server"].base.split("//", 1)[1])
+    endpoint = "ws://" + sdk["server"].base.split("//", 1)[1]
+    if auth == "aksk":
+        client = RasrClient(ak=sdk["cred"]["access_key"], sk=sdk["cred"]["secret_key"], use_aksk=True,
+                            region="cn-north-4", project_id=PID, callback=cb, config=config,
+                            service_endpoint=endpoint)
+    else:
+        # a token from the server's /v3/auth/tokens, scoped to the project by
+        # its name (the region), as the SDK asks for it
+        client = RasrClient(user_name="alice", password=PASSWORD, domain_name="acme", region="cn-north-4",
+                            project_id=PID, callback=cb, config=config, service_endpoint=endpoint,
+                            token_url=sdk["server"].base + "/v3/auth/tokens")
     fmt, prop = ("pcm8k16bit", "chinese_8k_common") if rate == 8000 else ("pcm16k16bit", "chinese_16k_common")
     request = RasrRequest(fmt, prop)
     request.set_digit_norm("no")
