@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use sis_core::{Property, RecognitionOptions, Transcript};
 
 use crate::error::{ApiError, SisCode};
-use crate::short_audio::{parse_options, parse_property, yes_no};
+use crate::short_audio::{parse_options, parse_property, yes_no, ResultBody};
 
 /// Largest object (SIS: 100 MB).
 pub const MAX_OBJECT_BYTES: u64 = 100 * 1000 * 1000;
@@ -98,25 +98,10 @@ pub struct FlashSentence {
 }
 
 #[derive(Serialize)]
-struct Word<'a> {
-    start_time: u32,
-    end_time: u32,
-    word: &'a str,
-}
-
-#[derive(Serialize)]
-struct SentenceResult<'a> {
-    text: &'a str,
-    score: f32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    word_info: Option<Vec<Word<'a>>>,
-}
-
-#[derive(Serialize)]
 struct Sentence<'a> {
     start_time: u64,
     end_time: u64,
-    result: SentenceResult<'a>,
+    result: ResultBody<'a>,
 }
 
 #[derive(Serialize)]
@@ -143,21 +128,7 @@ pub fn response(
                 .map(|s| Sentence {
                     start_time: s.start_ms,
                     end_time: s.end_ms,
-                    result: SentenceResult {
-                        text: &s.transcript.text,
-                        score: s.transcript.score,
-                        word_info: need_word_info.then(|| {
-                            s.transcript
-                                .words
-                                .iter()
-                                .map(|w| Word {
-                                    start_time: w.start_ms,
-                                    end_time: w.end_ms,
-                                    word: &w.word,
-                                })
-                                .collect()
-                        }),
-                    },
+                    result: ResultBody::of(&s.transcript, need_word_info),
                 })
                 .collect(),
         })

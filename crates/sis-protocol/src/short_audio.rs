@@ -202,18 +202,48 @@ pub fn check_sample_rate(audio_rate: u32, property: &Property) -> Result<(), Api
 }
 
 #[derive(Serialize)]
-struct WordInfo<'a> {
+pub(crate) struct WordInfo<'a> {
     start_time: u32,
     end_time: u32,
     word: &'a str,
 }
 
+/// A result's `word_info`, when it was asked for (every API that returns
+/// recognised text writes it so).
+pub(crate) fn word_info(
+    transcript: &Transcript,
+    need_word_info: bool,
+) -> Option<Vec<WordInfo<'_>>> {
+    need_word_info.then(|| {
+        transcript
+            .words
+            .iter()
+            .map(|w| WordInfo {
+                start_time: w.start_ms,
+                end_time: w.end_ms,
+                word: &w.word,
+            })
+            .collect()
+    })
+}
+
+/// `{"text", "score", "word_info"?}`: a recognised sentence's `result`.
 #[derive(Serialize)]
-struct ResultBody<'a> {
+pub(crate) struct ResultBody<'a> {
     text: &'a str,
     score: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     word_info: Option<Vec<WordInfo<'a>>>,
+}
+
+impl<'a> ResultBody<'a> {
+    pub(crate) fn of(transcript: &'a Transcript, need_word_info: bool) -> ResultBody<'a> {
+        ResultBody {
+            text: &transcript.text,
+            score: transcript.score,
+            word_info: word_info(transcript, need_word_info),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -224,24 +254,9 @@ struct ResponseBody<'a> {
 
 /// The 200 response body.
 pub fn response_body(trace_id: &str, transcript: &Transcript, need_word_info: bool) -> String {
-    let word_info = need_word_info.then(|| {
-        transcript
-            .words
-            .iter()
-            .map(|w| WordInfo {
-                start_time: w.start_ms,
-                end_time: w.end_ms,
-                word: &w.word,
-            })
-            .collect()
-    });
     let body = ResponseBody {
         trace_id,
-        result: ResultBody {
-            text: &transcript.text,
-            score: transcript.score,
-            word_info,
-        },
+        result: ResultBody::of(transcript, need_word_info),
     };
     serde_json::to_string(&body).unwrap_or_default()
 }

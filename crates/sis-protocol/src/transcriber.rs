@@ -178,13 +178,6 @@ pub struct FileSegment {
 }
 
 #[derive(Serialize)]
-struct Word<'a> {
-    start_time: u32,
-    end_time: u32,
-    word: &'a str,
-}
-
-#[derive(Serialize)]
 struct Analysis {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
@@ -201,7 +194,7 @@ struct SegResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     analysis_info: Option<Analysis>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    word_info: Option<Vec<Word<'a>>>,
+    word_info: Option<Vec<crate::short_audio::WordInfo<'a>>>,
 }
 
 #[derive(Serialize)]
@@ -234,17 +227,7 @@ pub fn result_document(
                     text: &s.transcript.text,
                     score: s.transcript.score,
                     analysis_info: analysis,
-                    word_info: need_word_info.then(|| {
-                        s.transcript
-                            .words
-                            .iter()
-                            .map(|w| Word {
-                                start_time: w.start_ms,
-                                end_time: w.end_ms,
-                                word: &w.word,
-                            })
-                            .collect()
-                    }),
+                    word_info: crate::short_audio::word_info(&s.transcript, need_word_info),
                 },
             }
         })
