@@ -95,16 +95,10 @@ fn sense_voice_model() -> Vec<u8> {
     with_meta(&tiny("offline"), &kv)
 }
 
+/// A CT-Transformer punctuation model: the committed punctuation test
+/// pack's (its inputs, output and metadata as the official ones).
 fn punct_model() -> Vec<u8> {
-    with_meta(
-        &tiny("offline"),
-        &[
-            ("tokens", "<unk>|今天|天气|hello"),
-            ("vocab_size", "4"),
-            ("punctuations", "<unk>|_|，|。|？|、"),
-            ("unk_symbol", "<unk>"),
-        ],
-    )
+    fs::read(root().join("testdata/punct-models/zh-tiny-punct/model.onnx")).unwrap()
 }
 
 /// Encoder, decoder and joiner of a transducer: the committed transducer
