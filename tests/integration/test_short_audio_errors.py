@@ -107,8 +107,11 @@ def test_body_over_gateway_limit(server):
 
 
 def test_unknown_api_and_method(server):
-    r = requests.get(f"{server.base}/v1/p1/asr/short-audio")
+    r = requests.put(f"{server.base}/v1/p1/asr/short-audio", data="{}")
     assert r.status_code == 404 and r.json()["error_code"] == "APIG.0101"
+    # GET is short audio over WebSocket: without an upgrade, SIS.0032
+    r = requests.get(f"{server.base}/v1/p1/asr/short-audio")
+    assert r.status_code == 400 and r.json()["error_code"] == "SIS.0032", r.text
     r = requests.post(f"{server.base}/v1/p1/asr/nothing", data="{}")
     assert r.status_code == 404 and r.json()["error_code"] == "APIG.0101"
     assert r.json()["request_id"] == r.headers["X-Request-Id"]
