@@ -36,6 +36,8 @@ pub async fn handler(
     log: Option<Extension<RequestLog>>,
     RawQuery(query): RawQuery,
 ) -> HandlerResult {
+    // the download and the recognition together get --flash-timeout-s
+    let deadline = tokio::time::Instant::now() + state.flash.timeout;
     let mut req = flash::parse_query(query.as_deref())?;
     if !state.engine.serves(&req.property) {
         return Err(errors::engine(EngineError::UnknownProperty(
@@ -64,11 +66,11 @@ pub async fn handler(
             .spool
             .join(format!("flash-{}.audio", uuid::Uuid::new_v4())),
     );
-    if !objects
-        .get_to_file(&req.key, &spooled.0)
+    let downloaded = tokio::time::timeout_at(deadline, objects.get_to_file(&req.key, &spooled.0))
         .await
-        .map_err(|e| errors::store(&e))?
-    {
+        .map_err(|_| errors::flash_timeout())?
+        .map_err(|e| errors::store(&e))?;
+    if !downloaded {
         return Err(not_found().into());
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -102,7 +104,7 @@ pub async fn handler(
             )
         })
     };
-    let run = match tokio::time::timeout(state.flash.timeout, run).await {
+    let run = match tokio::time::timeout_at(deadline, run).await {
         Ok(joined) => joined.map_err(|_| errors::task_failed())?,
         Err(_) => {
             stop.store(true, Ordering::SeqCst);
