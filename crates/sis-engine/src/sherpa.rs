@@ -174,6 +174,15 @@ struct Twin<S> {
     vocabulary: Arc<Vocabulary>,
 }
 
+impl<S> Twin<S> {
+    fn of(plain: S, vocabulary: &Arc<Vocabulary>) -> Option<Twin<S>> {
+        Some(Twin {
+            plain,
+            vocabulary: vocabulary.clone(),
+        })
+    }
+}
+
 /// A stream of either kind; made only by [`Recognizer::create_stream`],
 /// biased by the request's hot words exactly when it has a [`Twin`].
 enum Stream {
@@ -331,18 +340,12 @@ impl Recognizer {
         match (&self.native, list) {
             (Native::Offline(r), Some((l, v))) => Stream::Offline(
                 r.create_stream_with_hotwords(l),
-                Some(Twin {
-                    plain: r.create_stream(),
-                    vocabulary: v.clone(),
-                }),
+                Twin::of(r.create_stream(), v),
             ),
             (Native::Offline(r), None) => Stream::Offline(r.create_stream(), None),
             (Native::Online(r), Some((l, v))) => Stream::Online(
                 r.create_stream_with_hotwords(l),
-                Some(Twin {
-                    plain: r.create_stream(),
-                    vocabulary: v.clone(),
-                }),
+                Twin::of(r.create_stream(), v),
             ),
             (Native::Online(r), None) => Stream::Online(r.create_stream(), None),
         }

@@ -439,7 +439,13 @@ async fn read_sentence(
             .read(job.voice.name, sentence.to_string(), speed)
             .await?;
         return tokio::task::spawn_blocking(move || {
-            let mut samples = shape_samples(voiced.samples, voiced.sample_rate, 0, shaping);
+            let mut samples = shape_samples(
+                voiced.samples,
+                voiced.sample_rate,
+                0,
+                shaping.pitch,
+                shaping.rate,
+            );
             effects::apply_gain(&mut samples, effects::volume_gain(shaping.volume));
             sis_audio::to_i16(&samples)
         })
@@ -474,30 +480,20 @@ pub fn shape(wav: &[u8], speed: i32, pitch: i32, rate: u32) -> Result<Vec<f32>, 
     let (from, mut channels) = sis_audio::stream::read_bytes(wav, FileFormat::Auto, limits)
         .map_err(|e| TtsError::Failed(format!("espeak-ng's output: {e}")))?;
     let samples = channels.pop().unwrap_or_default();
-    Ok(shape_samples(
-        samples,
-        from,
-        speed,
-        Shaping {
-            speed,
-            pitch,
-            rate,
-            volume: 0,
-        },
-    ))
+    Ok(shape_samples(samples, from, speed, pitch, rate))
 }
 
-/// `samples` at `from` Hz with the tempo change `speed` (0: none; a pack's
-/// reading has its tempo already) and `shaping`'s pitch, at its rate.
-fn shape_samples(samples: Vec<f32>, from: u32, speed: i32, shaping: Shaping) -> Vec<f32> {
+/// `samples` at `from` Hz with the SIS tempo change `speed` (0: none; a
+/// pack's reading has its tempo already) and pitch change `pitch`, at `rate`.
+fn shape_samples(samples: Vec<f32>, from: u32, speed: i32, pitch: i32, rate: u32) -> Vec<f32> {
     let samples = effects::change_tempo(&samples, from, effects::speed_factor(speed));
-    let samples = effects::change_pitch(&samples, from, effects::pitch_factor(shaping.pitch));
+    let samples = effects::change_pitch(&samples, from, effects::pitch_factor(pitch));
     sis_audio::resample(
         &Pcm {
             samples,
             sample_rate: from,
         },
-        shaping.rate,
+        rate,
     )
     .samples
 }
