@@ -134,6 +134,8 @@ def test_bad_inputs_get_their_codes_and_the_server_keeps_serving(fl):
     long = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "1860",
                            "-c:a", "pcm_s16le", "-f", "wav", "-"], check=True, capture_output=True).stdout
     put(fl, "local", "long.wav", long)
+    put(fl, "local", "empty.wav", b"")
+    put(fl, "cloud", "tiny.wav", b"R")
     cases = [
         (dict(bucket="nowhere", key="ok.wav"), "SIS.0507"),
         (dict(bucket="Bad_Name", key="ok.wav"), "SIS.0507"),
@@ -142,6 +144,8 @@ def test_bad_inputs_get_their_codes_and_the_server_keeps_serving(fl):
         (dict(bucket="local", key="../outside.wav"), "SIS.0512"),
         (dict(bucket="local", key="/abs.wav"), "SIS.0512"),
         (dict(bucket="local", key="big.wav"), "SIS.0504"),
+        (dict(bucket="local", key="empty.wav"), "SIS.0504"),
+        (dict(bucket="cloud", key="tiny.wav"), "SIS.0535"),
         (dict(bucket="local", key="long.wav", prop="chinese_8k_common"), "SIS.0511"),
         (dict(bucket="local", key="ok.wav", fmt="flac"), "SIS.0032"),
         (dict(bucket="local", key="ok.wav", prop="chinese_16k_nothing"), "SIS.0032"),

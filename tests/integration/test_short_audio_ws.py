@@ -163,14 +163,18 @@ def test_errors_as_in_rasr_and_the_connection_keeps_serving(ws_srv):
     assert ws_srv["server"].proc.poll() is None
 
 
-def test_empty_audio_gets_an_empty_result(ws_srv):
+def test_empty_and_tiny_audio_get_an_empty_result(ws_srv):
     ws = connect(ws_srv)
     try:
-        msgs = recognise(ws, b"", "pcm8k16bit", "chinese_8k_common")
+        # nothing, half a sample, one sample, one 8-bit sample at 16 kHz
+        for data, fmt, prop in [(b"", "pcm8k16bit", "chinese_8k_common"), (b"\x01", "pcm8k16bit", "chinese_8k_common"),
+                                (b"\x01\x00", "pcm16k16bit", "chinese_16k_common"),
+                                (b"\xd5", "alaw16k8bit", "chinese_16k_common")]:
+            msgs = recognise(ws, data, fmt, prop)
+            assert [m["resp_type"] for m in msgs] == ["START", "RESULT", "END"], (data, msgs)
+            assert msgs[1]["segments"][0]["result"]["text"] == ""
     finally:
         ws.close()
-    assert [m["resp_type"] for m in msgs] == ["START", "RESULT", "END"], msgs
-    assert msgs[1]["segments"][0]["result"]["text"] == ""
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])
