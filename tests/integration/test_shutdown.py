@@ -373,3 +373,54 @@ def test_sigterm_mid_synthesis(models_dir, tmp_path):
     pcm = base64.b64decode(r.json()["result"]["data"])
     assert len(pcm) > 16000 * 2 * 30, len(pcm)  # about 2 minutes of speech
     print(f"rtts: {kinds}, {audio} bytes; /tts: {len(pcm) / 32000:.1f} s of audio")
+
+
+def test_sigterm_mid_flash_and_short_audio_ws(models_dir, tmp_path, heldout):
+    """SIGTERM while a flash recognition of a 3-minute file is running and a
+    short-audio WebSocket session is open (audio sent, no END): the flash
+    request gets its 200 with the transcript, the session a FATAL_ERROR (or
+    its END) and a close, and the process exits 0; the spooled object is
+    gone."""
+    root, rows = heldout
+    r = [x for x in rows if x["kind"] == "sentence"][0]
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    src = root / "16k" / f"{r['id']}.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", "40", "-i", str(src), "-af", "apad=pad_dur=1",
+                    "-t", "180", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(bucket / "long.wav")],
+                   check=True)
+    server = Server([models_dir], tmp_path / "data", log=tmp_path / "sisd.log",
+                    extra=["--no-probe", "--shutdown-grace-s", "3", "--flash-bucket", f"b=file://{bucket}"])
+    out = {}
+
+    def flash():
+        out["r"] = requests.post(f"{server.base}/v1/p1/asr/flash", timeout=120, params={
+            "property": "chinese_16k_common", "audio_format": "wav", "obs_bucket_name": "b",
+            "obs_object_key": "long.wav", "digit_norm": "no"})
+
+    ws = websocket.create_connection(server.base.replace("http://", "ws://") + "/v1/p1/asr/short-audio", timeout=30)
+    ws.send(json.dumps({"command": "START", "config": {"audio_format": "pcm16k16bit",
+                                                       "property": "chinese_16k_common"}}))
+    assert json.loads(ws.recv())["resp_type"] == "START"
+    ws.send_binary(b"\0" * 32000)
+    t = threading.Thread(target=flash)
+    t.start()
+    time.sleep(0.5)
+    server.proc.send_signal(signal.SIGTERM)
+    kinds = []
+    while True:
+        try:
+            m = ws.recv()
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            break
+        if not m:
+            break
+        kinds.append(json.loads(m)["resp_type"])
+    t.join()
+    assert server.proc.wait(timeout=60) == 0
+    assert kinds and kinds[-1] in ("END", "FATAL_ERROR"), kinds
+    resp = out["r"]
+    assert resp.status_code == 200, resp.text
+    texts = [s["result"]["text"] for s in resp.json()["flash_result"][0]["sentences"]]
+    assert len(texts) >= 20 and all(x == r["text"] for x in texts), texts[:5]
+    assert not list((tmp_path / "data" / "jobs").glob("flash-*"))
