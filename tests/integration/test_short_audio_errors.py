@@ -125,7 +125,8 @@ def test_success_shape(server, heldout):
     # the trace id a client reports is the request id of the server's log line
     assert r.headers["X-Request-Id"] == j["trace_id"]
     res = j["result"]
-    assert isinstance(res["score"], float) and 0.0 <= res["score"] <= 1.0
+    # the CTC test pack reports no token probabilities: no score (test_score.py)
+    assert "score" not in res, res
     assert res["text"] and res["text"][-1] in "。？"
     assert all(w["start_time"] <= w["end_time"] for w in res["word_info"])
     # without need_word_info there is none

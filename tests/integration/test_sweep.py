@@ -393,8 +393,9 @@ def check_short_body(j, opts, dur_ms):
     res = j.get("result")
     if not isinstance(res, dict) or not isinstance(res.get("text"), str):
         return problems + [f"200 without result.text: {j}"]
-    if not isinstance(res.get("score"), (int, float)) or not 0 <= res["score"] <= 1:
-        problems.append(f"score not in [0, 1]: {res.get('score')!r}")
+    # the CTC test packs report no token probabilities (test_score.py)
+    if "score" in res:
+        problems.append(f"a score from a pack without probabilities: {res['score']!r}")
     if opts.get("need_word_info") == "yes":
         words = res.get("word_info")
         if not isinstance(words, list):

@@ -209,8 +209,10 @@ pub struct WordTiming {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Transcript {
     pub text: String,
-    /// Confidence in [0, 1].
-    pub score: f32,
+    /// Confidence in [0, 1] from the decoder's token probabilities; `None`
+    /// when the pack's decoder reports none (then SIS responses leave
+    /// `score` out).
+    pub score: Option<f32>,
     pub words: Vec<WordTiming>,
 }
 

@@ -212,6 +212,10 @@ impl Worker {
                 let r = results.next().unwrap_or_default();
                 pieces.push((s as f32 / rate as f32, r));
             }
+            if pieces.is_empty() {
+                // no speech: an empty decode, scored as this pack scores
+                pieces.push((0.0, m.recognizer.nothing()));
+            }
             let duration_s = audio.samples.len() as f32 / rate as f32;
             let t = self
                 .post

@@ -153,6 +153,7 @@ fn transcript(
     // sherpa-onnx biased the decode with the hot words: their sound-alikes
     // are left as the model decided, only exact spellings and rules apply
     let fuzzy = pieces.iter().any(|(_, r)| !r.biased);
+    let score = confidence(pieces);
     // Flatten tokens into timed characters ('▁' marks a word start in BPE models).
     let mut chars: Vec<TimedChar> = Vec::new();
     for (offset, r) in pieces {
@@ -247,9 +248,34 @@ fn transcript(
             None => sis_text::punct::end_of_sentence(&text),
         };
     }
-    // sherpa-onnx's C API exposes no confidence for these decoders.
-    let score = if text.is_empty() { 0.0 } else { 1.0 };
+    let score = score.map(|c| if text.is_empty() { 0.0 } else { c });
     Transcript { text, score, words }
+}
+
+/// The confidence of a transcript decoded as `pieces`: the geometric mean
+/// of the probabilities the model gave the tokens it chose (exp of their
+/// mean log-probability), in [0, 1]; 0 with no token. `None` with no piece,
+/// or when a piece's decoder reports no probabilities (docs/PACKS.md, "What
+/// `score` means").
+pub fn confidence(pieces: &[(f32, RawResult)]) -> Option<f32> {
+    if pieces.is_empty() {
+        return None;
+    }
+    let mut sum = 0f64;
+    let mut n = 0u32;
+    for (_, r) in pieces {
+        for &p in r.log_probs.as_ref()? {
+            // NaN: sherpa-onnx wrote no number for this token
+            if !p.is_nan() {
+                sum += f64::from(p.min(0.0));
+                n += 1;
+            }
+        }
+    }
+    if n == 0 {
+        return Some(0.0);
+    }
+    Some(((sum / f64::from(n)).exp() as f32).clamp(0.0, 1.0))
 }
 
 fn ms(s: f32) -> u32 {
@@ -266,6 +292,7 @@ mod tests {
         RawResult {
             tokens: tokens.iter().map(|s| s.to_string()).collect(),
             timestamps: ts.to_vec(),
+            log_probs: None,
             biased: false,
         }
     }
@@ -400,7 +427,50 @@ mod tests {
         assert_eq!(t.text, "您好再见。");
         assert_eq!(t.words[2].start_ms, 2000);
         let empty = transcript(&[], 1.0, &opts, &none(), None);
-        assert_eq!((empty.text.as_str(), empty.score), ("", 0.0));
+        assert_eq!((empty.text.as_str(), empty.score), ("", None));
+    }
+
+    #[test]
+    fn score_is_the_geometric_mean_of_the_token_probabilities() {
+        let scored = |tokens: &[&str], lp: &[f32]| RawResult {
+            log_probs: Some(lp.to_vec()),
+            ..raw(tokens, &vec![0.0; tokens.len()])
+        };
+        let opts = RecognitionOptions::default();
+        let t = transcript(
+            &[
+                (0.0, scored(&["您", "好"], &[-0.1, -0.3])),
+                (2.0, scored(&["再"], &[f32::NAN])),
+            ],
+            3.0,
+            &opts,
+            &none(),
+            None,
+        );
+        // NaN (sherpa-onnx wrote no number) is left out: exp((-0.1 - 0.3) / 2)
+        let want = (-0.2f32).exp();
+        assert!((t.score.unwrap() - want).abs() < 1e-6, "{:?}", t.score);
+        // one piece without probabilities: no score for the whole
+        let t = transcript(
+            &[(0.0, scored(&["您"], &[-0.1])), (1.0, raw(&["好"], &[0.0]))],
+            2.0,
+            &opts,
+            &none(),
+            None,
+        );
+        assert_eq!(t.score, None);
+        // nothing decoded by a pack that reports probabilities: 0
+        let t = transcript(&[(0.0, scored(&[], &[]))], 1.0, &opts, &none(), None);
+        assert_eq!((t.text.as_str(), t.score), ("", Some(0.0)));
+        // a token sherpa-onnx gave probability 0: the whole scores 0
+        let t = transcript(
+            &[(0.0, scored(&["您", "好"], &[f32::NEG_INFINITY, -0.1]))],
+            1.0,
+            &opts,
+            &none(),
+            None,
+        );
+        assert_eq!(t.score, Some(0.0));
     }
 
     #[test]

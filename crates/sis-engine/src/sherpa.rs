@@ -90,6 +90,9 @@ pub struct Recognizer {
     /// Present exactly when `method` is beam search on a transducer that
     /// sherpa-onnx biases per stream ([`HotWordSupport::Biasing`]).
     biasing: Option<Biasing>,
+    /// The decoder reports each token's probability (transducers only:
+    /// sherpa-onnx's CTC, Paraformer and SenseVoice decoders keep none).
+    confident: bool,
 }
 
 /// Hot-word lists written for one biasing recognizer's tokens, by
@@ -300,7 +303,13 @@ impl Recognizer {
             native,
             method,
             biasing,
+            confident: m.model_type == "transducer",
         })
+    }
+
+    /// The result of a decode that heard nothing.
+    pub fn nothing(&self) -> RawResult {
+        raw(None, self.confident)
     }
 
     pub fn is_streaming(&self) -> bool {
@@ -422,7 +431,7 @@ impl Recognizer {
         let Native::Online(r) = &self.native else {
             return RawResult::default();
         };
-        let get = |s: &OnlineStream| raw(r.get_result(s).map(|r| (r.tokens, r.timestamps)));
+        let get = |s: &OnlineStream| raw(native::online(r, s), self.confident);
         verified(
             get(&stream.stream),
             stream.twin.as_ref().map(|t| (get(&t.plain), t)),
@@ -503,7 +512,7 @@ impl Recognizer {
         if !refs.is_empty() {
             r.decode_multiple_streams(&refs);
         }
-        let get = |s: &OfflineStream| raw(s.get_result().map(|r| (r.tokens, r.timestamps)));
+        let get = |s: &OfflineStream| raw(native::offline(s), self.confident);
         streams
             .iter()
             .map(|(st, twin, _)| verified(get(st), twin.as_ref().map(|t| (get(&t.plain), t))))
@@ -524,6 +533,7 @@ fn verified<S>(result: RawResult, twin: Option<(RawResult, &Twin<S>)>) -> RawRes
         && result.timestamps.len() == result.tokens.len();
     let mut out = RawResult {
         biased: true,
+        log_probs: (plain.log_probs.is_some() && result.log_probs.is_some()).then(Vec::new),
         ..RawResult::default()
     };
     let mut last = 0f32;
@@ -536,6 +546,9 @@ fn verified<S>(result: RawResult, twin: Option<(RawResult, &Twin<S>)>) -> RawRes
             continue;
         };
         out.tokens.push(token.clone());
+        if let (Some(all), Some(sides)) = (&mut out.log_probs, &side.log_probs) {
+            all.push(sides.get(i).copied().unwrap_or(f32::NAN));
+        }
         if timed {
             last = side.timestamps.get(i).copied().unwrap_or(last).max(last);
             out.timestamps.push(last);
@@ -804,20 +817,165 @@ impl Tts {
 pub struct RawResult {
     pub tokens: Vec<String>,
     pub timestamps: Vec<f32>,
+    /// The natural log of the probability the model gave each token when
+    /// it chose it, one per token; `None` when the pack's decoder reports
+    /// none (every model type but the transducers). NaN where sherpa-onnx
+    /// wrote a value that is not a number.
+    pub log_probs: Option<Vec<f32>>,
     /// sherpa-onnx decoded it with the request's hot words (so the
     /// post-processor only applies their exact spellings and the rules).
     pub biased: bool,
 }
 
-/// A plain decode's result ([`verified`] marks the biased ones).
-fn raw(result: Option<(Vec<String>, Option<Vec<f32>>)>) -> RawResult {
-    match result {
-        Some((tokens, timestamps)) => RawResult {
-            tokens,
-            timestamps: timestamps.unwrap_or_default(),
-            biased: false,
-        },
-        None => RawResult::default(),
+/// A plain decode's result ([`verified`] marks the biased ones), from what
+/// sherpa-onnx's C API wrote; `confident`: the decoder reports per-token
+/// probabilities.
+fn raw(result: Option<native::Decoded>, confident: bool) -> RawResult {
+    let Some(d) = result else {
+        return RawResult {
+            log_probs: confident.then(Vec::new),
+            ..RawResult::default()
+        };
+    };
+    // offline transducers write `ys_log_probs`, online ones `ys_probs`
+    // (both natural logs); other decoders leave both empty
+    let probs = if d.ys_log_probs.is_empty() {
+        d.ys_probs
+    } else {
+        d.ys_log_probs
+    };
+    let log_probs = (confident && probs.len() == d.tokens.len())
+        .then(|| probs.into_iter().map(|p| p.unwrap_or(f32::NAN)).collect());
+    RawResult {
+        tokens: d.tokens,
+        timestamps: d.timestamps,
+        log_probs,
+        biased: false,
+    }
+}
+
+/// What the crate's result types drop. sherpa-onnx's C API writes a
+/// result as JSON with each token's log-probability for transducers
+/// (`ys_log_probs` offline, `ys_probs` online: sherpa-onnx's
+/// `OfflineRecognitionResult::AsJsonString` and
+/// `OnlineRecognizerResult::AsJsonString`), but the crate parses that JSON
+/// into structs without them, and keeps the C handles in private fields.
+/// This module reads the handles and the JSON itself.
+mod native {
+    use serde::Deserialize;
+    use sherpa_onnx::{OfflineStream, OnlineRecognizer, OnlineStream};
+    use sherpa_onnx_sys as sys;
+    use std::ffi::{c_char, CStr};
+    use std::mem::size_of;
+
+    // sherpa-onnx 2.0.1 (pinned with `=`) declares each of these handles
+    // with one field, its C pointer. A struct the size of its only field
+    // has that field at offset 0; these fail the build if a handle grows.
+    const _: () = assert!(size_of::<OfflineStream>() == size_of::<*const sys::OfflineStream>());
+    const _: () = assert!(size_of::<OnlineStream>() == size_of::<*const sys::OnlineStream>());
+    const _: () =
+        assert!(size_of::<OnlineRecognizer>() == size_of::<*const sys::OnlineRecognizer>());
+
+    fn offline_stream(s: &OfflineStream) -> *const sys::OfflineStream {
+        // SAFETY: the handle is its C pointer alone (asserted above)
+        unsafe { *(s as *const OfflineStream).cast::<*const sys::OfflineStream>() }
+    }
+
+    fn online_stream(s: &OnlineStream) -> *const sys::OnlineStream {
+        // SAFETY: as above
+        unsafe { *(s as *const OnlineStream).cast::<*const sys::OnlineStream>() }
+    }
+
+    fn online_recognizer(r: &OnlineRecognizer) -> *const sys::OnlineRecognizer {
+        // SAFETY: as above
+        unsafe { *(r as *const OnlineRecognizer).cast::<*const sys::OnlineRecognizer>() }
+    }
+
+    /// A result's fields this crate uses. A value sherpa-onnx writes that
+    /// JSON has no number for (`nan`, `inf`) arrives as `None`.
+    #[derive(Debug, Deserialize)]
+    pub(super) struct Decoded {
+        #[serde(default)]
+        pub tokens: Vec<String>,
+        #[serde(default)]
+        pub timestamps: Vec<f32>,
+        #[serde(default)]
+        pub ys_log_probs: Vec<Option<f32>>,
+        #[serde(default)]
+        pub ys_probs: Vec<Option<f32>>,
+    }
+
+    pub(super) fn offline(s: &OfflineStream) -> Option<Decoded> {
+        // SAFETY: a live stream's handle; the string is freed below
+        let p = unsafe { sys::SherpaOnnxGetOfflineStreamResultAsJson(offline_stream(s)) };
+        let d = parse(p);
+        if !p.is_null() {
+            // SAFETY: the string sherpa-onnx made for this call
+            unsafe { sys::SherpaOnnxDestroyOfflineStreamResultJson(p) };
+        }
+        d
+    }
+
+    pub(super) fn online(r: &OnlineRecognizer, s: &OnlineStream) -> Option<Decoded> {
+        // SAFETY: live handles; the stream was made by this recognizer
+        let p = unsafe {
+            sys::SherpaOnnxGetOnlineStreamResultAsJson(online_recognizer(r), online_stream(s))
+        };
+        let d = parse(p);
+        if !p.is_null() {
+            // SAFETY: the string sherpa-onnx made for this call
+            unsafe { sys::SherpaOnnxDestroyOnlineStreamResultJson(p) };
+        }
+        d
+    }
+
+    fn parse(p: *const c_char) -> Option<Decoded> {
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: sherpa-onnx returns a NUL-terminated string
+        let text = unsafe { CStr::from_ptr(p) }.to_string_lossy();
+        serde_json::from_str(&numbers_or_null(&text)).ok()
+    }
+
+    /// `json` with what C++ streams print for non-finite floats, outside
+    /// strings, made JSON: `nan` and `-nan` become `null`, `-inf` and `inf`
+    /// the most negative and most positive f32 (a log-probability of
+    /// `-inf` is a probability of 0, and stays one).
+    pub(super) fn numbers_or_null(json: &str) -> String {
+        let mut out = String::with_capacity(json.len());
+        let mut in_string = false;
+        let mut escaped = false;
+        let mut rest = json;
+        while let Some(c) = rest.chars().next() {
+            if in_string {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+            } else if c == '"' {
+                in_string = true;
+            } else if let Some((word, json)) = [
+                ("-nan", "null"),
+                ("nan", "null"),
+                ("-inf", "-3.4028235e38"),
+                ("inf", "3.4028235e38"),
+            ]
+            .into_iter()
+            .find(|(w, _)| {
+                rest.get(..w.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(w))
+            }) {
+                out.push_str(json);
+                rest = &rest[word.len()..];
+                continue;
+            }
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+        out
     }
 }
 
@@ -979,6 +1137,164 @@ mod tests {
         assert!(refused <= 5, "{refused}");
         // the input that loses 8 characters in sherpa-onnx 2.0.1
         assert_eq!(p.punctuate("经理哪天能换卡体育馆几点开门"), None);
+    }
+
+    #[test]
+    fn non_numbers_sherpa_onnx_prints_become_null_outside_strings() {
+        let json = r#"{"text": "nan inf \"-inf\"", "tokens":["nan", "-inf"], "ys_log_probs": [-0.5, -inf, nan, -nan, 1e-3, -INF], "timestamps": [0.00, 0.40]}"#;
+        let fixed = native::numbers_or_null(json);
+        assert!(fixed.contains(r#""text": "nan inf \"-inf\"""#), "{fixed}");
+        assert!(fixed.contains(r#"["nan", "-inf"]"#), "{fixed}");
+        let d: native::Decoded = serde_json::from_str(&fixed).expect("JSON");
+        assert_eq!(d.tokens, ["nan", "-inf"]);
+        assert_eq!(
+            d.ys_log_probs,
+            [
+                Some(-0.5),
+                Some(f32::MIN),
+                None,
+                None,
+                Some(1e-3),
+                Some(f32::MIN)
+            ]
+        );
+        // a token count the probabilities do not match: no probabilities
+        let r = raw(Some(d), true);
+        assert_eq!(r.log_probs, None);
+        // a decoder without them (CTC): none, whatever it wrote
+        let d: native::Decoded =
+            serde_json::from_str(r#"{"tokens": ["好"], "ys_log_probs": [-0.1]}"#).expect("JSON");
+        assert_eq!(raw(Some(d), false).log_probs, None);
+        // nothing heard: an empty list when the decoder reports them
+        assert_eq!(raw(None, true).log_probs, Some(vec![]));
+        assert_eq!(raw(None, false).log_probs, None);
+    }
+
+    /// A biased stream's result keeps each token's probability from the
+    /// decode the token came from.
+    #[test]
+    fn verified_results_keep_each_tokens_own_probability() {
+        let words = Arc::new(vec!["九五".to_string()]);
+        let vocabulary = Arc::new(Vocabulary::compile(&sis_core::HotWords {
+            vocabulary_id: "v".into(),
+            version: 1,
+            words,
+        }));
+        let twin = Twin::of((), &vocabulary).expect("a twin");
+        let decoded = |tokens: &[&str], probs: Option<&[f32]>| RawResult {
+            tokens: tokens.iter().map(|t| t.to_string()).collect(),
+            timestamps: (0..tokens.len()).map(|i| i as f32 * 0.2).collect(),
+            log_probs: probs.map(<[f32]>::to_vec),
+            biased: false,
+        };
+        let biased = decoded(&["九", "五", "号"], Some(&[-0.1, -0.2, -0.3]));
+        let plain = decoded(&["酒", "舞", "号"], Some(&[-1.0, -2.0, -3.0]));
+        let out = verified(biased, Some((plain, &twin)));
+        assert_eq!(out.tokens, ["九", "五", "号"]);
+        // the hot word's tokens from the biased decode, the rest from the plain one
+        assert_eq!(out.log_probs, Some(vec![-0.1, -0.2, -3.0]));
+        // either side without probabilities: none
+        let biased = decoded(&["九", "五"], None);
+        let plain = decoded(&["酒", "舞"], Some(&[-1.0, -2.0]));
+        assert_eq!(verified(biased, Some((plain, &twin))).log_probs, None);
+    }
+
+    /// `noise_db` of white noise relative to the clip's power (0: as loud
+    /// as the speech), from a fixed seed.
+    fn with_noise(audio: &[f32], noise_db: f32, seed: u64) -> Vec<f32> {
+        let power = audio.iter().map(|s| s * s).sum::<f32>() / audio.len().max(1) as f32;
+        let amplitude = (power * 10f32.powf(noise_db / 10.0) * 3.0).sqrt();
+        let mut x = seed | 1;
+        audio
+            .iter()
+            .map(|s| {
+                // xorshift64: uniform in [-1, 1], variance 1/3 (hence the 3)
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+                (s + amplitude * u).clamp(-1.0, 1.0)
+            })
+            .collect()
+    }
+
+    /// `score` is computed from the transducers' token probabilities:
+    /// clean held-out speech scores higher than the same speech under
+    /// heavy noise, offline and streaming, at 16 kHz and 8 kHz; the CTC
+    /// packs report no probabilities, so no score.
+    #[test]
+    fn transducer_scores_fall_under_noise_and_ctc_packs_give_none() -> Result<(), EngineError> {
+        let clips: Vec<_> = crate::testsupport::sentences()
+            .into_iter()
+            .take(12)
+            .collect();
+        for name in [
+            "zh-tiny-transducer-offline",
+            "zh-tiny-transducer-streaming",
+            "zh-tiny-ctc-offline",
+            "zh-tiny-ctc-streaming",
+        ] {
+            let dir = crate::testsupport::root()
+                .join("testdata/models")
+                .join(name);
+            let pack = Pack::open(&dir).map_err(|e| EngineError::Load(e.to_string()))?;
+            pack.check().map_err(|e| EngineError::Load(e.to_string()))?;
+            let r = Recognizer::load(&pack, 1)?;
+            let context = DecodingContext::default();
+            for rate in [16000u32, 8000] {
+                let clean: Vec<Vec<f32>> = clips
+                    .iter()
+                    .map(|c| crate::testsupport::samples(c, rate))
+                    .collect();
+                let noisy: Vec<Vec<f32>> = clean
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| with_noise(a, 0.0, i as u64 + 7))
+                    .collect();
+                let score = |audio: &[Vec<f32>]| -> Vec<Option<f32>> {
+                    let segments: Vec<_> = audio.iter().map(|a| (&context, &a[..])).collect();
+                    r.decode_batch(rate, &segments)
+                        .into_iter()
+                        .map(|raw| {
+                            if let Some(p) = &raw.log_probs {
+                                assert_eq!(p.len(), raw.tokens.len(), "{name}");
+                                assert!(p.iter().all(|p| p.is_finite() && *p <= 0.0), "{p:?}");
+                            }
+                            crate::postprocess::confidence(&[(0.0, raw)])
+                        })
+                        .collect()
+                };
+                let (a, b) = (score(&clean), score(&noisy));
+                println!("{name} {rate} Hz: clean {a:.3?}\n  noisy {b:.3?}");
+                if name.contains("ctc") {
+                    assert!(a.iter().chain(&b).all(Option::is_none), "{name}");
+                    continue;
+                }
+                let a: Vec<f32> = a.into_iter().map(|s| s.expect("a score")).collect();
+                let b: Vec<f32> = b.into_iter().map(|s| s.expect("a score")).collect();
+                assert!(a.iter().chain(&b).all(|s| (0.0..=1.0).contains(s)));
+                // every score is computed: no two clips alike
+                let mut distinct = a.clone();
+                distinct.sort_by(f32::total_cmp);
+                distinct.dedup();
+                assert!(distinct.len() >= a.len() - 1, "{name} {rate}: {a:?}");
+                let higher = a.iter().zip(&b).filter(|(a, b)| a > b).count();
+                let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+                println!(
+                    "{name} {rate} Hz: clean mean {:.3}, noisy mean {:.3}, clean higher {higher}/{}",
+                    mean(&a),
+                    mean(&b),
+                    a.len()
+                );
+                assert!(
+                    higher * 10 >= a.len() * 9,
+                    "{name} {rate}: {higher}/{}",
+                    a.len()
+                );
+                assert!(mean(&a) > mean(&b) + 0.1, "{name} {rate}");
+            }
+        }
+        Ok(())
     }
 
     #[test]

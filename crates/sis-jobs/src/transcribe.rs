@@ -302,7 +302,7 @@ mod tests {
             end_ms,
             transcript: Transcript {
                 text: text.to_string(),
-                score: 1.0,
+                score: Some(0.75),
                 words: vec![],
             },
         }

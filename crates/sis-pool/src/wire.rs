@@ -101,7 +101,7 @@ pub(crate) struct Word {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WireTranscript {
     text: String,
-    score: f32,
+    score: Option<f32>,
     words: Vec<Word>,
 }
 
@@ -672,7 +672,7 @@ mod tests {
     fn values_survive_the_wire() {
         let t = Transcript {
             text: "一二".into(),
-            score: 0.5,
+            score: Some(0.5),
             words: vec![WordTiming {
                 word: "一".into(),
                 start_ms: 1,

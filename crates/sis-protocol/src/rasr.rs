@@ -255,7 +255,11 @@ pub fn result_response(
     t: &Transcript,
     need_word_info: bool,
 ) -> String {
-    let mut result = serde_json::json!({"text": t.text, "score": t.score});
+    let mut result = serde_json::json!({"text": t.text});
+    // left out when the pack's decoder reports no probabilities
+    if let Some(score) = t.score {
+        result["score"] = score.into();
+    }
     if need_word_info {
         result["word_info"] = t
             .words
@@ -359,7 +363,7 @@ mod tests {
     fn responses_carry_trace_id() {
         let t = Transcript {
             text: "你好".into(),
-            score: 1.0,
+            score: Some(0.8),
             words: vec![],
         };
         for m in [
@@ -377,5 +381,13 @@ mod tests {
         assert_eq!(v["segments"][0]["is_final"], true);
         assert_eq!(v["segments"][0]["end_time"], 900);
         assert!(v["segments"][0]["result"].get("word_info").is_none());
+        let score = v["segments"][0]["result"]["score"].as_f64().unwrap();
+        assert!((score - 0.8).abs() < 1e-6, "{score}");
+        // a pack whose decoder reports no probabilities: no score at all
+        let unscored = Transcript { score: None, ..t };
+        let v: Value =
+            serde_json::from_str(&result_response("t", 0, 900, true, &unscored, false)).unwrap();
+        assert!(v["segments"][0]["result"].get("score").is_none(), "{v}");
+        assert_eq!(v["segments"][0]["result"]["text"], "你好");
     }
 }

@@ -231,7 +231,9 @@ pub(crate) fn word_info(
 #[derive(Serialize)]
 pub(crate) struct ResultBody<'a> {
     text: &'a str,
-    score: f32,
+    /// left out when the pack's decoder reports no probabilities
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     word_info: Option<Vec<WordInfo<'a>>>,
 }
@@ -420,7 +422,7 @@ mod tests {
     fn response_shape() {
         let t = Transcript {
             text: "138".into(),
-            score: 0.9,
+            score: Some(0.9),
             words: vec![WordTiming {
                 word: "138".into(),
                 start_ms: 10,
@@ -432,5 +434,9 @@ mod tests {
         assert_eq!(v["result"]["word_info"][0]["start_time"], 10);
         let v: Value = serde_json::from_str(&response_body("t1", &t, false)).unwrap();
         assert!(v["result"].get("word_info").is_none());
+        assert!((v["result"]["score"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+        let unscored = Transcript { score: None, ..t };
+        let v: Value = serde_json::from_str(&response_body("t1", &unscored, false)).unwrap();
+        assert!(v["result"].get("score").is_none(), "{v}");
     }
 }

@@ -190,7 +190,9 @@ struct Analysis {
 #[derive(Serialize)]
 struct SegResult<'a> {
     text: &'a str,
-    score: f32,
+    /// left out when the pack's decoder reports no probabilities
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     analysis_info: Option<Analysis>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -406,7 +408,7 @@ mod tests {
     fn job_bodies() {
         let t = Transcript {
             text: "一二".into(),
-            score: 1.0,
+            score: Some(0.8),
             words: vec![sis_core::WordTiming {
                 word: "一".into(),
                 start_ms: 10,
