@@ -206,3 +206,53 @@ def test_sdk_sasr_websocket_client_unchanged(ws_srv, rate):
     assert texts == [r["text"]]
     log = ws_srv["log"].read_text()
     assert 'api="short-audio-ws"' in log
+
+
+def test_a_busy_engine_gets_error_0312_and_the_connection_keeps_serving(models_dir, tmp_path, heldout):
+    """With one decode worker and a queue of one, short audio ended on many
+    connections at once: those the engine refuses get ERROR SIS.0312 (as
+    POST .../short-audio answers 429 SIS.0312) and END, never FATAL_ERROR;
+    each such connection recognises the same audio when it starts again."""
+    server = Server([models_dir], tmp_path / "data", extra=["--no-probe", "--workers", "1", "--queue", "1"],
+                    log=tmp_path / "sisd.log")
+    try:
+        root, rows = heldout
+        row = next(r for r in rows if r["kind"] == "sentence")
+        with wave.open(str(root / "16k" / f"{row['id']}.wav")) as w:
+            pcm = w.readframes(w.getnframes())
+        data = pcm * 6  # ~20 s: a decode long enough for the rest to queue
+        host = server.base.split("//", 1)[1]
+        conns = [websocket.create_connection(f"ws://{host}/v1/p1/asr/short-audio", timeout=60)
+                 for _ in range(8)]
+        for ws in conns:
+            ws.send(json.dumps({"command": "START", "config": {
+                "audio_format": "pcm16k16bit", "property": "chinese_16k_common", "add_punc": "no"}}))
+            assert json.loads(ws.recv())["resp_type"] == "START"
+            for i in range(0, len(data), 32000):
+                ws.send_binary(data[i:i + 32000])
+        for ws in conns:
+            ws.send(json.dumps({"command": "END", "cancel": False}))
+        outcomes = []
+        for ws in conns:
+            msgs = [json.loads(ws.recv())]
+            while msgs[-1]["resp_type"] not in ("END", "FATAL_ERROR"):
+                msgs.append(json.loads(ws.recv()))
+            outcomes.append(msgs)
+        kinds = [[m["resp_type"] for m in msgs] for msgs in outcomes]
+        print(kinds)
+        assert all(k in (["RESULT", "END"], ["ERROR", "END"]) for k in kinds), outcomes
+        refused = [(ws, msgs) for ws, msgs in zip(conns, outcomes) if msgs[0]["resp_type"] == "ERROR"]
+        assert refused, "no connection was refused: the queue did not fill"
+        assert len(refused) < len(conns), "every connection was refused"
+        for ws, msgs in refused:
+            assert msgs[0]["error_code"] == "SIS.0312", msgs
+            assert msgs[1]["reason"] == "ERROR" and msgs[1]["trace_id"] == msgs[0]["trace_id"], msgs
+        # the same connection, again, alone: recognised
+        ws = refused[0][0]
+        again = recognise(ws, pcm, "pcm16k16bit", "chinese_16k_common")
+        assert [m["resp_type"] for m in again] == ["START", "RESULT", "END"], again
+        assert again[1]["segments"][0]["result"]["text"] == row["text"]
+        for ws in conns:
+            ws.close()
+    finally:
+        server.stop()

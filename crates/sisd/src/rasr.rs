@@ -70,6 +70,9 @@ struct Whole {
     rate: u32,
     /// Where its result goes (the session's event channel).
     events: UnboundedSender<StreamEvent>,
+    /// An engine error other than a lost worker, sent before the
+    /// `Failed` event it explains.
+    refusal: tokio::sync::oneshot::Sender<EngineError>,
 }
 
 /// Whose connection it is, for its log lines.
@@ -89,6 +92,9 @@ struct Session {
     handle: Option<StreamHandle>,
     /// Short audio: the audio so far (taken at END).
     whole: Option<Whole>,
+    /// Short audio: why the engine refused the audio, when it did (then
+    /// ERROR and END, the connection kept, rather than FATAL_ERROR).
+    refusal: Option<tokio::sync::oneshot::Receiver<EngineError>>,
     events: UnboundedReceiver<StreamEvent>,
     received_bytes: u64,
     bytes_per_second: u64,
@@ -394,11 +400,15 @@ impl Connection {
             sample_rate: rate,
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut refusal = None;
         let (handle, whole) = if whole {
+            let (refused, refusal_rx) = tokio::sync::oneshot::channel();
+            refusal = Some(refusal_rx);
             let whole = Whole {
                 samples: Vec::new(),
                 rate,
                 events: tx,
+                refusal: refused,
             };
             (None, Some(whole))
         } else {
@@ -418,6 +428,7 @@ impl Connection {
             cfg,
             handle,
             whole,
+            refusal,
             events: rx,
             received_bytes: 0,
             bytes_per_second: rate as u64 * bytes_per_sample,
@@ -583,6 +594,12 @@ impl Connection {
                 rasr::end_response(&trace, EndReason::Normal)
             }
             Some(StreamEvent::Failed(m)) => {
+                if let Some(e) = s.refusal.take().and_then(|mut r| r.try_recv().ok()) {
+                    // short audio the engine refused (busy, shutting
+                    // down, a failed decode): the REST API's error, as
+                    // ERROR then END; the connection stays
+                    return self.error(errors::engine(e).into_message()).await;
+                }
                 // the session's engine state is gone (its engine worker
                 // died): FATAL_ERROR, then a close handshake that reads
                 // what the client still sends (closing on unread audio
@@ -615,7 +632,8 @@ impl Connection {
 /// A short-audio session's audio recognised whole (the REST API's path:
 /// `EnginePool::recognize`), its one final result and the end sent as the
 /// session's events. A lost engine worker is the session's `Failed` (as in
-/// RASR); any other engine error is a `Failed` too, with its message.
+/// RASR: FATAL_ERROR); any other engine error is sent on `refusal` first
+/// (ERROR with the REST API's code, then END).
 async fn recognize_whole(
     engine: std::sync::Arc<sis_pool::EnginePool>,
     property: sis_core::Property,
@@ -637,11 +655,12 @@ async fn recognize_whole(
             });
             let _ = w.events.send(StreamEvent::Finished);
         }
+        Err(EngineError::WorkerLost(m)) => {
+            let _ = w.events.send(StreamEvent::Failed(m));
+        }
         Err(e) => {
-            let why = match e {
-                EngineError::WorkerLost(m) => m,
-                e => e.to_string(),
-            };
+            let why = e.to_string();
+            let _ = w.refusal.send(e);
             let _ = w.events.send(StreamEvent::Failed(why));
         }
     }
