@@ -100,6 +100,8 @@ pub struct EngineConfig {
     pub max_streams: usize,
     /// Threads that run real-time sessions.
     pub stream_workers: usize,
+    /// When a stream worker runs a multi-stream decode pass.
+    pub stream_batching: stream::Batching,
 }
 
 impl Default for EngineConfig {
@@ -119,6 +121,7 @@ impl Default for EngineConfig {
             vad: VadSettings::default(),
             max_streams: 1000,
             stream_workers: cores,
+            stream_batching: stream::Batching::default(),
         }
     }
 }
@@ -173,6 +176,7 @@ impl Engine {
             registry.vad().cloned(),
             config.stream_workers,
             config.max_streams.max(1),
+            config.stream_batching,
         )?;
         Ok(Engine {
             registry,
@@ -258,6 +262,12 @@ impl Engine {
         })
         .await
         .map_err(|e| EngineError::Failed(format!("a synthesis task failed: {e}")))?
+    }
+
+    /// (multi-stream decode calls, streams decoded in them) of the
+    /// real-time sessions so far.
+    pub fn stream_batch_totals(&self) -> (u64, u64) {
+        self.hub.batch_stats().totals()
     }
 
     pub fn active_streams(&self) -> usize {

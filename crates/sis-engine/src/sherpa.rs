@@ -407,11 +407,12 @@ impl Recognizer {
     }
 
     /// Decodes, in multi-stream calls, until no stream of `streams` has a
-    /// full window buffered.
-    pub fn decode_live(&self, streams: &[&LiveStream]) {
+    /// full window buffered; returns (decode calls, streams decoded in them).
+    pub fn decode_live(&self, streams: &[&LiveStream]) -> (usize, usize) {
         let Native::Online(r) = &self.native else {
-            return;
+            return (0, 0);
         };
+        let (mut calls, mut decoded) = (0, 0);
         loop {
             let ready: Vec<&OnlineStream> = streams
                 .iter()
@@ -422,6 +423,18 @@ impl Recognizer {
                 break;
             }
             r.decode_multiple_streams(&ready);
+            calls += 1;
+            decoded += ready.len();
+        }
+        (calls, decoded)
+    }
+
+    /// A live stream has a full window buffered (its twin, fed the same
+    /// audio, is ready with it).
+    pub fn live_ready(&self, stream: &LiveStream) -> bool {
+        match &self.native {
+            Native::Online(r) => r.is_ready(&stream.stream),
+            Native::Offline(_) => false,
         }
     }
 

@@ -22,6 +22,54 @@ use crate::EngineError;
 use worker::StreamWorker;
 pub use worker::INTERIM_STEP_S;
 
+/// When a stream worker runs a decode pass (`EngineConfig`): once
+/// `max_batch` of its streams are ready, or when the first ready one has
+/// waited `wait`. A longer wait makes larger multi-stream calls (less CPU
+/// per stream with a model whose cost is in the network) at the price of up
+/// to `wait` of latency per chunk; zero decodes whatever is ready at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batching {
+    pub max_batch: usize,
+    pub wait: std::time::Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            max_batch: DEFAULT_MAX_BATCH,
+            wait: std::time::Duration::from_millis(DEFAULT_BATCH_WAIT_MS),
+        }
+    }
+}
+
+/// Ready streams that start a decode pass without waiting.
+pub const DEFAULT_MAX_BATCH: usize = 32;
+/// How long the first ready stream waits for others (ms).
+pub const DEFAULT_BATCH_WAIT_MS: u64 = 20;
+
+/// Multi-stream decode calls of every stream worker, and the streams they
+/// decoded: their ratio is the batch size achieved.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    calls: AtomicU64,
+    streams: AtomicU64,
+}
+
+impl BatchStats {
+    pub(crate) fn record(&self, calls: usize, streams: usize) {
+        self.calls.fetch_add(calls as u64, Ordering::Relaxed);
+        self.streams.fetch_add(streams as u64, Ordering::Relaxed);
+    }
+
+    /// (decode calls, streams decoded in them) so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.calls.load(Ordering::Relaxed),
+            self.streams.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// How a session segments its audio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Segmentation {
@@ -123,6 +171,7 @@ pub(crate) struct Hub {
     next_id: AtomicU64,
     active: Arc<AtomicUsize>,
     capacity: usize,
+    stats: Arc<BatchStats>,
 }
 
 /// A live session; dropping it frees everything it holds on its worker.
@@ -176,15 +225,17 @@ impl Hub {
         vad: Option<VadSource>,
         workers: usize,
         capacity: usize,
+        batching: Batching,
     ) -> Result<Hub, EngineError> {
         let mut txs = Vec::new();
         let mut threads = Vec::new();
+        let stats = Arc::new(BatchStats::default());
         for i in 0..workers.max(1) {
             let (tx, rx) = unbounded();
-            let (post, vad) = (post.clone(), vad.clone());
+            let (post, vad, stats) = (post.clone(), vad.clone(), stats.clone());
             let t = std::thread::Builder::new()
                 .name(format!("stream-{i}"))
-                .spawn(move || StreamWorker::new(post, vad).run(rx))
+                .spawn(move || StreamWorker::new(post, vad, batching, stats).run(rx))
                 .map_err(|e| EngineError::Load(format!("cannot start stream worker: {e}")))?;
             txs.push(tx);
             threads.push(t);
@@ -195,6 +246,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             active: Arc::new(AtomicUsize::new(0)),
             capacity,
+            stats,
         })
     }
 
@@ -230,6 +282,10 @@ impl Hub {
 
     pub(crate) fn active(&self) -> usize {
         self.active.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn batch_stats(&self) -> &BatchStats {
+        &self.stats
     }
 }
 

@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sis_core::{HotWords, RecognitionOptions, Transcript, WordTiming};
 use sis_engine::file::FileSentence;
-use sis_engine::stream::{Segmentation, StreamEvent, StreamParams};
+use sis_engine::stream::{Batching, Segmentation, StreamEvent, StreamParams};
 use sis_engine::{EngineConfig, EngineError, VadSettings};
 
 /// Largest frame either side accepts (60 s of short audio is 3.8 MB).
@@ -329,6 +329,8 @@ pub(crate) struct Config {
     vad: (f32, f32, f32, f32),
     max_streams: usize,
     stream_workers: usize,
+    /// (max batch, wait in µs)
+    stream_batching: (usize, u64),
 }
 
 impl From<&EngineConfig> for Config {
@@ -349,6 +351,10 @@ impl From<&EngineConfig> for Config {
             ),
             max_streams: c.max_streams,
             stream_workers: c.stream_workers,
+            stream_batching: (
+                c.stream_batching.max_batch,
+                c.stream_batching.wait.as_micros() as u64,
+            ),
         }
     }
 }
@@ -373,6 +379,10 @@ impl From<Config> for EngineConfig {
             },
             max_streams: c.max_streams,
             stream_workers: c.stream_workers,
+            stream_batching: Batching {
+                max_batch: c.stream_batching.0,
+                wait: Duration::from_micros(c.stream_batching.1),
+            },
         }
     }
 }

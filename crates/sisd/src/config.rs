@@ -593,6 +593,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SIS_MAX_STREAMS", default_value_t = defaults::MAX_STREAMS,
           value_parser = between(1, u64::MAX))]
     pub max_streams: usize,
+    /// Real-time streams that start a multi-stream decode call without
+    /// waiting for more.
+    #[arg(long, env = "SIS_STREAM_BATCH", default_value_t = sis_engine::stream::DEFAULT_MAX_BATCH,
+          value_parser = between(1, 4096))]
+    pub stream_batch: usize,
+    /// How long (ms) a ready real-time stream waits for others to share its
+    /// decode call; 0 decodes at once. Adds up to this much to each chunk's latency.
+    #[arg(long, env = "SIS_STREAM_BATCH_WAIT_MS", default_value_t = sis_engine::stream::DEFAULT_BATCH_WAIT_MS,
+          value_parser = clap::value_parser!(u64).range(0..=200))]
+    pub stream_batch_wait_ms: u64,
     /// Lifetime of tokens issued by POST /v3/auth/tokens, in seconds (at most 366 days).
     #[arg(long, env = "SIS_TOKEN_TTL_S", default_value_t = defaults::TOKEN_TTL_S,
           value_parser = clap::value_parser!(u64).range(1..=366 * 86_400))]
@@ -911,6 +921,10 @@ impl ServeArgs {
                 vad: VadSettings::default(),
                 max_streams: self.max_streams,
                 stream_workers: workers,
+                stream_batching: sis_engine::stream::Batching {
+                    max_batch: self.stream_batch,
+                    wait: std::time::Duration::from_millis(self.stream_batch_wait_ms),
+                },
             },
             engine_workers,
             jobs: JobSettings {

@@ -26,7 +26,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         Harness {
-            worker: StreamWorker::new(post(), Some(vad())),
+            worker: StreamWorker::new(post(), Some(vad()), Batching::default(), Arc::default()),
             log: Log::default(),
         }
     }
@@ -401,7 +401,7 @@ fn closed_sessions_free_everything_and_idle_vads_stay_bounded() {
 #[test]
 fn a_session_without_the_vad_pack_fails_to_open() {
     let mut h = Harness::new();
-    h.worker = StreamWorker::new(post(), None);
+    h.worker = StreamWorker::new(post(), None, Batching::default(), Arc::default());
     h.open(
         1,
         streaming_model(),
@@ -448,7 +448,7 @@ fn a_handle_counts_its_backlog_until_the_worker_takes_it() {
 
 #[test]
 fn the_hub_admits_up_to_its_capacity_and_runs_sessions_on_its_threads() {
-    let hub = Hub::start(post(), Some(vad()), 2, 2).unwrap();
+    let hub = Hub::start(post(), Some(vad()), 2, 2, Batching::default()).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let p = params(Segmentation::Whole, 16000);
     let a = hub
@@ -522,4 +522,77 @@ fn a_sessions_vocabulary_applies_to_its_final_and_interim_results() {
             "{interim:?}"
         );
     }
+}
+
+/// Streams that become ready one after another wait for each other (up to
+/// `max_batch`, or `wait` for the first): one decode pass then runs them
+/// all in multi-stream calls, and its results are the ones each stream
+/// would get alone.
+#[test]
+fn ready_streams_are_batched_until_the_batch_is_full_or_the_first_has_waited() {
+    let clips = sentences();
+    let n = 6;
+    let run = |batching: Batching| {
+        let stats = Arc::new(BatchStats::default());
+        let mut h = Harness::new();
+        h.worker = StreamWorker::new(post(), Some(vad()), batching, stats.clone());
+        for id in 0..n {
+            let p = StreamParams {
+                interim: true,
+                ..params(Segmentation::Whole, 16000)
+            };
+            h.open(id, streaming_model(), p);
+        }
+        let mut due_after = vec![];
+        let backlog = Arc::new(AtomicUsize::new(0));
+        // 1.5 s of each clip: more than one decode window of the pack
+        for id in 0..n {
+            let audio = samples(&clips[id as usize], 16000);
+            let piece = audio[..24000.min(audio.len())].to_vec();
+            backlog.fetch_add(piece.len(), Ordering::SeqCst);
+            h.worker.apply(Cmd::Audio {
+                id,
+                samples: piece,
+                backlog: backlog.clone(),
+            });
+            due_after.push(h.worker.batch_due());
+        }
+        if h.worker.batch_due() {
+            h.worker.decode_ready();
+        }
+        let partials: Vec<Vec<StreamEvent>> = (0..n).map(|id| h.events(id)).collect();
+        (due_after, stats.totals(), partials)
+    };
+    // a full batch of 6: due only when the sixth is ready; one pass, every
+    // call decoding all six
+    let (due, (calls, streams), batched) = run(Batching {
+        max_batch: 6,
+        wait: Duration::from_secs(60),
+    });
+    assert_eq!(due, [false, false, false, false, false, true]);
+    assert!(
+        calls >= 1 && streams == calls * 6,
+        "{calls} calls, {streams} streams"
+    );
+    // no wait: due as soon as one is ready (the old behaviour)
+    let (due, _, _) = run(Batching {
+        max_batch: 6,
+        wait: Duration::ZERO,
+    });
+    assert!(due.iter().all(|d| *d), "{due:?}");
+    // the same interim results as streams decoded alone
+    let mut alone = vec![];
+    for id in 0..n {
+        let mut h = Harness::new();
+        let p = StreamParams {
+            interim: true,
+            ..params(Segmentation::Whole, 16000)
+        };
+        h.open(id, streaming_model(), p);
+        let audio = samples(&clips[id as usize], 16000);
+        h.send(id, &audio[..24000.min(audio.len())], 24000);
+        alone.push(h.events(id));
+    }
+    assert!(batched.iter().all(|e| !e.is_empty()), "{batched:?}");
+    assert_eq!(batched, alone);
 }

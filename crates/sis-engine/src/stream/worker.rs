@@ -5,13 +5,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use sis_audio::StreamResampler;
 use sis_core::Transcript;
 
-use super::{Cmd, EventSender, Segmentation, StreamEvent, StreamParams};
+use super::{BatchStats, Batching, Cmd, EventSender, Segmentation, StreamEvent, StreamParams};
 use crate::decoding::DecodingContext;
 use crate::postprocess::{shift_words, Postprocessor};
 use crate::registry::{AsrModel, VadSource};
@@ -84,6 +84,25 @@ struct Session {
     stopped: bool,
     last_partial: String,
     dirty: bool,
+    /// When the open stream last became ready to decode (a full window
+    /// buffered, or an interim re-decode due) and was not decoded since.
+    ready_since: Option<Instant>,
+}
+
+impl Session {
+    /// The open stream has work for the next decode pass: an online stream
+    /// with a full window buffered; an offline pack's sentence with
+    /// [`INTERIM_STEP_S`] of new audio when interim results are asked for.
+    fn due(&self) -> bool {
+        match &self.stream {
+            Some(Decoding::Online(st)) => self.model.recognizer.live_ready(st),
+            Some(Decoding::Offline { audio, decoded }) => {
+                let step = (INTERIM_STEP_S * self.p.sample_rate as f32) as usize;
+                self.p.interim && audio.len() >= decoded + step
+            }
+            None => false,
+        }
+    }
 }
 
 pub(super) struct StreamWorker {
@@ -91,6 +110,11 @@ pub(super) struct StreamWorker {
     vad: Option<VadSource>,
     sessions: HashMap<u64, Session>,
     vads: HashMap<VadKey, Vec<Vad>>,
+    batching: Batching,
+    /// Sessions whose stream became ready since the last decode pass, in
+    /// the order they did (ids of sessions closed since may remain).
+    ready: Vec<(u64, Instant)>,
+    stats: Arc<BatchStats>,
 }
 
 /// A fresh decoder for a sentence of `model`.
@@ -105,13 +129,40 @@ fn new_decoding(model: &AsrModel, context: &DecodingContext) -> Decoding {
 }
 
 impl StreamWorker {
-    pub(super) fn new(post: Arc<Postprocessor>, vad: Option<VadSource>) -> StreamWorker {
+    pub(super) fn new(
+        post: Arc<Postprocessor>,
+        vad: Option<VadSource>,
+        batching: Batching,
+        stats: Arc<BatchStats>,
+    ) -> StreamWorker {
         StreamWorker {
             post,
             vad,
             sessions: HashMap::new(),
             vads: HashMap::new(),
+            batching,
+            ready: Vec::new(),
+            stats,
         }
+    }
+
+    /// A decode pass is due: some stream is ready, and either
+    /// [`Batching::max_batch`] are, or the first of them has waited
+    /// [`Batching::wait`].
+    pub(super) fn batch_due(&self) -> bool {
+        match self.ready.first() {
+            None => false,
+            Some((_, since)) => {
+                self.ready.len() >= self.batching.max_batch || since.elapsed() >= self.batching.wait
+            }
+        }
+    }
+
+    /// How long the loop may wait for more commands before a pass is due.
+    fn wait_left(&self) -> Option<Duration> {
+        self.ready
+            .first()
+            .map(|(_, since)| self.batching.wait.saturating_sub(since.elapsed()))
     }
 
     /// The server's VAD settings (before a session's own).
@@ -173,25 +224,36 @@ impl StreamWorker {
         }
     }
 
+    /// The thread's loop: applies commands as they come and runs a decode
+    /// pass over the ready streams when [`StreamWorker::batch_due`], so that
+    /// streams becoming ready within [`Batching::wait`] of each other share
+    /// one multi-stream decode call.
     pub(super) fn run(mut self, rx: Receiver<Cmd>) {
         loop {
-            let first = if self.sessions.is_empty() {
-                match rx.recv() {
-                    Ok(c) => c,
-                    Err(_) => return,
-                }
-            } else {
-                match rx.recv_timeout(Duration::from_millis(20)) {
-                    Ok(c) => c,
-                    Err(RecvTimeoutError::Timeout) => continue,
+            let first = match self.wait_left() {
+                Some(left) if left.is_zero() => None,
+                Some(left) => match rx.recv_timeout(left) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return,
-                }
+                },
+                None => match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                },
             };
-            self.apply(first);
-            while let Ok(c) = rx.try_recv() {
+            if let Some(c) = first {
                 self.apply(c);
+                while !self.batch_due() {
+                    match rx.try_recv() {
+                        Ok(c) => self.apply(c),
+                        Err(_) => break,
+                    }
+                }
             }
-            self.decode_ready();
+            if self.batch_due() {
+                self.decode_ready();
+            }
         }
     }
 
@@ -217,6 +279,11 @@ impl StreamWorker {
             } => {
                 if let Some(mut s) = self.sessions.remove(&id) {
                     self.feed(&mut s, &samples);
+                    if s.ready_since.is_none() && s.due() {
+                        let now = Instant::now();
+                        s.ready_since = Some(now);
+                        self.ready.push((id, now));
+                    }
                     self.sessions.insert(id, s);
                 }
                 backlog.fetch_sub(samples.len(), Ordering::SeqCst);
@@ -274,6 +341,7 @@ impl StreamWorker {
             stopped: false,
             last_partial: String::new(),
             dirty: false,
+            ready_since: None,
         })
     }
 
@@ -482,6 +550,11 @@ impl StreamWorker {
     /// One multi-stream decode per model over every ready stream, then
     /// interim results for sessions that asked for them.
     pub(super) fn decode_ready(&mut self) {
+        for (id, _) in self.ready.drain(..) {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.ready_since = None;
+            }
+        }
         let mut by_model: HashMap<usize, (Arc<AsrModel>, Vec<u64>)> = HashMap::new();
         for (id, s) in &self.sessions {
             if s.dirty && s.stream.is_some() {
@@ -517,7 +590,8 @@ impl StreamWorker {
                 Decoding::Offline { .. } => None,
             })
             .collect();
-        rec.decode_live(&streams);
+        let (calls, decoded) = rec.decode_live(&streams);
+        self.stats.record(calls, decoded);
         let mut out = Vec::new();
         for id in ids {
             let Some(s) = self.sessions.get_mut(id) else {
@@ -573,6 +647,7 @@ impl StreamWorker {
                 continue;
             }
             let raws = model.recognizer.decode_batch(rate, &audio);
+            self.stats.record(1, audio.len());
             out.extend(ids.into_iter().zip(raws));
         }
         out
