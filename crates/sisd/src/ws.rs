@@ -58,6 +58,10 @@ pub struct Limits {
     /// time out after `send`).
     pub write_buffer: usize,
     pub max_write_buffer: usize,
+    /// The buffer socket reads go into (tungstenite's default, 128 KiB,
+    /// ends up resident per connection as audio streams through it: most of
+    /// a real-time stream's memory). Larger messages still arrive whole.
+    pub read_buffer: usize,
 }
 
 /// Real-time recognition (SIS-API.md §6): 20 s idle and send limits, 5 h.
@@ -69,6 +73,7 @@ pub const REALTIME: Limits = Limits {
     lifetime: Duration::from_secs(5 * 3600),
     write_buffer: 16 * 1024,
     max_write_buffer: 128 * 1024,
+    read_buffer: 8 * 1024,
 };
 
 /// Real-time synthesis (SIS-API.md §9.1): one START of at most 500
@@ -113,6 +118,7 @@ where
     let open = open.clone();
     Ok(upgrade
         .max_message_size(limits.max_message)
+        .read_buffer_size(limits.read_buffer)
         .write_buffer_size(limits.write_buffer)
         .max_write_buffer_size(limits.max_write_buffer)
         .on_upgrade(move |ws| async move {
