@@ -210,6 +210,15 @@ impl LiveStream {
         }
     }
 
+    /// No more audio: [`STREAM_TAIL_MS`] of silence so the last window
+    /// fills, and sherpa-onnx told the input is finished. Decoding it to its
+    /// end ([`Recognizer::decode_live`]) then gives the final result.
+    pub fn end_of_input(&self, rate: u32) {
+        let tail = vec![0f32; (rate as usize * STREAM_TAIL_MS) / 1000];
+        self.accept(rate, &tail);
+        self.natives().for_each(OnlineStream::input_finished);
+    }
+
     /// Its sherpa-onnx streams (the twin's too).
     fn natives(&self) -> impl Iterator<Item = &OnlineStream> {
         std::iter::once(&self.stream).chain(self.twin.as_ref().map(|t| &t.plain))
@@ -455,10 +464,8 @@ impl Recognizer {
     /// end. The recognizer only runs a window when a full one is buffered,
     /// so [`STREAM_TAIL_MS`] of silence is appended first.
     pub fn finish_live(&self, streams: &[&LiveStream], rate: u32) -> Vec<RawResult> {
-        let tail = vec![0f32; (rate as usize * STREAM_TAIL_MS) / 1000];
         for s in streams {
-            s.accept(rate, &tail);
-            s.natives().for_each(OnlineStream::input_finished);
+            s.end_of_input(rate);
         }
         self.decode_live(streams);
         streams.iter().map(|s| self.live_result(s)).collect()

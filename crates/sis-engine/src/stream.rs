@@ -43,7 +43,7 @@ impl Default for Batching {
 }
 
 /// Ready streams that start a decode pass without waiting.
-pub const DEFAULT_MAX_BATCH: usize = 32;
+pub const DEFAULT_MAX_BATCH: usize = 8;
 /// How long the first ready stream waits for others (ms).
 pub const DEFAULT_BATCH_WAIT_MS: u64 = 20;
 
@@ -294,6 +294,15 @@ impl Drop for Hub {
         self.workers.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        let (calls, streams) = self.stats.totals();
+        if calls > 0 {
+            tracing::info!(
+                calls,
+                streams,
+                streams_per_call = format!("{:.2}", streams as f64 / calls as f64),
+                "real-time decode calls"
+            );
         }
     }
 }

@@ -610,6 +610,11 @@ pub struct ServeArgs {
     /// Decode worker threads (default: number of cores).
     #[arg(long, env = "SIS_WORKERS", value_parser = between(1, 512))]
     pub workers: Option<usize>,
+    /// Threads onnxruntime uses inside one decode call (each decode
+    /// worker's calls; default 1: workers x threads should not exceed the cores).
+    #[arg(long, env = "SIS_THREADS_PER_DECODE", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=64))]
+    pub threads_per_decode: i32,
     /// Engine worker processes that run the models (a native crash ends
     /// one of them, not the server); 0 runs the engine in this process
     /// (default: one per 4 cores, at least 1, at most 8).
@@ -914,7 +919,7 @@ impl ServeArgs {
                 workers,
                 queue: self.queue,
                 max_batch: 8,
-                threads_per_decode: 1,
+                threads_per_decode: self.threads_per_decode,
                 probe_exe,
                 use_vad: !self.no_vad,
                 vad_min_audio_s: self.vad_min_audio_s,

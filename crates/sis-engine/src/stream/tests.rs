@@ -57,8 +57,11 @@ impl Harness {
         assert_eq!(backlog.load(Ordering::SeqCst), 0);
     }
 
+    /// END, then the decode pass the worker's loop runs (a whole-stream
+    /// session's final result comes from it).
     fn end(&mut self, id: u64, cancel: bool) {
         self.worker.apply(Cmd::End { id, cancel });
+        self.worker.decode_ready();
     }
 
     fn events(&self, id: u64) -> Vec<StreamEvent> {
@@ -595,4 +598,51 @@ fn ready_streams_are_batched_until_the_batch_is_full_or_the_first_has_waited() {
     }
     assert!(batched.iter().all(|e| !e.is_empty()), "{batched:?}");
     assert_eq!(batched, alone);
+}
+
+/// END on several whole-stream sessions: their tails are decoded together
+/// in the next decode pass (multi-stream calls), and each gets the final
+/// result it gets alone, then Finished; nothing is sent before that pass.
+#[test]
+fn ended_streams_are_finished_together_in_one_decode_pass() {
+    let clips = sentences();
+    let stats = Arc::new(BatchStats::default());
+    let mut h = Harness::new();
+    h.worker = StreamWorker::new(post(), Some(vad()), Batching::default(), stats.clone());
+    let mut alone = vec![];
+    for id in 0..4u64 {
+        let audio = samples(&clips[id as usize], 16000);
+        h.open(id, streaming_model(), params(Segmentation::Whole, 16000));
+        h.send(id, &audio, 1600);
+        let mut a = Harness::new();
+        alone.push(a.session(
+            id,
+            streaming_model(),
+            params(Segmentation::Whole, 16000),
+            &audio,
+        ));
+    }
+    let before = stats.totals();
+    for id in 0..4u64 {
+        h.worker.apply(Cmd::End { id, cancel: false });
+        assert!(
+            !h.events(id)
+                .iter()
+                .any(|e| matches!(e, StreamEvent::Finished)),
+            "finished before the decode pass"
+        );
+    }
+    assert!(h.worker.batch_due() || Batching::default().wait > Duration::ZERO);
+    h.worker.decode_ready();
+    let (calls, streams) = stats.totals();
+    let (calls, streams) = (calls - before.0, streams - before.1);
+    assert!(
+        calls >= 1 && streams >= 4 && streams >= 2 * calls,
+        "{calls} calls, {streams} streams"
+    );
+    for id in 0..4u64 {
+        assert_eq!(h.events(id), alone[id as usize], "session {id}");
+        assert!(matches!(h.events(id).last(), Some(StreamEvent::Finished)));
+    }
+    assert_eq!(h.worker.sessions(), 0);
 }

@@ -33,6 +33,9 @@ pub const INTERIM_STEP_S: f32 = 0.6;
 /// of them together: per settings, a client cycling through them grew a
 /// worker by about 20 MB/s with no session open.
 pub(super) const VAD_POOL_TOTAL: usize = 8;
+/// Commands a worker applies between two decode passes at most (so a flood
+/// of audio cannot starve decoding).
+const MAX_COMMANDS_PER_PASS: usize = 4096;
 
 /// The open sentence's decoder state.
 enum Decoding {
@@ -87,6 +90,10 @@ struct Session {
     /// When the open stream last became ready to decode (a full window
     /// buffered, or an interim re-decode due) and was not decoded since.
     ready_since: Option<Instant>,
+    /// END came for a whole-stream session on a streaming pack: its stream
+    /// has its tail and is decoded to its end in the next decode pass (with
+    /// the other ready streams), which then sends the final result.
+    ending: bool,
 }
 
 impl Session {
@@ -114,6 +121,9 @@ pub(super) struct StreamWorker {
     /// Sessions whose stream became ready since the last decode pass, in
     /// the order they did (ids of sessions closed since may remain).
     ready: Vec<(u64, Instant)>,
+    /// A session ended since the last decode pass: its final result is
+    /// due now (finals have a latency bound; interim results can wait).
+    ending: bool,
     stats: Arc<BatchStats>,
 }
 
@@ -142,6 +152,7 @@ impl StreamWorker {
             vads: HashMap::new(),
             batching,
             ready: Vec::new(),
+            ending: false,
             stats,
         }
     }
@@ -150,6 +161,9 @@ impl StreamWorker {
     /// [`Batching::max_batch`] are, or the first of them has waited
     /// [`Batching::wait`].
     pub(super) fn batch_due(&self) -> bool {
+        if self.ending {
+            return true;
+        }
         match self.ready.first() {
             None => false,
             Some((_, since)) => {
@@ -244,11 +258,12 @@ impl StreamWorker {
             };
             if let Some(c) = first {
                 self.apply(c);
-                while !self.batch_due() {
-                    match rx.try_recv() {
-                        Ok(c) => self.apply(c),
-                        Err(_) => break,
-                    }
+            }
+            // what is queued now (an END among it is decoded first)
+            for _ in 0..MAX_COMMANDS_PER_PASS {
+                match rx.try_recv() {
+                    Ok(c) => self.apply(c),
+                    Err(_) => break,
                 }
             }
             if self.batch_due() {
@@ -277,7 +292,7 @@ impl StreamWorker {
                 samples,
                 backlog,
             } => {
-                if let Some(mut s) = self.sessions.remove(&id) {
+                if let Some(mut s) = self.sessions.remove(&id).filter(|s| !s.ending) {
                     self.feed(&mut s, &samples);
                     if s.ready_since.is_none() && s.due() {
                         let now = Instant::now();
@@ -290,10 +305,30 @@ impl StreamWorker {
             }
             Cmd::End { id, cancel } => {
                 if let Some(mut s) = self.sessions.remove(&id) {
-                    if !cancel {
-                        self.finish(&mut s);
-                        s.events.send(StreamEvent::Finished);
+                    if cancel {
+                        self.release(s);
+                        return;
                     }
+                    if s.ending {
+                        self.sessions.insert(id, s);
+                        return;
+                    }
+                    if let (None, Some(Decoding::Online(st))) = (&s.vad, &s.stream) {
+                        // decoded to its end with the next batch
+                        st.end_of_input(s.p.sample_rate);
+                        s.ending = true;
+                        s.dirty = true;
+                        self.ending = true;
+                        if s.ready_since.is_none() {
+                            let now = Instant::now();
+                            s.ready_since = Some(now);
+                            self.ready.push((id, now));
+                        }
+                        self.sessions.insert(id, s);
+                        return;
+                    }
+                    self.finish(&mut s);
+                    s.events.send(StreamEvent::Finished);
                     self.release(s);
                 }
             }
@@ -342,6 +377,7 @@ impl StreamWorker {
             last_partial: String::new(),
             dirty: false,
             ready_since: None,
+            ending: false,
         })
     }
 
@@ -489,6 +525,13 @@ impl StreamWorker {
         }
         .pop()
         .unwrap_or_default();
+        self.final_transcript(s, raw)
+    }
+
+    /// The transcript of the open stream's final decode `raw`, with word
+    /// times from the session start.
+    fn final_transcript(&self, s: &mut Session, raw: RawResult) -> Transcript {
+        let rate = s.p.sample_rate;
         s.last_partial.clear();
         s.dirty = false;
         let offset = s.stream_start as f32 / rate as f32;
@@ -549,15 +592,41 @@ impl StreamWorker {
 
     /// One multi-stream decode per model over every ready stream, then
     /// interim results for sessions that asked for them.
+    /// A decode pass: the streams of sessions that ended, to their end, in
+    /// calls of their own (a final result has a latency bound; the interim
+    /// ones of the rest can wait for it), then up to
+    /// [`Batching::max_batch`] ready streams, the longest waiting first (the
+    /// rest stay ready for the next pass, after the loop has taken the
+    /// commands queued meanwhile).
     pub(super) fn decode_ready(&mut self) {
-        for (id, _) in self.ready.drain(..) {
-            if let Some(s) = self.sessions.get_mut(&id) {
+        if std::mem::take(&mut self.ending) {
+            let ended: Vec<u64> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.ending)
+                .map(|(id, _)| *id)
+                .collect();
+            self.decode_pass(&ended);
+            self.finish_ended();
+        }
+        let n = self.ready.len().min(self.batching.max_batch.max(1));
+        let ids: Vec<u64> = self.ready.drain(..n).map(|(id, _)| id).collect();
+        for id in &ids {
+            if let Some(s) = self.sessions.get_mut(id) {
                 s.ready_since = None;
             }
         }
+        self.decode_pass(&ids);
+    }
+
+    /// One multi-stream decode per model over the streams of `ids`.
+    fn decode_pass(&mut self, ids: &[u64]) {
         let mut by_model: HashMap<usize, (Arc<AsrModel>, Vec<u64>)> = HashMap::new();
-        for (id, s) in &self.sessions {
-            if s.dirty && s.stream.is_some() {
+        for id in ids {
+            let Some(s) = self.sessions.get(id) else {
+                continue;
+            };
+            if s.stream.is_some() {
                 by_model
                     .entry(s.model.id)
                     .or_insert_with(|| (s.model.clone(), Vec::new()))
@@ -575,6 +644,34 @@ impl StreamWorker {
                 if let Some(s) = self.sessions.get_mut(&id) {
                     interim(&self.post, s, raw);
                 }
+            }
+        }
+    }
+
+    /// Sends the final results of the whole-stream sessions that ended,
+    /// whose streams [`StreamWorker::decode_pass`] decoded to their end.
+    fn finish_ended(&mut self) {
+        let ended: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.ending)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            if let Some(mut s) = self.sessions.remove(&id) {
+                let raw = match s.stream.take() {
+                    Some(Decoding::Online(st)) => s.model.recognizer.live_result(&st),
+                    _ => RawResult::default(),
+                };
+                let t = self.final_transcript(&mut s, raw);
+                s.events.send(StreamEvent::Result {
+                    start_ms: 0,
+                    end_ms: Self::ms(&s, s.received),
+                    is_final: true,
+                    transcript: t,
+                });
+                s.events.send(StreamEvent::Finished);
+                self.release(s);
             }
         }
     }
@@ -598,7 +695,8 @@ impl StreamWorker {
                 continue;
             };
             s.dirty = false;
-            if let (true, Some(Decoding::Online(st))) = (s.p.interim, &s.stream) {
+            // an ending stream's next result is its final one
+            if let (true, false, Some(Decoding::Online(st))) = (s.p.interim, s.ending, &s.stream) {
                 out.push((*id, rec.live_result(st)));
             }
         }
