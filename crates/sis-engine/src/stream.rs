@@ -230,12 +230,14 @@ impl Hub {
         let mut txs = Vec::new();
         let mut threads = Vec::new();
         let stats = Arc::new(BatchStats::default());
+        let endings = unbounded();
         for i in 0..workers.max(1) {
             let (tx, rx) = unbounded();
-            let (post, vad, stats) = (post.clone(), vad.clone(), stats.clone());
+            let (post, vad, stats, endings) =
+                (post.clone(), vad.clone(), stats.clone(), endings.clone());
             let t = std::thread::Builder::new()
                 .name(format!("stream-{i}"))
-                .spawn(move || StreamWorker::new(post, vad, batching, stats).run(rx))
+                .spawn(move || StreamWorker::new(post, vad, batching, endings, stats).run(rx))
                 .map_err(|e| EngineError::Load(format!("cannot start stream worker: {e}")))?;
             txs.push(tx);
             threads.push(t);

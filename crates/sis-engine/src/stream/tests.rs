@@ -26,7 +26,13 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         Harness {
-            worker: StreamWorker::new(post(), Some(vad()), Batching::default(), Arc::default()),
+            worker: StreamWorker::new(
+                post(),
+                Some(vad()),
+                Batching::default(),
+                unbounded(),
+                Arc::default(),
+            ),
             log: Log::default(),
         }
     }
@@ -404,7 +410,13 @@ fn closed_sessions_free_everything_and_idle_vads_stay_bounded() {
 #[test]
 fn a_session_without_the_vad_pack_fails_to_open() {
     let mut h = Harness::new();
-    h.worker = StreamWorker::new(post(), None, Batching::default(), Arc::default());
+    h.worker = StreamWorker::new(
+        post(),
+        None,
+        Batching::default(),
+        unbounded(),
+        Arc::default(),
+    );
     h.open(
         1,
         streaming_model(),
@@ -538,7 +550,7 @@ fn ready_streams_are_batched_until_the_batch_is_full_or_the_first_has_waited() {
     let run = |batching: Batching| {
         let stats = Arc::new(BatchStats::default());
         let mut h = Harness::new();
-        h.worker = StreamWorker::new(post(), Some(vad()), batching, stats.clone());
+        h.worker = StreamWorker::new(post(), Some(vad()), batching, unbounded(), stats.clone());
         for id in 0..n {
             let p = StreamParams {
                 interim: true,
@@ -608,7 +620,13 @@ fn ended_streams_are_finished_together_in_one_decode_pass() {
     let clips = sentences();
     let stats = Arc::new(BatchStats::default());
     let mut h = Harness::new();
-    h.worker = StreamWorker::new(post(), Some(vad()), Batching::default(), stats.clone());
+    h.worker = StreamWorker::new(
+        post(),
+        Some(vad()),
+        Batching::default(),
+        unbounded(),
+        stats.clone(),
+    );
     let mut alone = vec![];
     for id in 0..4u64 {
         let audio = samples(&clips[id as usize], 16000);

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{select, Receiver, Sender};
 use sis_audio::StreamResampler;
 use sis_core::Transcript;
 
@@ -90,10 +90,6 @@ struct Session {
     /// When the open stream last became ready to decode (a full window
     /// buffered, or an interim re-decode due) and was not decoded since.
     ready_since: Option<Instant>,
-    /// END came for a whole-stream session on a streaming pack: its stream
-    /// has its tail and is decoded to its end in the next decode pass (with
-    /// the other ready streams), which then sends the final result.
-    ending: bool,
 }
 
 impl Session {
@@ -121,10 +117,25 @@ pub(super) struct StreamWorker {
     /// Sessions whose stream became ready since the last decode pass, in
     /// the order they did (ids of sessions closed since may remain).
     ready: Vec<(u64, Instant)>,
-    /// A session ended since the last decode pass: its final result is
-    /// due now (finals have a latency bound; interim results can wait).
-    ending: bool,
+    /// Whole-stream sessions that ended, on any worker: whichever worker
+    /// is free first decodes their tails (finals have a latency bound; a
+    /// worker busy with a pass would make them wait).
+    endings: (Sender<Ending>, Receiver<Ending>),
     stats: Arc<BatchStats>,
+}
+
+/// A whole-stream session on a streaming pack after END: its stream (with
+/// its tail, input finished) and what its final result needs. No VAD, so
+/// it may move to another worker.
+pub(crate) struct Ending {
+    model: Arc<AsrModel>,
+    stream: LiveStream,
+    events: EventSender,
+    options: sis_core::RecognitionOptions,
+    context: DecodingContext,
+    rate: u32,
+    /// Samples the session received.
+    received: u64,
 }
 
 /// A fresh decoder for a sentence of `model`.
@@ -143,6 +154,7 @@ impl StreamWorker {
         post: Arc<Postprocessor>,
         vad: Option<VadSource>,
         batching: Batching,
+        endings: (Sender<Ending>, Receiver<Ending>),
         stats: Arc<BatchStats>,
     ) -> StreamWorker {
         StreamWorker {
@@ -152,7 +164,7 @@ impl StreamWorker {
             vads: HashMap::new(),
             batching,
             ready: Vec::new(),
-            ending: false,
+            endings,
             stats,
         }
     }
@@ -161,9 +173,6 @@ impl StreamWorker {
     /// [`Batching::max_batch`] are, or the first of them has waited
     /// [`Batching::wait`].
     pub(super) fn batch_due(&self) -> bool {
-        if self.ending {
-            return true;
-        }
         match self.ready.first() {
             None => false,
             Some((_, since)) => {
@@ -243,19 +252,29 @@ impl StreamWorker {
     /// streams becoming ready within [`Batching::wait`] of each other share
     /// one multi-stream decode call.
     pub(super) fn run(mut self, rx: Receiver<Cmd>) {
+        let endings = self.endings.1.clone();
         loop {
-            let first = match self.wait_left() {
-                Some(left) if left.is_zero() => None,
-                Some(left) => match rx.recv_timeout(left) {
-                    Ok(c) => Some(c),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                },
-                None => match rx.recv() {
-                    Ok(c) => Some(c),
-                    Err(_) => return,
-                },
+            // a command, an ended session (any worker's), or the time the
+            // first ready stream may wait
+            let wait = self.wait_left();
+            let mut ended = Vec::new();
+            let first = if wait.is_some_and(|w| w.is_zero()) {
+                None
+            } else {
+                let wait = wait.unwrap_or(Duration::from_secs(3600));
+                select! {
+                    recv(rx) -> c => match c {
+                        Ok(c) => Some(c),
+                        Err(_) => return,
+                    },
+                    recv(endings) -> e => {
+                        ended.extend(e.ok());
+                        None
+                    },
+                    default(wait) => None,
+                }
             };
+            self.finish_endings(ended);
             if let Some(c) = first {
                 self.apply(c);
             }
@@ -292,7 +311,7 @@ impl StreamWorker {
                 samples,
                 backlog,
             } => {
-                if let Some(mut s) = self.sessions.remove(&id).filter(|s| !s.ending) {
+                if let Some(mut s) = self.sessions.remove(&id) {
                     self.feed(&mut s, &samples);
                     if s.ready_since.is_none() && s.due() {
                         let now = Instant::now();
@@ -309,23 +328,22 @@ impl StreamWorker {
                         self.release(s);
                         return;
                     }
-                    if s.ending {
-                        self.sessions.insert(id, s);
-                        return;
-                    }
-                    if let (None, Some(Decoding::Online(st))) = (&s.vad, &s.stream) {
-                        // decoded to its end with the next batch
-                        st.end_of_input(s.p.sample_rate);
-                        s.ending = true;
-                        s.dirty = true;
-                        self.ending = true;
-                        if s.ready_since.is_none() {
-                            let now = Instant::now();
-                            s.ready_since = Some(now);
-                            self.ready.push((id, now));
+                    if s.vad.is_none() && matches!(s.stream, Some(Decoding::Online(_))) {
+                        if let Some(Decoding::Online(stream)) = s.stream.take() {
+                            // decoded to its end by the first worker free
+                            stream.end_of_input(s.p.sample_rate);
+                            let _ = self.endings.0.send(Ending {
+                                model: s.model.clone(),
+                                stream,
+                                events: s.events.clone(),
+                                options: s.p.options.clone(),
+                                context: s.context.clone(),
+                                rate: s.p.sample_rate,
+                                received: s.received,
+                            });
+                            self.release(s);
+                            return;
                         }
-                        self.sessions.insert(id, s);
-                        return;
                     }
                     self.finish(&mut s);
                     s.events.send(StreamEvent::Finished);
@@ -377,7 +395,6 @@ impl StreamWorker {
             last_partial: String::new(),
             dirty: false,
             ready_since: None,
-            ending: false,
         })
     }
 
@@ -599,16 +616,8 @@ impl StreamWorker {
     /// rest stay ready for the next pass, after the loop has taken the
     /// commands queued meanwhile).
     pub(super) fn decode_ready(&mut self) {
-        if std::mem::take(&mut self.ending) {
-            let ended: Vec<u64> = self
-                .sessions
-                .iter()
-                .filter(|(_, s)| s.ending)
-                .map(|(id, _)| *id)
-                .collect();
-            self.decode_pass(&ended);
-            self.finish_ended();
-        }
+        let ended: Vec<Ending> = self.endings.1.try_iter().collect();
+        self.finish_endings(ended);
         let n = self.ready.len().min(self.batching.max_batch.max(1));
         let ids: Vec<u64> = self.ready.drain(..n).map(|(id, _)| id).collect();
         for id in &ids {
@@ -648,30 +657,32 @@ impl StreamWorker {
         }
     }
 
-    /// Sends the final results of the whole-stream sessions that ended,
-    /// whose streams [`StreamWorker::decode_pass`] decoded to their end.
-    fn finish_ended(&mut self) {
-        let ended: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.ending)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ended {
-            if let Some(mut s) = self.sessions.remove(&id) {
-                let raw = match s.stream.take() {
-                    Some(Decoding::Online(st)) => s.model.recognizer.live_result(&st),
-                    _ => RawResult::default(),
-                };
-                let t = self.final_transcript(&mut s, raw);
-                s.events.send(StreamEvent::Result {
+    /// Decodes the tails of ended whole-stream sessions (`ended` and any
+    /// other queued), together per model, and sends their final results.
+    fn finish_endings(&mut self, mut ended: Vec<Ending>) {
+        ended.extend(self.endings.1.try_iter());
+        while !ended.is_empty() {
+            let id = ended[0].model.id;
+            let (same, rest): (Vec<Ending>, Vec<Ending>) =
+                ended.into_iter().partition(|e| e.model.id == id);
+            ended = rest;
+            let rec = &same[0].model.recognizer;
+            let streams: Vec<&LiveStream> = same.iter().map(|e| &e.stream).collect();
+            let (calls, decoded) = rec.decode_live(&streams);
+            self.stats.record(calls, decoded);
+            for e in &same {
+                let raw = rec.live_result(&e.stream);
+                let dur = e.received as f32 / e.rate as f32;
+                let t = self
+                    .post
+                    .transcript(&[(0.0, raw)], dur, &e.options, &e.context);
+                e.events.send(StreamEvent::Result {
                     start_ms: 0,
-                    end_ms: Self::ms(&s, s.received),
+                    end_ms: e.received * 1000 / u64::from(e.rate.max(1)),
                     is_final: true,
                     transcript: t,
                 });
-                s.events.send(StreamEvent::Finished);
-                self.release(s);
+                e.events.send(StreamEvent::Finished);
             }
         }
     }
@@ -695,8 +706,7 @@ impl StreamWorker {
                 continue;
             };
             s.dirty = false;
-            // an ending stream's next result is its final one
-            if let (true, false, Some(Decoding::Online(st))) = (s.p.interim, s.ending, &s.stream) {
+            if let (true, Some(Decoding::Online(st))) = (s.p.interim, &s.stream) {
                 out.push((*id, rec.live_result(st)));
             }
         }
