@@ -1,11 +1,11 @@
-"""Benchmark model packs: the compute of real streaming ASR models, recognising nothing.
+"""Benchmark model packs: the compute of real ASR models, recognising nothing.
 
 Usage: python tools/bench/make_packs.py [OUT_DIR] [--only NAME]
        (OUT_DIR defaults to target/bench-packs; a Python with
        tools/train/requirements.txt installed, e.g. .venv-train)
 
-Builds four streaming packs with random weights (fixed seeds) for throughput
-benchmarks (see tools/bench/README.md, "Benchmark packs"):
+Builds four streaming packs and two offline ones with random weights (fixed
+seeds) for throughput benchmarks (see tools/bench/README.md, "Benchmark packs"):
 
 - bench-ctc-20m, bench-ctc-70m: tools/train/model.py's causal CTC network
   (conv subsampling x4, causal depthwise-conv + FFN blocks, 418 tokens, NeMo
@@ -17,7 +17,13 @@ benchmarks (see tools/bench/README.md, "Benchmark packs"):
   joiner) made wider and deeper, exported as the committed
   zh-tiny-transducer-streaming pack is (sherpa-onnx's streaming `lstm`
   transducer, T = 35 frames shifted by 32, 8 encoder frames a call, kaldi
-  features).
+  features);
+- bench-ctc-20m-offline, bench-ctc-70m-offline: the same networks as
+  bench-ctc-20m and bench-ctc-70m (same seeds, so the same weights and the
+  same blank bias), exported as the committed zh-tiny-ctc-offline pack is
+  (tools/train/export.py: an offline sherpa-onnx `nemo_ctc` model that takes
+  the whole utterance), for the short-audio benchmark
+  (scripts/bench-short-audio).
 
 For every pack: the blank logit's bias is set so that greedy search emits
 about one symbol per 5 encoder frames on speech (a transducer's decoder runs
@@ -25,8 +31,8 @@ once per emitted symbol; for CTC it only keeps the text sane), found by
 bisection on held-out clips in PyTorch and then measured with sherpa-onnx;
 the FLOPs (2 x multiply-adds) per second of audio are computed analytically
 and checked with torch's FLOP counter; `sisd models verify` must accept the
-pack; sherpa-onnx's OnlineRecognizer decodes held-out audio with one thread
-and the real-time factor is measured. Results go to each pack.toml's
+pack; sherpa-onnx's OnlineRecognizer (offline packs: OfflineRecognizer)
+decodes held-out audio with one thread and the real-time factor is measured. Results go to each pack.toml's
 description and to OUT_DIR/packs.json.
 
 The packs are not committed (target/ is ignored); the same script and seeds
@@ -73,6 +79,8 @@ TARGET_RATE = 0.2  # emitted symbols per encoder frame (one per 5 frames, 40 ms 
 FRAME_S = 0.04  # an encoder frame (4 feature frames of 10 ms)
 BEAM_PATHS = 4  # sisd's max_active_paths (crates/sis-engine/src/decoding.rs)
 DESCRIPTION = "benchmark pack: random weights, recognises nothing, measures compute only"
+# offline packs: their FLOPs per audio second are stated for an utterance of this length
+OFFLINE_REF_S = 5.0
 
 
 @dataclass
@@ -84,6 +92,7 @@ class Spec:
     ffn: int
     joiner: int = 0  # transducer: joiner and decoder dimension
     seed: int = 0
+    offline: bool = False  # CTC only: exported as an offline nemo_ctc model (whole utterances)
 
     @property
     def properties(self):
@@ -100,6 +109,9 @@ SPECS = [
     Spec("bench-ctc-70m", "ctc", d=768, blocks=23, ffn=1536, seed=2070),
     Spec("bench-transducer-20m", "transducer", d=512, blocks=12, ffn=1024, joiner=512, seed=3020),
     Spec("bench-transducer-70m", "transducer", d=768, blocks=21, ffn=1536, joiner=768, seed=3070),
+    # the CTC networks above (same shapes, same seeds: the same weights), offline
+    Spec("bench-ctc-20m-offline", "ctc", d=512, blocks=14, ffn=1024, seed=2020, offline=True),
+    Spec("bench-ctc-70m-offline", "ctc", d=768, blocks=23, ffn=1536, seed=2070, offline=True),
 ]
 
 
@@ -114,6 +126,10 @@ def read_wav(path):
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
 
 
+# the held-out clips the checks decode (and RTFs are measured on)
+TEST_NAMES = [f"s{i:03d}" for i in range(100, 108)] + [f"n{i:03d}" for i in range(100, 103)]
+
+
 def heldout(names):
     return np.concatenate([read_wav(HELDOUT / f"{n}.wav") for n in names])
 
@@ -125,7 +141,7 @@ def audio_sets():
     if not (HELDOUT / "s000.wav").exists():
         sys.exit(f"no held-out audio in {HELDOUT}: run tools/heldout/make_heldout.py (or set SIS_HELDOUT_DIR)")
     calib = heldout([f"s{i:03d}" for i in range(10)] + [f"n{i:03d}" for i in range(5)])
-    test = heldout([f"s{i:03d}" for i in range(100, 108)] + [f"n{i:03d}" for i in range(100, 103)])
+    test = heldout(TEST_NAMES)
     real, names = [], []
     tsv = SHARED_AUDIO / "transcripts.tsv"
     if tsv.exists():
@@ -258,12 +274,14 @@ def conv_out(t):
     return (t - 3) // 2 + 1  # kernel 3, stride 2, no padding
 
 
-def ctc_macs(spec):
+def ctc_macs(spec, frames_in=ctc_model.WINDOW):
     """Multiply-adds of one streaming call (67 feature frames -> 16 output
-    frames); matrix products and convolutions only (LayerNorm, GELU, softmax
-    and the residual adds are left out: under 1 % here)."""
+    frames), or of one offline call on frames_in feature frames (the
+    utterance's plus the 3 the offline export appends); matrix products and
+    convolutions only (LayerNorm, GELU, softmax and the residual adds are
+    left out: under 1 % here)."""
     d, f = spec.d, spec.ffn
-    t1 = conv_out(ctc_model.WINDOW)
+    t1 = conv_out(frames_in)
     t2 = conv_out(t1)
     return {
         "subsampling": t1 * d * FEAT * 3 + t2 * d * d * 3,
@@ -307,6 +325,19 @@ def ctc_flops(spec, net):
     calls_per_s = 100 / ctc_model.SHIFT  # feature frames are 10 ms
     return {"flops_per_audio_s": per_call * calls_per_s, "flops_per_call": per_call,
             "breakdown_per_audio_s": {k: 2 * v * calls_per_s for k, v in macs.items()}}
+
+
+def ctc_offline_flops(spec, net):
+    """An offline call on a whole OFFLINE_REF_S s utterance (its feature
+    frames as sherpa-onnx computes them, + RIGHT_PAD), per second of audio."""
+    frames = audio_pipeline.features(np.zeros(int(OFFLINE_REF_S * 16000), np.float32), "nemo").shape[0]
+    macs = ctc_macs(spec, frames + ctc_model.RIGHT_PAD)
+    per_call = 2 * sum(macs.values())
+    counted = counted_flops(ctc_model.OfflineExport(net), torch.randn(1, FEAT, frames), torch.tensor([frames]))
+    assert counted == per_call, (counted, per_call)
+    return {"flops_per_audio_s": per_call / OFFLINE_REF_S, "flops_per_call": per_call,
+            "utterance_s": OFFLINE_REF_S, "feature_frames": frames,
+            "breakdown_per_audio_s": {k: 2 * v / OFFLINE_REF_S for k, v in macs.items()}}
 
 
 def transducer_flops(spec, net, rate):
@@ -381,6 +412,31 @@ def export_ctc(spec, net, d):
     return ["model.onnx", "tokens.txt"], diff
 
 
+def export_ctc_offline(spec, net, d):
+    """As tools/train/export.py exports zh-tiny-ctc-offline: the whole
+    utterance (N, 80, T) and its lengths -> log-probs (N, T // 4, V)."""
+    x = torch.randn(2, FEAT, 203)
+    ln = torch.tensor([203, 150])
+    p = d / "model.onnx"
+    torch.onnx.export(ctc_model.OfflineExport(net), (x, ln), str(p), dynamo=False, opset_version=OPSET,
+                      input_names=["audio_signal", "length"], output_names=["logprobs", "encoded_lengths"],
+                      dynamic_axes={"audio_signal": {0: "N", 2: "T"}, "length": {0: "N"},
+                                    "logprobs": {0: "N", 1: "T4"}, "encoded_lengths": {0: "N"}})
+    add_meta(str(p), {"vocab_size": VOCAB - 1, "subsampling_factor": 4, "normalize_type": "",
+                      "model_type": "EncDecCTCModel", "is_giga_am": 0,
+                      "comment": f"{spec.name}: {DESCRIPTION} (tools/bench)"})
+    # check: onnxruntime = the PyTorch network on a whole input, T // 4 output frames
+    sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+    t = 5 * ctc_model.SHIFT + 3
+    feats = np.random.default_rng(0).standard_normal((1, FEAT, t)).astype(np.float32) * 3 - 8
+    with torch.no_grad():
+        full = ctc_model.OfflineExport(net)(torch.from_numpy(feats), torch.tensor([t]))[0].numpy()
+    o = sess.run(None, {"audio_signal": feats, "length": np.array([t])})[0]
+    diff = float(np.abs(o - full).max())
+    assert o.shape == full.shape and o.shape[1] == t // 4 and diff < 1e-3, (o.shape, full.shape, diff)
+    return ["model.onnx", "tokens.txt"], diff
+
+
 def export_transducer(spec, net, d):
     e = net.encoder
     comment = f"{spec.name}: {DESCRIPTION} (tools/bench)"
@@ -432,7 +488,7 @@ def write_manifest(spec, d, files, description):
              "model.onnx": "model"}
     lines = [
         f'name = "{spec.name}"',
-        'kind = "streaming_asr"',
+        f'kind = "{"offline_asr" if spec.offline else "streaming_asr"}"',
         f'model_type = "{"nemo_ctc" if spec.family == "ctc" else "transducer"}"',
         'language = "zh"',
         "sample_rate = 16000",
@@ -502,6 +558,60 @@ def timed(rec, audio, per_call):
     return min((decode(rec, audio, per_call) for _ in range(2)), key=lambda r: r[0])
 
 
+def offline_recognizer(d):
+    import sherpa_onnx
+
+    return sherpa_onnx.OfflineRecognizer.from_nemo_ctc(model=str(d / "model.onnx"), tokens=str(d / "tokens.txt"),
+                                                       num_threads=1)
+
+
+def decode_offline(rec, clips):
+    """Each clip as one utterance (one stream, one decode call). Returns
+    (decode wall s, decode CPU s, features wall s, encoder frames, tokens, texts)."""
+    wall = cpu = feat_wall = 0.0
+    frames, toks, texts = 0, [], []
+    for x in clips:
+        s = rec.create_stream()
+        t = time.perf_counter()
+        s.accept_waveform(16000, x)
+        feat_wall += time.perf_counter() - t
+        t, c = time.perf_counter(), time.process_time()
+        rec.decode_stream(s)
+        wall += time.perf_counter() - t
+        cpu += time.process_time() - c
+        # the offline export gives T // 4 encoder frames for T feature frames
+        frames += audio_pipeline.features(x, "nemo").shape[0] // 4
+        toks += list(s.result.tokens)
+        texts.append(s.result.text)
+    return wall, cpu, feat_wall, frames, toks, texts
+
+
+def measure_offline(d, real):
+    """OfflineRecognizer, one thread: every test clip as one utterance (best
+    of 2 passes), then the recorded speech as one utterance."""
+    rec = offline_recognizer(d)
+    clips = [read_wav(HELDOUT / f"{n}.wav") for n in TEST_NAMES]
+    decode_offline(rec, clips[:1])  # warm up; also the one-clip decode check
+    wall, cpu, feat_wall, frames, toks, texts = min((decode_offline(rec, clips) for _ in range(2)),
+                                                    key=lambda r: r[0])
+    secs = sum(len(x) for x in clips) / 16000
+    res = {
+        "test_audio_s": round(secs, 2),
+        "test_clips": len(clips),
+        "rtf": round(wall / secs, 4),
+        "rtf_cpu": round(cpu / secs, 4),
+        "features_rtf": round(feat_wall / secs, 4),
+        "emission_rate_heldout": round(len(toks) / frames, 4),
+        "sample_output": texts[0][:30],
+    }
+    if real is not None:
+        _, _, _, rframes, rtoks, _ = decode_offline(rec, [real])
+        res["emission_rate_real"] = round(len(rtoks) / rframes, 4)
+        res["real_audio_s"] = round(len(real) / 16000, 2)
+    res["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    return res
+
+
 def measure(spec, d, test, real):
     """Greedy search (CTC: the only search), then for transducers
     modified_beam_search with 4 paths, the search sisd uses for them."""
@@ -553,11 +663,17 @@ def build(spec, out, calib, test, real):
         sim_rate = rate_fn(offset)
         with torch.no_grad():
             net.out.bias[0] += offset
-        files, diff = export_ctc(spec, net, d)
-        chunk = {"window_frames": ctc_model.WINDOW, "shift_frames": ctc_model.SHIFT,
-                 "shift_ms": ctc_model.SHIFT * 10, "encoder_frames_per_call": ctc_model.SHIFT // 4}
+        if spec.offline:
+            files, diff = export_ctc_offline(spec, net, d)
+            chunk = None  # one call on the whole utterance
+        else:
+            files, diff = export_ctc(spec, net, d)
+            chunk = {"window_frames": ctc_model.WINDOW, "shift_frames": ctc_model.SHIFT,
+                     "shift_ms": ctc_model.SHIFT * 10, "encoder_frames_per_call": ctc_model.SHIFT // 4}
         arch = (f"causal CTC (tools/train/model.py): conv subsampling x4, {spec.blocks} depthwise-conv + FFN blocks, "
                 f"d {spec.d}, FFN {spec.ffn}, kernel {K}, {VOCAB} tokens, NeMo features")
+        if spec.offline:
+            arch += "; offline nemo_ctc export (the whole utterance in one call, as tools/train/export.py)"
     else:
         net = build_transducer(spec, calib_feats)
         enc_params, total = n_params(net.encoder), n_params(net)
@@ -573,19 +689,27 @@ def build(spec, out, calib, test, real):
                 f"depthwise-conv + FFN blocks, d {spec.d}, FFN {spec.ffn}, kernel {K}, residual LSTM {spec.d}, "
                 f"joiner/decoder {spec.joiner}, {VOCAB} tokens, kaldi features; sherpa-onnx streaming lstm layout")
     print(f"{spec.name}: {total:,} parameters (encoder {enc_params:,}); blank offset {offset:+.3f}, "
-          f"rate in PyTorch {sim_rate:.3f}/frame; streaming ONNX = PyTorch within {diff:.1e}", flush=True)
+          f"rate in PyTorch {sim_rate:.3f}/frame; {'offline' if spec.offline else 'streaming'} ONNX = PyTorch "
+          f"within {diff:.1e}", flush=True)
 
     write_manifest(spec, d, files, DESCRIPTION)  # the description gets the figures below
-    m = measure(spec, d, test, real)
+    m = measure_offline(d, real) if spec.offline else measure(spec, d, test, real)
     rate = m["emission_rate_heldout"]
-    fl = ctc_flops(spec, net) if spec.family == "ctc" else transducer_flops(spec, net, rate)
+    if spec.offline:
+        fl = ctc_offline_flops(spec, net)
+    else:
+        fl = ctc_flops(spec, net) if spec.family == "ctc" else transducer_flops(spec, net, rate)
     gflops = fl["flops_per_audio_s"] / 1e9
-    desc = (f"{DESCRIPTION}. {arch}. {total:,} parameters; {gflops:.2f} GFLOPs per second of audio "
-            f"(2 x multiply-adds, streaming windows of {chunk['window_frames']} frames shifted by "
-            f"{chunk['shift_frames']}" + ("" if spec.family == "ctc" else
-                                          f"; greedy search, decoder at {rate:.3f} symbols per encoder frame; "
-                                          f"{fl['flops_per_audio_s_beam4'] / 1e9:.2f} with modified_beam_search, "
-                                          f"{BEAM_PATHS} paths") + ")")
+    if spec.offline:
+        desc = (f"{DESCRIPTION}. {arch}. {total:,} parameters; {gflops:.2f} GFLOPs per second of audio "
+                f"(2 x multiply-adds, a {OFFLINE_REF_S:g} s utterance in one call)")
+    else:
+        desc = (f"{DESCRIPTION}. {arch}. {total:,} parameters; {gflops:.2f} GFLOPs per second of audio "
+                f"(2 x multiply-adds, streaming windows of {chunk['window_frames']} frames shifted by "
+                f"{chunk['shift_frames']}" + ("" if spec.family == "ctc" else
+                                              f"; greedy search, decoder at {rate:.3f} symbols per encoder frame; "
+                                              f"{fl['flops_per_audio_s_beam4'] / 1e9:.2f} with modified_beam_search, "
+                                              f"{BEAM_PATHS} paths") + ")")
     write_manifest(spec, d, files, desc)
     verified = sisd_verify(d)
     entry = {
@@ -596,7 +720,9 @@ def build(spec, out, calib, test, real):
         "flops_per_audio_s": round(fl["flops_per_audio_s"]),
         **({"flops_per_audio_s_beam4": round(fl["flops_per_audio_s_beam4"])} if spec.family == "transducer" else {}),
         "flops_breakdown_per_audio_s": {k: round(v) for k, v in fl["breakdown_per_audio_s"].items()},
-        "chunk": chunk, "blank_offset": offset, "emission_rate_calibration": round(sim_rate, 4),
+        **({"offline_call": {"utterance_s": fl["utterance_s"], "feature_frames": fl["feature_frames"],
+                             "encoder_frames": fl["feature_frames"] // 4}} if spec.offline else {"chunk": chunk}),
+        "blank_offset": offset, "emission_rate_calibration": round(sim_rate, 4),
         "seed": spec.seed, **m, "sisd_verify": verified, "build_s": round(time.perf_counter() - t0, 1),
     }
     print(f"{spec.name}: {gflops:.3f} GFLOPs/audio s; RTF {m['rtf']:.4f} (CPU {m['rtf_cpu']:.4f}, "
@@ -638,7 +764,10 @@ def main():
                                    "decoder and joiner on 4 paths every encoder frame",
         "rtf": "one stream, sherpa-onnx OnlineRecognizer, num_threads=1, decode loop wall time / audio time "
                "(best of 2; rtf_cpu: process CPU time; features_rtf: accept_waveform; greedy search, "
-               "rtf_beam4: transducers with modified_beam_search, 4 paths)",
+               "rtf_beam4: transducers with modified_beam_search, 4 paths); offline packs: OfflineRecognizer, "
+               "num_threads=1, each test clip one utterance (one decode_stream call), summed",
+        "flops_offline": f"offline packs: one call on a whole {OFFLINE_REF_S:g} s utterance (sherpa-onnx's feature "
+                         "frames + the 3 the export appends), per second of audio",
         "audio": {"calibration": "held-out s000-s009, n000-n004", "test": "held-out s100-s107, n100-n102",
                   "real": real_names},
         "packs": packs,

@@ -93,6 +93,8 @@ pub struct Recognizer {
     /// The decoder reports each token's probability (transducers only:
     /// sherpa-onnx's CTC, Paraformer and SenseVoice decoders keep none).
     confident: bool,
+    /// Streaming packs: the silence that flushes a stream's last window.
+    tail_ms: usize,
 }
 
 /// Hot-word lists written for one biasing recognizer's tokens, by
@@ -199,6 +201,8 @@ pub struct LiveStream {
     stream: OnlineStream,
     /// Present when `stream` is biased by the request's hot words.
     twin: Option<Twin<OnlineStream>>,
+    /// Silence that flushes its last window ([`stream_tail_ms`]).
+    tail_ms: usize,
 }
 
 impl LiveStream {
@@ -210,11 +214,11 @@ impl LiveStream {
         }
     }
 
-    /// No more audio: [`STREAM_TAIL_MS`] of silence so the last window
-    /// fills, and sherpa-onnx told the input is finished. Decoding it to its
+    /// No more audio: silence so the last window fills
+    /// ([`stream_tail_ms`]), and sherpa-onnx told the input is finished. Decoding it to its
     /// end ([`Recognizer::decode_live`]) then gives the final result.
     pub fn end_of_input(&self, rate: u32) {
-        let tail = vec![0f32; (rate as usize * STREAM_TAIL_MS) / 1000];
+        let tail = vec![0f32; (rate as usize * self.tail_ms) / 1000];
         self.accept(rate, &tail);
         self.natives().for_each(OnlineStream::input_finished);
     }
@@ -313,6 +317,10 @@ impl Recognizer {
             method,
             biasing,
             confident: m.model_type == "transducer",
+            tail_ms: match m.kind {
+                PackKind::StreamingAsr => stream_tail_ms(pack),
+                _ => STREAM_TAIL_MS,
+            },
         })
     }
 
@@ -395,7 +403,11 @@ impl Recognizer {
                 self.decode_offline(rate, vec![(st, twin, samples)]);
             }
             (Native::Online(_), Stream::Online(stream, twin)) => {
-                let live = LiveStream { stream, twin };
+                let live = LiveStream {
+                    stream,
+                    twin,
+                    tail_ms: self.tail_ms,
+                };
                 live.accept(rate, samples);
                 self.finish_live(&[&live], rate);
             }
@@ -410,7 +422,11 @@ impl Recognizer {
             return None;
         }
         match self.create_stream(context) {
-            Stream::Online(stream, twin) => Some(LiveStream { stream, twin }),
+            Stream::Online(stream, twin) => Some(LiveStream {
+                stream,
+                twin,
+                tail_ms: self.tail_ms,
+            }),
             Stream::Offline(..) => None,
         }
     }
@@ -462,7 +478,7 @@ impl Recognizer {
 
     /// Ends live streams whose audio was at `rate` and decodes them to their
     /// end. The recognizer only runs a window when a full one is buffered,
-    /// so [`STREAM_TAIL_MS`] of silence is appended first.
+    /// so silence is appended first ([`stream_tail_ms`]).
     pub fn finish_live(&self, streams: &[&LiveStream], rate: u32) -> Vec<RawResult> {
         for s in streams {
             s.end_of_input(rate);
@@ -580,6 +596,32 @@ fn verified<S>(result: RawResult, twin: Option<(RawResult, &Twin<S>)>) -> RawRes
 /// Silence appended before the last decode of a streaming model's stream,
 /// so its look-ahead window is filled (ms).
 const STREAM_TAIL_MS: usize = 800;
+
+/// The silence that flushes a streaming pack's last window, in ms.
+/// sherpa-onnx decodes a stream's next window when more than its window
+/// (`T` feature frames of 10 ms, from the model's metadata: `T` for
+/// transducers and zipformer2 CTC, `window_size` for NeMo CTC) is buffered
+/// past what it decoded, and each decode moves on by the window's shift
+/// (at most `T`). With F real frames and P frames of silence after them
+/// (the input finished, so all F + P are ready), windows are decoded while
+/// `processed + T < F + P`; with P = `T` + 2 they run until `processed >=
+/// F + 2`, past every real frame whatever was decoded before the end (the
+/// 2 frames cover the rounding of samples to frames). The transcripts of
+/// the committed streaming packs are those of the old fixed 800 ms tail
+/// (`tests/heldout_cer.rs`, `stream::tests`). Packs whose window is not
+/// stated get [`STREAM_TAIL_MS`]; no tail exceeds it.
+fn stream_tail_ms(pack: &Pack) -> usize {
+    let (role, key) = match pack.manifest.model_type.as_str() {
+        "transducer" => ("encoder", "T"),
+        "nemo_ctc" => ("model", "window_size"),
+        "zipformer2_ctc" => ("model", "T"),
+        _ => return STREAM_TAIL_MS,
+    };
+    match pack.onnx(role).ok().and_then(|i| i.int(key)) {
+        Some(t) if t > 0 => ((t as usize + 2) * 10).min(STREAM_TAIL_MS),
+        _ => STREAM_TAIL_MS,
+    }
+}
 
 /// Voice activity detection settings.
 #[derive(Clone, Copy, Debug)]
