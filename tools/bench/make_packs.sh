@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the benchmark packs (tools/bench/make_packs.py: random weights with
-# the compute of real streaming models; they recognise nothing) with the
-# pinned training environment of tools/train in .venv-train.
+# the compute of real streaming and offline models; they recognise nothing)
+# with the pinned training environment of tools/train in .venv-train.
 #   tools/bench/make_packs.sh [OUT_DIR] [--only NAME]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

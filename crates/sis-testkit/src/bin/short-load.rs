@@ -211,7 +211,14 @@ impl Clip {
     /// `raw_text`: sis requests ask for `digit_norm: no` (the API's default is
     /// yes: digits written as numerals), so that the text compares with the
     /// peer's.
-    fn new(name: String, pcm: &[i16], url: &Url, property: &str, ws_chunk: usize, raw_text: bool) -> Clip {
+    fn new(
+        name: String,
+        pcm: &[i16],
+        url: &Url,
+        property: &str,
+        ws_chunk: usize,
+        raw_text: bool,
+    ) -> Clip {
         let pcm_bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
         let mut config = json!({"audio_format": "pcm16k16bit", "property": property});
         if raw_text {
