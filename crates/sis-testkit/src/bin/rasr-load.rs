@@ -20,18 +20,19 @@
 //! error message, a close before the end of the exchange, or the timeout.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-const RATE: usize = 16_000;
+use sis_testkit::procfs::{self, tree_cpu_s, tree_status_kb};
+use sis_testkit::{pct, read_wav, wav_paths, RATE};
 /// SIS frames must be at least 320 bytes (160 samples) at 16 kHz.
 const MIN_FRAME_SAMPLES: usize = 160;
 
@@ -155,78 +156,10 @@ impl Rng {
     }
 }
 
-fn wav_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in inputs {
-        if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("cannot list {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|q| q.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
-                .collect();
-            v.sort();
-            out.extend(v);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    if out.is_empty() {
-        bail!("no WAV files given");
-    }
-    Ok(out)
-}
-
-fn le16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn le32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// The samples of a 16 kHz mono 16-bit PCM WAV file.
-fn read_wav(path: &Path) -> anyhow::Result<Vec<i16>> {
-    let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if b.len() < 12 || &b[0..4] != b"RIFF" || &b[8..12] != b"WAVE" {
-        bail!("{}: not a RIFF/WAVE file", path.display());
-    }
-    let mut at = 12;
-    let mut format_ok = false;
-    while at + 8 <= b.len() {
-        let id = &b[at..at + 4];
-        let size = le32(&b, at + 4).unwrap_or(0) as usize;
-        let body = at + 8;
-        let end = body.saturating_add(size).min(b.len());
-        if id == b"fmt " {
-            let tag = le16(&b, body).unwrap_or(0);
-            let channels = le16(&b, body + 2).unwrap_or(0);
-            let rate = le32(&b, body + 4).unwrap_or(0);
-            let bits = le16(&b, body + 14).unwrap_or(0);
-            if !(tag == 1 || tag == 0xFFFE) || channels != 1 || rate != RATE as u32 || bits != 16 {
-                bail!(
-                    "{}: need 16 kHz mono 16-bit PCM (format {tag}, {channels} ch, {rate} Hz, {bits} bit)",
-                    path.display()
-                );
-            }
-            format_ok = true;
-        } else if id == b"data" {
-            if !format_ok {
-                bail!("{}: data chunk before fmt chunk", path.display());
-            }
-            return Ok(b[body..end]
-                .chunks_exact(2)
-                .map(|s| i16::from_le_bytes([s[0], s[1]]))
-                .collect());
-        }
-        at = end + (size & 1);
-    }
-    bail!("{}: no data chunk", path.display())
-}
-
 fn load_audio(inputs: &[PathBuf]) -> anyhow::Result<Audio> {
     let mut samples = Vec::new();
     let mut clips = Vec::new();
-    for p in wav_paths(inputs)? {
+    for p in wav_paths(inputs, "")? {
         let s = read_wav(&p)?;
         if s.is_empty() {
             continue;
@@ -501,15 +434,6 @@ async fn run_stream(cfg: Arc<Config>, audio: Arc<Audio>, plan: Plan, start: Inst
     out
 }
 
-/// Nearest-rank percentile of sorted values.
-fn pct(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
-}
-
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
@@ -529,73 +453,6 @@ fn summary(mut v: Vec<f64>) -> Value {
         "max": r(v.last().copied()),
         "mean": r(if v.is_empty() { None } else { Some(v.iter().sum::<f64>() / v.len() as f64) }),
     })
-}
-
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
-/// utime + stime of a process, seconds (`pid` is a number or "self").
-fn proc_cpu_s(pid: &str) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // fields after the command name, which may contain spaces: state is field 3
-    let rest = &s[s.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / clk_tck())
-}
-
-/// A `Vm...:` line of /proc/PID/status, kB.
-fn proc_status_kb(pid: &str, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// A process and its children (sisd's engine workers), as /proc names them.
-fn process_tree(pid: &str) -> Vec<String> {
-    let mut out = vec![pid.to_string()];
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(c.split_whitespace().map(str::to_string));
-            }
-        }
-    }
-    out
-}
-
-/// CPU seconds of a process and its children (None when it is gone).
-fn tree_cpu_s(pid: &str) -> Option<f64> {
-    let own = proc_cpu_s(pid)?;
-    Some(
-        own + process_tree(pid)[1..]
-            .iter()
-            .filter_map(|c| proc_cpu_s(c))
-            .sum::<f64>(),
-    )
-}
-
-/// A `Vm...:` figure of a process plus its children's, kB.
-fn tree_status_kb(pid: &str, key: &str) -> Option<u64> {
-    let own = proc_status_kb(pid, key)?;
-    Some(
-        own + process_tree(pid)[1..]
-            .iter()
-            .filter_map(|c| proc_status_kb(c, key))
-            .sum::<u64>(),
-    )
 }
 
 fn mb(kb: u64) -> f64 {
@@ -652,7 +509,7 @@ fn main() -> anyhow::Result<()> {
     // the server and its engine workers
     let server_cpu0 = server.as_deref().and_then(tree_cpu_s);
     let server_rss0 = server.as_deref().and_then(|p| tree_status_kb(p, "VmRSS:"));
-    let gen_cpu0 = proc_cpu_s("self");
+    let gen_cpu0 = procfs::cpu_s("self");
     let wall0 = std::time::Instant::now();
 
     let (outcomes, server_rss_peak) = rt.block_on(async {
@@ -691,7 +548,7 @@ fn main() -> anyhow::Result<()> {
     });
 
     let wall = wall0.elapsed().as_secs_f64();
-    let gen_cpu = match (gen_cpu0, proc_cpu_s("self")) {
+    let gen_cpu = match (gen_cpu0, procfs::cpu_s("self")) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
@@ -756,7 +613,7 @@ fn main() -> anyhow::Result<()> {
             "threads": args.threads.max(1),
             "cpu_s": gen_cpu.map(round2),
             "cpu_pct": gen_cpu.map(pct_of),
-            "rss_mb": proc_status_kb("self", "VmRSS:").map(mb),
+            "rss_mb": procfs::status_kb("self", "VmRSS:").map(mb),
         },
         "server": server.as_ref().map(|pid| json!({
             "pid": pid,

@@ -32,7 +32,7 @@
 //! Latency: the first byte of a request written -> its whole answer read.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +46,10 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const RATE: usize = 16_000;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use sis_testkit::procfs::{self, machine_busy_s, tree_cpu_s, tree_status_kb};
+use sis_testkit::{pct, read_wav, wav_paths, RATE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Proto {
@@ -115,88 +118,6 @@ struct Args {
 
 // ------------------------------------------------------------------ clips
 
-fn wav_paths(inputs: &[PathBuf], prefix: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in inputs {
-        if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("cannot list {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|q| q.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
-                .filter(|q| {
-                    q.file_name()
-                        .is_some_and(|f| f.to_string_lossy().starts_with(prefix))
-                })
-                .collect();
-            v.sort();
-            out.extend(v);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// The samples of a 16 kHz mono 16-bit PCM WAV file (RIFF chunks walked).
-fn read_wav(path: &Path) -> anyhow::Result<Vec<i16>> {
-    let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if b.len() < 12 || &b[0..4] != b"RIFF" || &b[8..12] != b"WAVE" {
-        bail!("{}: not a RIFF/WAVE file", path.display());
-    }
-    let u16_at = |i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let u32_at = |i: usize| {
-        b.get(i..i + 4)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let mut at = 12;
-    let mut fmt_ok = false;
-    while at + 8 <= b.len() {
-        let size = u32_at(at + 4).unwrap_or(0) as usize;
-        let body = at + 8;
-        let end = body.saturating_add(size).min(b.len());
-        match &b[at..at + 4] {
-            b"fmt " => {
-                let tag = u16_at(body).unwrap_or(0);
-                let ch = u16_at(body + 2).unwrap_or(0);
-                let rate = u32_at(body + 4).unwrap_or(0);
-                let bits = u16_at(body + 14).unwrap_or(0);
-                if !(tag == 1 || tag == 0xFFFE) || ch != 1 || rate != RATE as u32 || bits != 16 {
-                    bail!("{}: need 16 kHz mono 16-bit PCM", path.display());
-                }
-                fmt_ok = true;
-            }
-            b"data" if fmt_ok => {
-                return Ok(b[body..end]
-                    .chunks_exact(2)
-                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
-                    .collect());
-            }
-            _ => {}
-        }
-        at = end + (size & 1);
-    }
-    bail!("{}: no fmt + data chunks", path.display())
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            if k <= c.len() {
-                out.push(B64[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// One clip, ready to send in either protocol.
 struct Clip {
     name: String,
@@ -224,7 +145,7 @@ impl Clip {
         if raw_text {
             config["digit_norm"] = json!("no");
         }
-        let body = json!({"data": base64(&pcm_bytes), "config": config}).to_string();
+        let body = json!({"data": BASE64.encode(&pcm_bytes), "config": config}).to_string();
         let head = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             url.path,
@@ -421,99 +342,7 @@ async fn finish(conn: Conn) {
 
 // ------------------------------------------------------------------ /proc
 
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
-/// utime + stime of a process, seconds (`pid` a number or "self").
-fn proc_cpu_s(pid: &str) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the fields after the command name (which may hold spaces and parentheses)
-    let f: Vec<&str> = s[s.rfind(')')? + 1..].split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / clk_tck())
-}
-
-/// A process and all its descendants.
-fn process_tree(pid: &str) -> Vec<String> {
-    let mut out = vec![pid.to_string()];
-    let mut i = 0;
-    while i < out.len() {
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", out[i])) {
-            for t in tasks.flatten() {
-                if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(c.split_whitespace().map(str::to_string));
-                }
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn tree_cpu_s(pid: &str) -> Option<f64> {
-    let own = proc_cpu_s(pid)?;
-    Some(
-        own + process_tree(pid)[1..]
-            .iter()
-            .filter_map(|c| proc_cpu_s(c))
-            .sum::<f64>(),
-    )
-}
-
-fn tree_status_kb(pid: &str, key: &str) -> Option<u64> {
-    let kb = |p: &str| -> Option<u64> {
-        let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-        s.lines()
-            .find(|l| l.starts_with(key))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    let own = kb(pid)?;
-    Some(
-        own + process_tree(pid)[1..]
-            .iter()
-            .filter_map(|c| kb(c))
-            .sum::<u64>(),
-    )
-}
-
-/// CPU seconds the whole machine has been busy (not idle, not iowait).
-fn machine_busy_s() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let v: Vec<f64> = s
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if v.len() < 5 {
-        return None;
-    }
-    Some((v.iter().sum::<f64>() - v[3] - v[4]) / clk_tck())
-}
-
 // ------------------------------------------------------------------ stats
-
-/// Nearest-rank percentile of sorted values.
-fn pct(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
-}
 
 fn r2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
@@ -654,7 +483,7 @@ fn main() -> anyhow::Result<()> {
         }
 
         let server_cpu0 = server.as_deref().and_then(tree_cpu_s);
-        let gen_cpu0 = proc_cpu_s("self");
+        let gen_cpu0 = procfs::cpu_s("self");
         let busy0 = machine_busy_s();
         let t0 = Instant::now();
         let run = Arc::new(Run {
@@ -682,7 +511,7 @@ fn main() -> anyhow::Result<()> {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
-        let gen_cpu = match (gen_cpu0, proc_cpu_s("self")) {
+        let gen_cpu = match (gen_cpu0, procfs::cpu_s("self")) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
@@ -751,7 +580,7 @@ fn main() -> anyhow::Result<()> {
         "latencies_ms": lat.iter().map(|v| r2(*v)).collect::<Vec<_>>(),
         "server": server.as_ref().map(|pid| json!({
             "pid": pid,
-            "processes": process_tree(pid).len(),
+            "processes": procfs::tree(pid).len(),
             "cpu_s": server_cpu.map(r3),
             "cpu_ms_per_req": server_cpu.map(|c| r3(c * 1000.0 / n)),
             "cpu_pct": server_cpu.map(pct_of),
