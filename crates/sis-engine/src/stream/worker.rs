@@ -616,8 +616,7 @@ impl StreamWorker {
     /// rest stay ready for the next pass, after the loop has taken the
     /// commands queued meanwhile).
     pub(super) fn decode_ready(&mut self) {
-        let ended: Vec<Ending> = self.endings.1.try_iter().collect();
-        self.finish_endings(ended);
+        self.finish_endings(Vec::new());
         let n = self.ready.len().min(self.batching.max_batch.max(1));
         let ids: Vec<u64> = self.ready.drain(..n).map(|(id, _)| id).collect();
         for id in &ids {
@@ -657,10 +656,14 @@ impl StreamWorker {
         }
     }
 
-    /// Decodes the tails of ended whole-stream sessions (`ended` and any
-    /// other queued), together per model, and sends their final results.
+    /// Decodes the tails of ended whole-stream sessions (`ended` and others
+    /// queued, up to [`Batching::max_batch`] in all: the rest are left to
+    /// the other workers or the next pass, so one worker does not hold its
+    /// own sessions' commands while it finishes everyone's), together per
+    /// model, and sends their final results.
     fn finish_endings(&mut self, mut ended: Vec<Ending>) {
-        ended.extend(self.endings.1.try_iter());
+        let room = self.batching.max_batch.max(1).saturating_sub(ended.len());
+        ended.extend(self.endings.1.try_iter().take(room));
         while !ended.is_empty() {
             let id = ended[0].model.id;
             let (same, rest): (Vec<Ending>, Vec<Ending>) =
