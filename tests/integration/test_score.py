@@ -10,6 +10,7 @@ their results carry no score at all."""
 
 import json
 import subprocess
+import time
 import wave
 
 import numpy as np
@@ -74,8 +75,10 @@ def short_audio_ws(world, data, rate, prop):
             return result
 
 
-def rasr(world, data, rate, prop, interim=False):
-    """(final results, interim results) of a continue-stream session."""
+def rasr(world, data, rate, prop, interim=False, pace_s=0.0):
+    """(final results, interim results) of a continue-stream session;
+    `pace_s` between 100 ms frames (the server batches what arrives at
+    once, so unpaced audio may give a single interim result)."""
     base = world["server"].base.split("//", 1)[1]
     ws = websocket.create_connection(f"ws://{base}/v1/p1/rasr/continue-stream", timeout=30)
     ws.send(json.dumps({"command": "START", "config": {
@@ -87,6 +90,8 @@ def rasr(world, data, rate, prop, interim=False):
     audio += b"\0" * (-len(audio) % chunk)
     for i in range(0, len(audio), chunk):
         ws.send_binary(audio[i:i + chunk])
+        if pace_s:
+            time.sleep(pace_s)
     ws.send(json.dumps({"command": "END", "cancel": "false"}))
     finals, interims = [], []
     while True:
@@ -153,7 +158,8 @@ def test_interim_scores_are_refreshed(world):
     """Interim results carry the score of the text so far: in [0, 1], and
     not one value throughout a sentence."""
     row = max(world["clips"], key=lambda r: len(r["text"]))
-    finals, interims = rasr(world, pcm(world, row, "16k"), "16k", "chinese_{rate}_hotword", interim=True)
+    finals, interims = rasr(world, pcm(world, row, "16k"), "16k", "chinese_{rate}_hotword", interim=True,
+                            pace_s=0.05)
     scores = [r["score"] for r in interims if r["text"]]
     print(f"interim scores: {scores}; final {[r['score'] for r in finals]}")
     assert len(scores) >= 2, interims
