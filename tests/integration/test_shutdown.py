@@ -317,6 +317,24 @@ def test_sigterm_during_vocabulary_writes_loses_nothing_accepted(models_dir, tmp
         server.stop()
 
 
+def until_closed(ws):
+    """Every message until the server closes the connection: the
+    `resp_type` of each text message, and the bytes of the binary ones."""
+    kinds, audio = [], 0
+    while True:
+        try:
+            m = ws.recv()
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            break
+        if isinstance(m, bytes):
+            audio += len(m)
+            continue
+        if not m:
+            break
+        kinds.append(json.loads(m)["resp_type"])
+    return kinds, audio
+
+
 def test_sigterm_mid_synthesis(models_dir, tmp_path):
     """SIGTERM while a 500-character /tts request and an /rtts session are
     being synthesised: the request in flight gets its 200 with the whole
@@ -353,18 +371,7 @@ def test_sigterm_mid_synthesis(models_dir, tmp_path):
     ws.recv()  # the first audio: synthesis is running
     assert t.is_alive()
     server.proc.send_signal(signal.SIGTERM)
-    kinds, audio = [], 0
-    while True:
-        try:
-            m = ws.recv()
-        except websocket.WebSocketConnectionClosedException:
-            break
-        if isinstance(m, bytes):
-            audio += len(m)
-            continue
-        if not m:
-            break
-        kinds.append(json.loads(m)["resp_type"])
+    kinds, audio = until_closed(ws)
     t.join()
     assert server.proc.wait(timeout=20) == 0
     assert kinds and kinds[-1] in ("END", "FATAL_ERROR"), kinds
@@ -407,15 +414,7 @@ def test_sigterm_mid_flash_and_short_audio_ws(models_dir, tmp_path, heldout):
     t.start()
     time.sleep(0.5)
     server.proc.send_signal(signal.SIGTERM)
-    kinds = []
-    while True:
-        try:
-            m = ws.recv()
-        except (websocket.WebSocketConnectionClosedException, ConnectionError):
-            break
-        if not m:
-            break
-        kinds.append(json.loads(m)["resp_type"])
+    kinds, _ = until_closed(ws)
     t.join()
     assert server.proc.wait(timeout=60) == 0
     assert kinds and kinds[-1] in ("END", "FATAL_ERROR"), kinds

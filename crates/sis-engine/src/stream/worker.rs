@@ -86,7 +86,6 @@ struct Session {
     /// Sentence mode: recognition stopped (first sentence done, or silence).
     stopped: bool,
     last_partial: String,
-    dirty: bool,
     /// When the open stream last became ready to decode (a full window
     /// buffered, or an interim re-decode due) and was not decoded since.
     ready_since: Option<Instant>,
@@ -393,7 +392,6 @@ impl StreamWorker {
             last_boundary: 0,
             stopped: false,
             last_partial: String::new(),
-            dirty: false,
             ready_since: None,
         })
     }
@@ -407,7 +405,6 @@ impl StreamWorker {
             s.received += samples.len() as u64;
             if let Some(st) = &mut s.stream {
                 st.accept(s.p.sample_rate, samples);
-                s.dirty = true;
             }
             return;
         }
@@ -460,7 +457,6 @@ impl StreamWorker {
         if s.in_speech {
             if let Some(st) = &mut s.stream {
                 st.accept(rate, win);
-                s.dirty = true;
             }
         } else {
             s.lead.extend(win.iter().copied());
@@ -550,7 +546,6 @@ impl StreamWorker {
     fn final_transcript(&self, s: &mut Session, raw: RawResult) -> Transcript {
         let rate = s.p.sample_rate;
         s.last_partial.clear();
-        s.dirty = false;
         let offset = s.stream_start as f32 / rate as f32;
         let dur = (s.received - s.stream_start) as f32 / rate as f32;
         let mut t = self
@@ -708,7 +703,6 @@ impl StreamWorker {
             let Some(s) = self.sessions.get_mut(id) else {
                 continue;
             };
-            s.dirty = false;
             if let (true, Some(Decoding::Online(st))) = (s.p.interim, &s.stream) {
                 out.push((*id, rec.live_result(st)));
             }
@@ -721,18 +715,12 @@ impl StreamWorker {
     fn decode_offline(&mut self, model: &AsrModel, ids: &[u64]) -> Vec<(u64, RawResult)> {
         let mut due: Vec<u64> = Vec::new();
         for id in ids {
-            let Some(s) = self.sessions.get_mut(id) else {
+            let Some(s) = self.sessions.get_mut(id).filter(|s| s.due()) else {
                 continue;
             };
-            let step = (INTERIM_STEP_S * s.p.sample_rate as f32) as usize;
-            if let (true, Some(Decoding::Offline { audio, decoded })) = (s.p.interim, &mut s.stream)
-            {
-                if audio.len() >= *decoded + step {
-                    *decoded = audio.len();
-                    due.push(*id);
-                }
-            } else {
-                s.dirty = false;
+            if let Some(Decoding::Offline { audio, decoded }) = &mut s.stream {
+                *decoded = audio.len();
+                due.push(*id);
             }
         }
         // sessions of one model may differ in rate (8 kHz properties)
