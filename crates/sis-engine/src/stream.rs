@@ -1,10 +1,12 @@
 //! Real-time recognition sessions (RASR). A fixed pool of stream worker
 //! threads owns every live session's recognizer stream and VAD (a session is
 //! pinned to one worker for its life, because sherpa-onnx's VAD may not move
-//! between threads). Each loop a worker applies the queued commands of its
-//! sessions, then decodes all of its ready streams of one model in one
-//! multi-stream call, and sends events back on each session's channel. No
-//! thread per connection; nothing decodes on the async runtime.
+//! between threads). A worker applies the queued commands of its sessions
+//! and, when a batch is due ([`Batching`]), decodes the oldest ready streams
+//! of one model in one multi-stream call; the tails of ended whole-stream
+//! sessions (no VAD) go to a queue every worker takes from, first. Events go
+//! back on each session's channel. No thread per connection; nothing decodes
+//! on the async runtime.
 
 #[cfg(test)]
 mod tests;
