@@ -188,3 +188,40 @@ def test_silence_scores_zero_on_a_transducer(world):
     assert res["text"] == "" and res["score"] == 0.0, res
     res = short_audio(world, silence, "16k", "chinese_{rate}_common")
     assert res["text"] == "" and "score" not in res, res
+
+
+@pytest.mark.parametrize("rate", ["16k", "8k"])
+def test_tiny_streams_on_the_transducer_end_cleanly(world, rate):
+    """Short-stream sessions on the streaming transducer with no audio, one
+    sample and one frame: their END comes back (the tail sized from the
+    model's window, the final decoded by whichever worker is free), with no
+    error and a score only beside text; then a real clip is recognised."""
+    base = world["server"].base.split("//", 1)[1]
+    for data in (b"", b"\0\0", b"\0" * 320):
+        ws = websocket.create_connection(f"ws://{base}/v1/p1/rasr/short-stream", timeout=30)
+        ws.send(json.dumps({"command": "START", "config": {
+            "audio_format": f"pcm{rate}16bit", "property": f"chinese_{rate}_hotword"}}))
+        assert json.loads(ws.recv())["resp_type"] == "START"
+        if data:
+            ws.send_binary(data)
+        ws.send(json.dumps({"command": "END"}))
+        msgs = [json.loads(ws.recv())]
+        while msgs[-1]["resp_type"] not in ("END", "ERROR", "FATAL_ERROR"):
+            msgs.append(json.loads(ws.recv()))
+        ws.close()
+        assert msgs[-1]["resp_type"] == "END", (len(data), msgs)
+        for m in msgs:
+            for s in m.get("segments", []):
+                assert "score" in s["result"] and 0.0 <= s["result"]["score"] <= 1.0, m
+    # clients that vanish right after END, their finals still being decoded
+    row = world["clips"][0]
+    for _ in range(4):
+        ws = websocket.create_connection(f"ws://{base}/v1/p1/rasr/short-stream", timeout=30)
+        ws.send(json.dumps({"command": "START", "config": {
+            "audio_format": f"pcm{rate}16bit", "property": f"chinese_{rate}_hotword"}}))
+        assert json.loads(ws.recv())["resp_type"] == "START"
+        ws.send_binary(pcm(world, row, rate))
+        ws.send(json.dumps({"command": "END"}))
+        ws.sock.close()
+    finals, _ = rasr(world, pcm(world, row, rate), rate, "chinese_{rate}_hotword")
+    assert one_result(finals)["text"], finals
