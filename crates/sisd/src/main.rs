@@ -33,7 +33,7 @@ use config::{Cli, Command};
 use sis_pool::EnginePool;
 
 fn main() -> ExitCode {
-    return_large_blocks();
+    malloc_policy();
     let var = |name: &str| std::env::var(name).ok();
     let spec = config::log_filter(var("RUST_LOG").as_deref(), var("SIS_LOG").as_deref());
     let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
@@ -291,11 +291,22 @@ fn fit_descriptors(max_connections: usize) -> usize {
 /// glibc's default raises this threshold after the first such free, so
 /// freed blocks then stay in whichever heap arena a thread used: a burst of
 /// sign-ins left up to 46 MB resident after it ended.
-fn return_large_blocks() {
+///
+/// And one heap arena per core instead of glibc's eight: a real-time
+/// session's buffers are allocated on whichever thread touches them (tokio's,
+/// a stream worker's), and with eight arenas per core their free space
+/// scattered: at 512 streams sisd took 0.14 MB per stream, 0.11-0.12 with one
+/// arena per core, at the same CPU (BENCHMARKS.md, issue 17).
+fn malloc_policy() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets the policy for later allocations; it is
-    // called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = i32::try_from(cores).unwrap_or(i32::MAX);
+        // SAFETY: mallopt only sets the policy for later allocations; it is
+        // called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
     }
 }
