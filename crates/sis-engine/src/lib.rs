@@ -270,6 +270,12 @@ impl Engine {
         self.hub.batch_stats().totals()
     }
 
+    /// Logs [`Engine::stream_batch_totals`] (what the engine logs when it
+    /// is dropped; for a process that exits without dropping it).
+    pub fn log_stream_batches(&self) {
+        self.hub.batch_stats().log();
+    }
+
     pub fn active_streams(&self) -> usize {
         self.hub.active()
     }

@@ -70,6 +70,19 @@ impl BatchStats {
             self.streams.load(Ordering::Relaxed),
         )
     }
+
+    /// Logs the totals (at the end of an engine's life).
+    pub fn log(&self) {
+        let (calls, streams) = self.totals();
+        if calls > 0 {
+            tracing::info!(
+                calls,
+                streams,
+                streams_per_call = format!("{:.2}", streams as f64 / calls as f64),
+                "real-time decode calls"
+            );
+        }
+    }
 }
 
 /// How a session segments its audio.
@@ -299,14 +312,6 @@ impl Drop for Hub {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let (calls, streams) = self.stats.totals();
-        if calls > 0 {
-            tracing::info!(
-                calls,
-                streams,
-                streams_per_call = format!("{:.2}", streams as f64 / calls as f64),
-                "real-time decode calls"
-            );
-        }
+        self.stats.log();
     }
 }

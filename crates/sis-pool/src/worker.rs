@@ -84,7 +84,10 @@ pub fn run_worker() -> Result<(), String> {
             Ok(true) => {}
             // the server closed the pipe (it stops, or it gave up on us):
             // nothing is left to do, and the engine's threads need no join
-            Ok(false) => std::process::exit(0),
+            Ok(false) => {
+                engine.log_stream_batches();
+                std::process::exit(0)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "engine worker: unreadable frame from the server");
                 std::process::exit(2);

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::builder::RangedU64ValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use sis_engine::{EngineConfig, VadSettings};
 
 /// Every default of the command line, declared once.
@@ -148,10 +148,51 @@ pub enum Command {
     Credentials(CredentialsCommand),
     /// Print a new random master key (64 hex digits) for sealing secret keys.
     Keygen,
+    /// The configuration file of `serve`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// An engine worker process (started by `serve`; speaks a binary
     /// protocol on stdin/stdout).
     #[command(hide = true)]
     EngineWorker,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the configuration `serve` would run with (FILE, or SIS_CONFIG's
+    /// file, under the environment's SIS_* variables), each value with where
+    /// it came from and secrets redacted; or every mistake, each with its key.
+    Check {
+        /// A TOML file of `serve`'s settings. Default: SIS_CONFIG.
+        file: Option<PathBuf>,
+    },
+    /// Print a commented configuration file with every key and its default.
+    Example,
+}
+
+/// The command line, with `serve`'s `--config` file (or SIS_CONFIG's) read:
+/// its values stand in for the built-in defaults, under flags and
+/// environment variables (`config_file`). A file with mistakes ends the
+/// process with every one of them.
+pub fn parse_cli() -> Cli {
+    let cli = Cli::parse();
+    let Command::Serve(args) = &cli.command else {
+        return cli;
+    };
+    let Some(path) = &args.config else {
+        return cli;
+    };
+    let (file, errors) = crate::config_file::check(&crate::config_file::serve_command(), path)
+        .unwrap_or_else(|e| (Default::default(), vec![e]));
+    if !errors.is_empty() {
+        eprintln!("sisd: {} is not a valid configuration:", path.display());
+        for e in errors {
+            eprintln!("  {e}");
+        }
+        std::process::exit(2);
+    }
+    let m = crate::config_file::cli_with_file(&file).get_matches();
+    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
 }
 
 /// The log filter when neither `RUST_LOG` nor `SIS_LOG` is set.
@@ -575,6 +616,10 @@ fn objects_url(u: &str) -> Result<String, String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// A TOML file of these settings, keyed by flag name (`sisd config
+    /// example`); a flag or environment variable overrides its key.
+    #[arg(long, env = "SIS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address to listen on (IP:PORT).
     #[arg(long, env = "SIS_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod config;
+mod config_file;
 mod download;
 mod errors;
 mod flash;
@@ -28,8 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
-use config::{Cli, Command};
+use clap::FromArgMatches;
+use config::Command;
 use sis_pool::EnginePool;
 
 fn main() -> ExitCode {
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli = config::parse_cli();
     if matches!(
         cli.command,
         Command::Serve(_) | Command::Projects(_) | Command::Users(_) | Command::Credentials(_)
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => Err(anyhow::anyhow!("engine worker: {e}")),
         },
+        Command::Config(cmd) => config_command(cmd),
         Command::Keygen => {
             println!("{}", sis_auth::MasterKey::generate_hex());
             Ok(ExitCode::SUCCESS)
@@ -79,6 +81,67 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn config_command(cmd: config::ConfigCommand) -> anyhow::Result<ExitCode> {
+    use config_file::{check, check_env, effective, example, serve_command, with_file};
+    let serve = serve_command();
+    let file = match cmd {
+        config::ConfigCommand::Example => {
+            print!("{}", example(&serve));
+            return Ok(ExitCode::SUCCESS);
+        }
+        config::ConfigCommand::Check { file } => {
+            file.or_else(|| std::env::var_os(config_file::ENV).map(Into::into))
+        }
+    };
+    let (values, mut errors) = match &file {
+        Some(f) => match check(&serve, f) {
+            Ok(checked) => checked,
+            Err(e) => {
+                eprintln!("sisd: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => Default::default(),
+    };
+    let env_errors = check_env(&serve);
+    let env_ok = env_errors.is_empty();
+    errors.extend(env_errors);
+    let serve = with_file(serve, &values);
+    // the file's refused keys are left out; what is left is checked as a
+    // whole (an environment variable's mistake would only be repeated)
+    let shown = match serve.clone().try_get_matches_from(["serve"]) {
+        _ if !env_ok => None,
+        Err(e) => {
+            errors.push(config_file::clap_reason(&e));
+            None
+        }
+        Ok(m) => match config::ServeArgs::from_arg_matches(&m).map(|a| a.validate()) {
+            Err(e) => {
+                errors.push(e.to_string());
+                None
+            }
+            Ok(Err(e)) => {
+                errors.push(format!("{e:#}"));
+                None
+            }
+            Ok(Ok(_)) => Some(effective(&serve, &m, &values)),
+        },
+    };
+    if !errors.is_empty() {
+        let from = file.map_or("the environment".into(), |f| f.display().to_string());
+        eprintln!(
+            "sisd: {} mistake(s) in the configuration ({from}):",
+            errors.len()
+        );
+        for e in errors {
+            eprintln!("  {e}");
+        }
+        return Ok(ExitCode::from(2));
+    }
+    print!("{}", shown.unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
