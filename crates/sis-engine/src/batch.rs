@@ -11,6 +11,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use sis_core::{Pcm, RecognitionOptions, Transcript};
 
 use crate::decoding::DecodingContext;
+use crate::observe::{Observation, Observer};
 use crate::postprocess::Postprocessor;
 use crate::registry::{AsrModel, VadSource};
 use crate::sherpa::Vad;
@@ -29,6 +30,8 @@ pub struct SchedulerSettings {
 }
 
 struct Job {
+    /// When it was queued.
+    queued: std::time::Instant,
     model: Arc<AsrModel>,
     pcm: Pcm,
     options: RecognitionOptions,
@@ -39,6 +42,7 @@ struct Job {
 /// What every decode worker shares.
 struct Worker {
     post: Arc<Postprocessor>,
+    observer: Arc<Observer>,
     max_batch: usize,
     vad_min_audio_s: f32,
 }
@@ -54,10 +58,12 @@ impl DecodeScheduler {
         settings: SchedulerSettings,
         post: Arc<Postprocessor>,
         vad: Option<&VadSource>,
+        observer: Arc<Observer>,
     ) -> Result<DecodeScheduler, EngineError> {
         let (tx, rx) = bounded::<Job>(settings.queue.max(1));
         let shared = Arc::new(Worker {
             post,
+            observer,
             max_batch: settings.max_batch,
             vad_min_audio_s: settings.vad_min_audio_s,
         });
@@ -90,6 +96,7 @@ impl DecodeScheduler {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let tx = self.tx.as_ref().ok_or(EngineError::ShuttingDown)?;
         tx.try_send(Job {
+            queued: std::time::Instant::now(),
             model,
             pcm,
             context: DecodingContext::for_request(&options),
@@ -191,9 +198,25 @@ impl Worker {
                     .map(move |&(s, e)| (&j.context, &a.samples[s..e]))
             })
             .collect();
+        let started = std::time::Instant::now();
+        for j in &jobs {
+            let waited = started.saturating_duration_since(j.queued);
+            self.observer
+                .record(Observation::QueueWait(waited.as_secs_f32()));
+        }
+        let audio_s: usize = segments.iter().map(|(_, a)| a.len()).sum();
         let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             m.recognizer.decode_batch(rate, &segments)
         }));
+        self.observer.record(Observation::UtteranceBatch(
+            u32::try_from(segments.len()).unwrap_or(u32::MAX),
+        ));
+        if audio_s > 0 {
+            let audio_s = audio_s as f32 / rate as f32;
+            self.observer.record(Observation::RealTimeFactor(
+                started.elapsed().as_secs_f32() / audio_s,
+            ));
+        }
         drop(segments);
         let mut results = match results {
             Ok(r) => r.into_iter(),

@@ -34,6 +34,7 @@ pub mod decoding;
 pub mod file;
 pub mod hotwords;
 pub mod install;
+pub mod observe;
 pub mod onnx_meta;
 pub mod pack;
 mod postprocess;
@@ -153,6 +154,7 @@ pub struct Engine {
     hub: stream::Hub,
     /// Syntheses by TTS packs at once (each on a blocking thread).
     tts_slots: Arc<tokio::sync::Semaphore>,
+    observer: Arc<observe::Observer>,
 }
 
 impl Engine {
@@ -161,6 +163,7 @@ impl Engine {
     pub fn load(config: EngineConfig) -> Result<Engine, EngineError> {
         let (registry, punctuation) = registry::Registry::load(&config)?;
         let post = Arc::new(postprocess::Postprocessor::new(punctuation));
+        let observer = Arc::new(observe::Observer::default());
         let scheduler = batch::DecodeScheduler::start(
             batch::SchedulerSettings {
                 workers: config.workers,
@@ -170,6 +173,7 @@ impl Engine {
             },
             post.clone(),
             registry.vad().filter(|_| config.use_vad),
+            observer.clone(),
         )?;
         let hub = stream::Hub::start(
             post.clone(),
@@ -177,6 +181,7 @@ impl Engine {
             config.stream_workers,
             config.max_streams.max(1),
             config.stream_batching,
+            observer.clone(),
         )?;
         Ok(Engine {
             registry,
@@ -184,6 +189,7 @@ impl Engine {
             scheduler,
             hub,
             tts_slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
+            observer,
         })
     }
 
@@ -268,6 +274,12 @@ impl Engine {
     /// real-time sessions so far.
     pub fn stream_batch_totals(&self) -> (u64, u64) {
         self.hub.batch_stats().totals()
+    }
+
+    /// What the engine observed of its work since the last call (decode
+    /// call sizes, queue waits, real-time factors), for the server's metrics.
+    pub fn take_observations(&self) -> Vec<observe::Observation> {
+        self.observer.take()
     }
 
     /// Logs [`Engine::stream_batch_totals`] (what the engine logs when it

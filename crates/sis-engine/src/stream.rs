@@ -55,12 +55,30 @@ pub const DEFAULT_BATCH_WAIT_MS: u64 = 20;
 pub struct BatchStats {
     calls: AtomicU64,
     streams: AtomicU64,
+    /// Each call's size, for the server's metrics.
+    observer: Arc<crate::observe::Observer>,
 }
 
 impl BatchStats {
+    pub(crate) fn new(observer: Arc<crate::observe::Observer>) -> BatchStats {
+        BatchStats {
+            observer,
+            ..BatchStats::default()
+        }
+    }
+
+    /// `calls` decode calls decoded `streams` streams in all (their sizes
+    /// observed as even shares).
     pub(crate) fn record(&self, calls: usize, streams: usize) {
         self.calls.fetch_add(calls as u64, Ordering::Relaxed);
         self.streams.fetch_add(streams as u64, Ordering::Relaxed);
+        for i in 0..calls {
+            let share = streams / calls + usize::from(i < streams % calls);
+            self.observer
+                .record(crate::observe::Observation::StreamBatch(
+                    u32::try_from(share).unwrap_or(u32::MAX),
+                ));
+        }
     }
 
     /// (decode calls, streams decoded in them) so far.
@@ -241,10 +259,11 @@ impl Hub {
         workers: usize,
         capacity: usize,
         batching: Batching,
+        observer: Arc<crate::observe::Observer>,
     ) -> Result<Hub, EngineError> {
         let mut txs = Vec::new();
         let mut threads = Vec::new();
-        let stats = Arc::new(BatchStats::default());
+        let stats = Arc::new(BatchStats::new(observer));
         let endings = unbounded();
         for i in 0..workers.max(1) {
             let (tx, rx) = unbounded();

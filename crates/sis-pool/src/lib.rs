@@ -128,6 +128,15 @@ impl EnginePool {
         }
     }
 
+    /// What the engine observed of its work since the last call (decode
+    /// call sizes, queue waits, real-time factors), for the metrics.
+    pub fn take_observations(&self) -> Vec<sis_engine::observe::Observation> {
+        match &self.inner {
+            Inner::Local(e) => e.take_observations(),
+            Inner::Remote(r) => r.observer.take(),
+        }
+    }
+
     pub fn has_punctuation(&self) -> bool {
         match &self.inner {
             Inner::Local(e) => e.has_punctuation(),

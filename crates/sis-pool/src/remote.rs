@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use sis_core::{Property, Transcript};
 use sis_engine::file::FileSentence;
+use sis_engine::observe::Observer;
 use sis_engine::stream::{EventSender, StreamEvent, StreamParams};
 use sis_engine::tts::Voiced;
 use sis_engine::{EngineConfig, EngineError, FileRequest, UtteranceRequest};
@@ -79,6 +80,8 @@ pub(crate) struct Conn {
     pid: u32,
     out: Sender<Out>,
     table: Mutex<Table>,
+    /// The pool's: what the worker observed of its work.
+    observer: Arc<Observer>,
 }
 
 impl Conn {
@@ -122,6 +125,11 @@ impl Conn {
                 let event: StreamEvent = event.into();
                 if let Some(s) = lock(&self.table).sessions.get(&id) {
                     s.events.send(event);
+                }
+            }
+            FromWorker::Observed(list) => {
+                for o in list {
+                    self.observer.record(o);
                 }
             }
             FromWorker::Taken(list) => {
@@ -194,6 +202,7 @@ struct Spec {
     exe: PathBuf,
     config: wire::Config,
     closing: Arc<AtomicBool>,
+    observer: Arc<Observer>,
 }
 
 /// Routing facts from the first worker's `Ready`.
@@ -226,6 +235,8 @@ impl Catalog {
 
 pub(crate) struct Remote {
     pub catalog: Catalog,
+    /// What every worker observed of its work, until taken.
+    pub observer: Arc<Observer>,
     slots: Vec<Arc<Slot>>,
     next_id: AtomicU64,
     /// Where the next search for the least-loaded worker starts.
@@ -252,10 +263,12 @@ impl Remote {
             ..config.clone()
         });
         let closing = Arc::new(AtomicBool::new(false));
+        let observer = Arc::new(Observer::default());
         let spec = Arc::new(Spec {
             exe,
             config: wc,
             closing: closing.clone(),
+            observer: observer.clone(),
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut slots = Vec::new();
@@ -279,6 +292,7 @@ impl Remote {
         drop(ready_tx);
         let remote = |info: Info| Remote {
             catalog: Catalog { info },
+            observer: observer.clone(),
             slots: slots.clone(),
             next_id: AtomicU64::new(1),
             turn: AtomicUsize::new(0),
@@ -807,6 +821,7 @@ fn launch(spec: &Spec) -> Result<(Child, Arc<Conn>, Reader, Info), String> {
             alive: true,
             ..Default::default()
         }),
+        observer: spec.observer.clone(),
     });
     Ok((child, conn, reader, info))
 }

@@ -483,6 +483,8 @@ pub(crate) enum FromWorker {
     },
     /// Per session: the samples its stream worker has taken so far.
     Taken(Vec<(u64, u64)>),
+    /// What the engine observed of its work since the last report.
+    Observed(Vec<sis_engine::observe::Observation>),
     /// One `FilePush` done; sentences recognised so far.
     FileAck {
         id: u64,

@@ -20,6 +20,9 @@ use crate::wire::{self, FromWorker, Info, PackInfo, PropertyInfo, ToWorker};
 
 /// How often the sessions' progress (samples taken) is reported.
 const TAKEN_EVERY: Duration = Duration::from_millis(25);
+/// The engine's observations (for the server's metrics) go to the server
+/// every this many [`TAKEN_EVERY`] (half a second).
+const OBSERVED_EVERY_TICKS: u32 = 20;
 
 struct Session {
     handle: StreamHandle,
@@ -72,10 +75,10 @@ pub fn run_worker() -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let sessions: Sessions = Arc::default();
     {
-        let (sessions, tx) = (sessions.clone(), tx.clone());
+        let (sessions, engine, tx) = (sessions.clone(), engine.clone(), tx.clone());
         std::thread::Builder::new()
             .name("worker-taken".into())
-            .spawn(move || report_taken(sessions, tx))
+            .spawn(move || report_taken(sessions, engine, tx))
             .map_err(|e| format!("cannot start the progress reporter: {e}"))?;
     }
     let mut files: HashMap<u64, mpsc::Sender<FileCmd>> = HashMap::new();
@@ -342,9 +345,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Tells the server, every [`TAKEN_EVERY`], how far each session's stream
 /// worker has got, so its backlog (and so backpressure) is the same as in
 /// one process.
-fn report_taken(sessions: Sessions, tx: Sender<FromWorker>) {
+fn report_taken(sessions: Sessions, engine: Arc<Engine>, tx: Sender<FromWorker>) {
+    let mut ticks = 0u32;
     loop {
         std::thread::sleep(TAKEN_EVERY);
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(OBSERVED_EVERY_TICKS) {
+            let observed = engine.take_observations();
+            if !observed.is_empty() && tx.send(FromWorker::Observed(observed)).is_err() {
+                return;
+            }
+        }
         let mut changed = Vec::new();
         for (&id, s) in lock(&sessions).iter_mut() {
             let taken = s.sent.saturating_sub(s.handle.backlog() as u64);

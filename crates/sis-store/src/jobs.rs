@@ -345,6 +345,22 @@ impl Store {
         Ok(keys)
     }
 
+    /// Jobs by status, and when the oldest WAITING one was created (ms),
+    /// for the metrics.
+    pub async fn job_states(&self) -> Result<(Vec<(String, i64)>, Option<i64>)> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_state = Vec::new();
+        for r in rows {
+            by_state.push((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?));
+        }
+        let r = sqlx::query("SELECT MIN(created_ms) AS t FROM jobs WHERE status = 'WAITING'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((by_state, r.try_get::<Option<i64>, _>("t")?))
+    }
+
     /// Jobs not yet finished (WAITING or RUNNING), for metrics and tests.
     pub async fn open_jobs(&self) -> Result<i64> {
         let r =

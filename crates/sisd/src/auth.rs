@@ -67,13 +67,19 @@ pub async fn authenticate(
         log.note(|n| n.project = Some(clip(&project_id)));
     }
     if st.mode == AuthMode::Sis {
+        // refusals are counted by what was presented (`sis_auth_failures_total`)
         req = if let Some(token) = header(req.headers(), "x-auth-token") {
             let token = token.to_string();
-            check_token(&st, &token, &project_id).await?;
+            check_token(&st, &token, &project_id)
+                .await
+                .inspect_err(|_| crate::metrics::auth_failure("token"))?;
             req
         } else if req.headers().contains_key("authorization") {
-            check_signature(&st, req, &project_id).await?
+            check_signature(&st, req, &project_id)
+                .await
+                .inspect_err(|_| crate::metrics::auth_failure("signature"))?
         } else {
+            crate::metrics::auth_failure("no_credentials");
             return Err(errors::unauthenticated("x-auth-token not found"));
         };
     }
@@ -364,6 +370,7 @@ pub async fn issue_token(
         (true, Some(u)) => u,
         _ => {
             st.user_failures.record_failure(&lock_key, now);
+            crate::metrics::auth_failure("password");
             return Err(unauthorized("The username or password is wrong.").detail(who()));
         }
     };

@@ -195,6 +195,34 @@ pub fn parse_cli() -> Cli {
     Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// The log format of this process: `serve`'s `--log-format`, else
+/// SIS_LOG_FORMAT (which `serve` passes on to its engine worker processes).
+pub fn log_format(cli: &Cli) -> LogFormat {
+    if let Command::Serve(args) = &cli.command {
+        return args.log_format;
+    }
+    match std::env::var("SIS_LOG_FORMAT").as_deref() {
+        Ok("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
 /// The log filter when neither `RUST_LOG` nor `SIS_LOG` is set.
 pub const DEFAULT_LOG: &str = "info";
 
@@ -782,6 +810,14 @@ pub struct ServeArgs {
     #[arg(long = "shutdown-grace-s", env = "SIS_SHUTDOWN_GRACE_S", default_value = defaults::SHUTDOWN_GRACE_S,
           value_parser = seconds(0.0, 86_400.0), value_name = "SECONDS")]
     pub shutdown_grace: Duration,
+    /// Serve GET /metrics (Prometheus) on this address (IP:PORT) instead of
+    /// on --listen: keeps it off the address clients reach.
+    #[arg(long, env = "SIS_METRICS_LISTEN", value_name = "IP:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log lines as `text` or as `json` (one object per line, with the
+    /// request's trace_id; never audio or secrets).
+    #[arg(long, env = "SIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Password checks (argon2id, 19 MiB each) of POST /v3/auth/tokens run at
     /// once; more sign-ins get 429 APIG.0308 (default: one per core, at
     /// most 4).
@@ -873,6 +909,8 @@ pub struct ServeConfig {
     pub http: crate::http::Limits,
     /// Real-time sessions' time to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// A listener of its own for /metrics.
+    pub metrics_listen: Option<SocketAddr>,
     /// Password checks that may run at once.
     pub password_checks: usize,
     pub short_audio_memory_mb: usize,
@@ -1001,6 +1039,7 @@ impl ServeArgs {
                 body_timeout: self.body_timeout,
             },
             shutdown_grace: self.shutdown_grace,
+            metrics_listen: self.metrics_listen,
             password_checks: self
                 .password_checks
                 .unwrap_or_else(defaults::password_checks),

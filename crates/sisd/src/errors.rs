@@ -217,6 +217,17 @@ pub async fn request_scope(mut req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let error = resp.extensions_mut().remove::<AppError>();
     let status = error.as_ref().map_or(resp.status(), AppError::status);
+    if let Some(api) = api {
+        let code = error
+            .as_ref()
+            .map_or("none", |e| e.shown_code().0)
+            .to_owned();
+        metrics::counter!(crate::metrics::REQUESTS, "api" => api, "code" => code,
+            "status" => status.as_str().to_owned())
+        .increment(1);
+        metrics::histogram!(crate::metrics::REQUEST_SECONDS, "api" => api)
+            .record(started.elapsed().as_secs_f64());
+    }
     log_request(
         api,
         &id.0,

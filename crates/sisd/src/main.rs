@@ -9,6 +9,7 @@ mod errors;
 mod flash;
 mod http;
 mod jobs;
+mod metrics;
 mod models;
 #[cfg(test)]
 mod module_graph;
@@ -35,18 +36,26 @@ use sis_pool::EnginePool;
 
 fn main() -> ExitCode {
     malloc_policy();
+    let cli = config::parse_cli();
     let var = |name: &str| std::env::var(name).ok();
     let spec = config::log_filter(var("RUST_LOG").as_deref(), var("SIS_LOG").as_deref());
     let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
         eprintln!("sisd: ignoring the log filter {spec:?} ({e}); logging at info");
         tracing_subscriber::EnvFilter::new(config::log_filter(None, None))
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let cli = config::parse_cli();
+        .with_writer(std::io::stderr);
+    match config::log_format(&cli) {
+        config::LogFormat::Json => {
+            // engine worker processes inherit it (no other thread runs yet)
+            std::env::set_var("SIS_LOG_FORMAT", "json");
+            logs.json().with_current_span(false).init();
+        }
+        config::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     if matches!(
         cli.command,
         Command::Serve(_) | Command::Projects(_) | Command::Users(_) | Command::Credentials(_)
@@ -243,7 +252,8 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        let app = server::router(state::AppState {
+        metrics::handle();
+        let app_state = state::AppState {
             engine,
             auth,
             rasr_connections: Default::default(),
@@ -259,7 +269,35 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
                 spool: cfg.jobs.spool.clone(),
             }),
             shutdown: shutdown.clone(),
-        });
+            metrics_on_main: cfg.metrics_listen.is_none(),
+        };
+        let app = server::router(app_state.clone());
+        if let Some(addr) = cfg.metrics_listen {
+            let admin = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+            let metrics_app = axum::Router::new()
+                .route("/metrics", axum::routing::get(metrics::serve_metrics))
+                .with_state(app_state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(admin, metrics_app).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+            tracing::info!(metrics_listen = %addr, "metrics on their own listener");
+        }
+        // the engine's observations are taken at least every second, so
+        // its bounded buffers never fill between scrapes
+        {
+            let engine = app_state.engine.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    metrics::record_engine(&engine);
+                }
+            });
+        }
         let connections = Arc::new(http::Connections::new(cfg.http.max_connections));
         let accept = tokio::spawn(http::accept_loop(
             listener,

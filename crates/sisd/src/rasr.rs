@@ -104,6 +104,13 @@ struct Session {
     exceeded: bool,
     /// END (no cancel) was sent to the engine; waiting for Finished.
     ending: bool,
+    /// Counted in `sis_rasr_sessions_open` while it lives.
+    _open: crate::metrics::OpenSession,
+    /// When its first audio arrived, until its first result (metrics).
+    first_audio: Option<Instant>,
+    first_result: bool,
+    /// When END arrived (metrics: END to the final result).
+    end_at: Option<Instant>,
 }
 
 struct Connection {
@@ -436,6 +443,10 @@ impl Connection {
             carry: Vec::new(),
             exceeded: false,
             ending: false,
+            _open: crate::metrics::OpenSession::new(self.mode.as_path()),
+            first_audio: None,
+            first_result: false,
+            end_at: None,
         });
         if self.send(rasr::start_response(&trace_id)).await {
             Flow::Continue
@@ -466,6 +477,7 @@ impl Connection {
             };
         }
         s.ending = true;
+        s.end_at = Some(Instant::now());
         if let Some(h) = &s.handle {
             h.end(false);
         }
@@ -489,6 +501,7 @@ impl Connection {
         if s.ending || s.exceeded {
             return Flow::Continue;
         }
+        s.first_audio.get_or_insert_with(Instant::now);
         // Frames shorter than the documented minimum are accepted (the SIS
         // SDK slices a file into fixed pieces, so its last one is usually
         // shorter); the maximum stays enforced.
@@ -577,6 +590,15 @@ impl Connection {
             }) => {
                 if is_final {
                     s.sentences += 1;
+                }
+                if let (false, Some(t)) = (s.first_result, s.first_audio) {
+                    s.first_result = true;
+                    metrics::histogram!(crate::metrics::RASR_FIRST_PARTIAL)
+                        .record(t.elapsed().as_secs_f64());
+                }
+                if let (true, Some(t)) = (is_final, s.end_at) {
+                    metrics::histogram!(crate::metrics::RASR_FINAL)
+                        .record(t.elapsed().as_secs_f64());
                 }
                 rasr::result_response(
                     &trace,

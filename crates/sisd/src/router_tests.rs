@@ -117,6 +117,7 @@ async fn app(mode: AuthMode) -> TestApp {
             spool: std::env::temp_dir(),
         }),
         shutdown,
+        metrics_on_main: true,
     };
     let router = crate::server::router(state.clone());
     TestApp {

@@ -74,14 +74,66 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v3/projects", get(auth::list_projects).fallback(not_found))
         .with_state(state.auth.clone());
-    Router::new()
+    let public = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready));
+    let public = if state.metrics_on_main {
+        public.route("/metrics", get(crate::metrics::serve_metrics))
+    } else {
+        public
+    };
+    Router::new()
+        .merge(public)
         .merge(sis_api)
         .fallback(not_found)
         .with_state(state)
         .merge(iam)
         .layer(middleware::from_fn(auth::size_limits))
         .layer(middleware::from_fn(errors::request_scope))
+}
+
+/// `GET /ready`: 200 when this node should get traffic (its engine has
+/// packs that recognise and a worker to run them, the store answers, it is
+/// not draining), else 503 with the reasons; for load balancers and
+/// Kubernetes readiness probes (`/health` says whether it is alive).
+async fn ready(State(state): State<AppState>) -> Response {
+    let mut not = Vec::new();
+    if state.shutdown.begun() {
+        not.push("draining".to_string());
+    }
+    let recognises = state.engine.packs().iter().any(|p| {
+        matches!(
+            p.kind,
+            sis_engine::PackKind::OfflineAsr | sis_engine::PackKind::StreamingAsr
+        )
+    });
+    if !recognises {
+        not.push("no speech recognition pack loaded".to_string());
+    }
+    let workers = state.engine.workers();
+    if !workers.is_empty() && !workers.iter().any(|w| w.state == "ready") {
+        not.push("no engine worker is ready".to_string());
+    }
+    let store = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.jobs.store.open_jobs(),
+    )
+    .await;
+    match store {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => not.push(format!("store: {e}")),
+        Err(_) => not.push("store: no answer in 2 s".to_string()),
+    }
+    let status = if not.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({ "ready": not.is_empty(), "reasons": not })),
+    )
+        .into_response()
 }
 
 async fn not_found() -> HandlerResult {

@@ -35,6 +35,11 @@ impl Shutdown {
         });
     }
 
+    /// Whether the stop has begun (the server is draining).
+    pub fn begun(&self) -> bool {
+        self.tx.borrow().is_some()
+    }
+
     /// A receiver for [`Shutdown::wait`] kept by a long-lived task.
     pub fn subscribe(&self) -> watch::Receiver<Option<Instant>> {
         self.tx.subscribe()

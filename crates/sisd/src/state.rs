@@ -119,6 +119,8 @@ pub struct AppState {
     pub flash: Arc<FlashSettings>,
     /// Set on SIGTERM/SIGINT; real-time connections watch it.
     pub shutdown: Shutdown,
+    /// `/metrics` is served on the main listener (no `--metrics-listen`).
+    pub metrics_on_main: bool,
 }
 
 /// Flash recognition's settings (`--flash-bucket`, `--flash-timeout-s`).

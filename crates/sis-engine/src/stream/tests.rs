@@ -463,7 +463,15 @@ fn a_handle_counts_its_backlog_until_the_worker_takes_it() {
 
 #[test]
 fn the_hub_admits_up_to_its_capacity_and_runs_sessions_on_its_threads() {
-    let hub = Hub::start(post(), Some(vad()), 2, 2, Batching::default()).unwrap();
+    let hub = Hub::start(
+        post(),
+        Some(vad()),
+        2,
+        2,
+        Batching::default(),
+        Default::default(),
+    )
+    .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let p = params(Segmentation::Whole, 16000);
     let a = hub
