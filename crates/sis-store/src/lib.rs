@@ -12,9 +12,11 @@ use sqlx::{AnyPool, Row};
 
 mod jobs;
 mod objects;
+mod quotas;
 mod vocabularies;
 pub use jobs::{CallbackLease, Job, JobStatus, Lease};
 pub use objects::Objects;
+pub use quotas::{Quota, Refusal, ALL_SCOPE, DEFAULT_SCOPE};
 pub use vocabularies::{
     new_vocabulary_id, Vocabulary, VocabularyCache, VocabularyFields, VocabularySummary,
 };

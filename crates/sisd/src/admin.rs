@@ -195,3 +195,49 @@ pub fn credentials(cmd: CredentialsCommand) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+pub fn quotas(cmd: crate::config::QuotasCommand) -> anyhow::Result<ExitCode> {
+    use crate::config::QuotasCommand;
+    let shown = |scope: &str, q: &sis_store::Quota| json!({"scope": scope, "sessions": q.sessions, "jobs": q.jobs, "rps": q.rps});
+    runtime()?.block_on(async {
+        match cmd {
+            QuotasCommand::Set {
+                store,
+                scope,
+                sessions,
+                jobs,
+                rps,
+            } => {
+                let s = open(&store, Missing::Refuse).await?;
+                let scope = scope.scope();
+                if scope.len() == 32 && s.project(&scope).await?.is_none() {
+                    bail!("project {scope} not found");
+                }
+                let n = |v: Option<usize>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+                let q = sis_store::Quota {
+                    sessions: n(sessions),
+                    jobs: n(jobs),
+                    rps: n(rps),
+                };
+                s.set_quota(&scope, q).await?;
+                println!("{}", shown(&scope, &q));
+            }
+            QuotasCommand::List { store } => {
+                for (scope, q) in open(&store, Missing::Refuse).await?.quotas().await? {
+                    println!("{}", shown(&scope, &q));
+                }
+            }
+            QuotasCommand::Clear { store, scope } => {
+                let scope = scope.scope();
+                if !open(&store, Missing::Refuse)
+                    .await?
+                    .clear_quota(&scope)
+                    .await?
+                {
+                    bail!("no quota for {scope}");
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::builder::RangedU64ValueParser;
-use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sis_engine::{EngineConfig, VadSettings};
 
 /// Every default of the command line, declared once.
@@ -146,6 +146,9 @@ pub enum Command {
     /// Manage AK/SK credentials.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Manage quotas: per project, for every project, for the whole service.
+    #[command(subcommand)]
+    Quotas(QuotasCommand),
     /// Print a new random master key (64 hex digits) for sealing secret keys.
     Keygen,
     /// The configuration file of `serve`.
@@ -168,31 +171,6 @@ pub enum ConfigCommand {
     },
     /// Print a commented configuration file with every key and its default.
     Example,
-}
-
-/// The command line, with `serve`'s `--config` file (or SIS_CONFIG's) read:
-/// its values stand in for the built-in defaults, under flags and
-/// environment variables (`config_file`). A file with mistakes ends the
-/// process with every one of them.
-pub fn parse_cli() -> Cli {
-    let cli = Cli::parse();
-    let Command::Serve(args) = &cli.command else {
-        return cli;
-    };
-    let Some(path) = &args.config else {
-        return cli;
-    };
-    let (file, errors) = crate::config_file::check(&crate::config_file::serve_command(), path)
-        .unwrap_or_else(|e| (Default::default(), vec![e]));
-    if !errors.is_empty() {
-        eprintln!("sisd: {} is not a valid configuration:", path.display());
-        for e in errors {
-            eprintln!("  {e}");
-        }
-        std::process::exit(2);
-    }
-    let m = crate::config_file::cli_with_file(&file).get_matches();
-    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
 }
 
 /// How log lines are written.
@@ -409,6 +387,67 @@ pub enum UsersCommand {
         store: StoreArgs,
         #[command(flatten)]
         user: UserName,
+    },
+}
+
+/// Whose quota: one project, every project without its own, or the
+/// whole service.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct QuotaScope {
+    /// A project (its id).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Every project without a quota of its own.
+    #[arg(long = "default")]
+    pub default: bool,
+    /// The whole service: every project together.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl QuotaScope {
+    /// The scope as the store names it.
+    pub fn scope(&self) -> String {
+        match (&self.project, self.default) {
+            (Some(p), _) => p.clone(),
+            (None, true) => sis_store::DEFAULT_SCOPE.to_string(),
+            (None, false) => sis_store::ALL_SCOPE.to_string(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotasCommand {
+    /// Set a scope's limits (replacing the ones it had; a limit not given
+    /// is no limit). Every node applies them within 2 seconds; a refusal is
+    /// HTTP 429 APIG.0308.
+    Set {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        scope: QuotaScope,
+        /// Real-time WebSocket sessions open at once.
+        #[arg(long, value_parser = between(0, 1_000_000))]
+        sessions: Option<usize>,
+        /// Recognition jobs open (waiting or running) at once.
+        #[arg(long, value_parser = between(0, 100_000_000))]
+        jobs: Option<usize>,
+        /// Requests per second (every API under /v1/{project_id}/).
+        #[arg(long, value_parser = between(0, 1_000_000))]
+        rps: Option<usize>,
+    },
+    /// List the quotas, one JSON line each.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a scope's limits.
+    Clear {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        scope: QuotaScope,
     },
 }
 

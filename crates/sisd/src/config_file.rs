@@ -16,7 +16,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use clap::parser::ValueSource;
-use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory};
+use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 
 use crate::config::Cli;
 
@@ -333,4 +333,29 @@ fn wrap_comment(out: &mut String, text: &str) {
     }
     out.push_str(&line);
     out.push('\n');
+}
+
+/// The command line, with `serve`'s `--config` file (or SIS_CONFIG's) read:
+/// its values stand in for the built-in defaults, under flags and
+/// environment variables (`config_file`). A file with mistakes ends the
+/// process with every one of them.
+pub fn parse_cli() -> Cli {
+    let cli = Cli::parse();
+    let crate::config::Command::Serve(args) = &cli.command else {
+        return cli;
+    };
+    let Some(path) = &args.config else {
+        return cli;
+    };
+    let (file, errors) =
+        check(&serve_command(), path).unwrap_or_else(|e| (Default::default(), vec![e]));
+    if !errors.is_empty() {
+        eprintln!("sisd: {} is not a valid configuration:", path.display());
+        for e in errors {
+            eprintln!("  {e}");
+        }
+        std::process::exit(2);
+    }
+    let m = cli_with_file(&file).get_matches();
+    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
 }

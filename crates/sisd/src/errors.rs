@@ -719,6 +719,36 @@ pub fn sign_ins_throttled() -> AppError {
     .quiet()
 }
 
+impl From<crate::quotas::QuotaError> for AppError {
+    fn from(e: crate::quotas::QuotaError) -> AppError {
+        match e {
+            crate::quotas::QuotaError::Refused { limit, service } => quota_exceeded(limit, service),
+            crate::quotas::QuotaError::Store(e) => store(&e),
+        }
+    }
+}
+
+/// A quota reached (`sisd quotas`): `limit` is `rps`, `jobs` or
+/// `sessions`; `service`: the whole service's, else the project's.
+pub fn quota_exceeded(limit: &str, service: bool) -> AppError {
+    let what = match limit {
+        "rps" => "requests per second",
+        "jobs" => "open recognition jobs",
+        _ => "real-time sessions",
+    };
+    let whose = if service {
+        "the service"
+    } else {
+        "this project"
+    };
+    AppError::from(ApiError::new(
+        SisCode::GatewayThrottled,
+        format!("The throttling threshold has been reached: {what} of {whose}, retry later."),
+    ))
+    .retry_after(1)
+    .quiet()
+}
+
 /// A request to a WebSocket endpoint that is not an upgrade.
 pub fn not_a_websocket() -> AppError {
     ApiError::invalid("a WebSocket upgrade request is required").into()

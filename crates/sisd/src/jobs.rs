@@ -29,6 +29,7 @@ pub async fn create(
     let bytes = axum::body::to_bytes(body, MAX_JOB_BODY_BYTES)
         .await
         .map_err(|e| errors::body(&e))?;
+    state.quotas.job(&caller.project_id).await?;
     let id = state.jobs.create(&caller.project_id, &bytes).await?;
     if let Some(Extension(log)) = log {
         log.note(|n| n.job_id = Some(id.clone()));

@@ -13,6 +13,7 @@ mod metrics;
 mod models;
 #[cfg(test)]
 mod module_graph;
+mod quotas;
 mod rasr;
 #[cfg(test)]
 mod router_tests;
@@ -36,7 +37,7 @@ use sis_pool::EnginePool;
 
 fn main() -> ExitCode {
     malloc_policy();
-    let cli = config::parse_cli();
+    let cli = config_file::parse_cli();
     let var = |name: &str| std::env::var(name).ok();
     let spec = config::log_filter(var("RUST_LOG").as_deref(), var("SIS_LOG").as_deref());
     let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
@@ -58,7 +59,11 @@ fn main() -> ExitCode {
     }
     if matches!(
         cli.command,
-        Command::Serve(_) | Command::Projects(_) | Command::Users(_) | Command::Credentials(_)
+        Command::Serve(_)
+            | Command::Projects(_)
+            | Command::Users(_)
+            | Command::Credentials(_)
+            | Command::Quotas(_)
     ) {
         // the store, keys, spooled audio: files this process creates are
         // its owner's only (0600, directories 0700)
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
             Err(e) => Err(anyhow::anyhow!("engine worker: {e}")),
         },
         Command::Config(cmd) => config_command(cmd),
+        Command::Quotas(cmd) => admin::quotas(cmd),
         Command::Keygen => {
             println!("{}", sis_auth::MasterKey::generate_hex());
             Ok(ExitCode::SUCCESS)
@@ -242,6 +248,8 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             vocabularies: vocabularies.clone(),
         });
         let job_workers = jobs.spawn();
+        let quotas = quotas::Quotas::new(store.clone());
+        quotas.spawn_upkeep();
         let auth = Arc::new(state::AuthState::new(
             cfg.auth,
             store,
@@ -270,6 +278,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             }),
             shutdown: shutdown.clone(),
             metrics_on_main: cfg.metrics_listen.is_none(),
+            quotas: quotas.clone(),
         };
         let app = server::router(app_state.clone());
         if let Some(addr) = cfg.metrics_listen {
@@ -277,7 +286,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
             let metrics_app = axum::Router::new()
-                .route("/metrics", axum::routing::get(metrics::serve_metrics))
+                .route("/metrics", axum::routing::get(server::serve_metrics))
                 .with_state(app_state.clone());
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(admin, metrics_app).await {

@@ -155,30 +155,26 @@ pub fn record_engine(engine: &sis_pool::EnginePool) {
     }
 }
 
-/// `GET /metrics`: the engine's latest observations and the store's job
-/// counts are taken first, then everything is rendered.
-pub async fn serve_metrics(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    record_engine(&state.engine);
+/// Sets the gauges read at each scrape: packs, engine workers, jobs (from
+/// `store`), then renders every metric.
+pub async fn render(engine: &sis_pool::EnginePool, store: &sis_store::Store) -> String {
+    record_engine(engine);
     for kind in ["offline_asr", "streaming_asr", "vad", "punctuation", "tts"] {
-        let n = state
-            .engine
+        let n = engine
             .packs()
             .iter()
             .filter(|p| p.kind.as_str() == kind)
             .count();
         gauge!(PACKS, "kind" => kind).set(n as f64);
     }
-    let workers = state.engine.workers();
+    let workers = engine.workers();
     let up = if workers.is_empty() {
         1 // the engine runs in the server process
     } else {
         workers.iter().filter(|w| w.state == "ready").count()
     };
     gauge!(ENGINE_WORKERS).set(up as f64);
-    match state.jobs.store.job_states().await {
+    match store.job_states().await {
         Ok((by_state, oldest)) => {
             for s in ["WAITING", "RUNNING", "FINISHED", "ERROR"] {
                 let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
@@ -190,12 +186,5 @@ pub async fn serve_metrics(
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count jobs"),
     }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        handle().render(),
-    )
-        .into_response()
+    handle().render()
 }

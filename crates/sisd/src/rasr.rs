@@ -41,9 +41,18 @@ pub async fn upgrade(
         project: caller.project_id.clone(),
         request_id: id.map(|Extension(RequestId(id))| id).unwrap_or_default(),
     };
-    ws::accept(upgrade, &caller, ws::REALTIME, &open, move |socket| {
-        Connection::new(state, mode, who, socket).run()
-    })
+    // the project's real-time sessions: counted for the connection's life
+    let lease = state.quotas.session(&caller.project_id).await?;
+    ws::accept(
+        upgrade,
+        &caller,
+        ws::REALTIME,
+        &open,
+        move |socket| async move {
+            let _lease = lease;
+            Connection::new(state, mode, who, socket).run().await
+        },
+    )
 }
 
 /// `GET /v1/{project_id}/asr/short-audio`: the upgrade (the same path's
@@ -59,9 +68,19 @@ pub async fn short_audio_upgrade(
         project: caller.project_id.clone(),
         request_id: id.map(|Extension(RequestId(id))| id).unwrap_or_default(),
     };
-    ws::accept(upgrade, &caller, ws::REALTIME, &open, move |socket| {
-        Connection::new(state, Mode::ShortAudio, who, socket).run()
-    })
+    let lease = state.quotas.session(&caller.project_id).await?;
+    ws::accept(
+        upgrade,
+        &caller,
+        ws::REALTIME,
+        &open,
+        move |socket| async move {
+            let _lease = lease;
+            Connection::new(state, Mode::ShortAudio, who, socket)
+                .run()
+                .await
+        },
+    )
 }
 
 /// A short-audio session's audio, kept until END.

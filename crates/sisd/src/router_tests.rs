@@ -118,6 +118,7 @@ async fn app(mode: AuthMode) -> TestApp {
         }),
         shutdown,
         metrics_on_main: true,
+        quotas: crate::quotas::Quotas::new(store.clone()),
     };
     let router = crate::server::router(state.clone());
     TestApp {

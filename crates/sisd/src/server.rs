@@ -62,6 +62,10 @@ pub fn router(state: AppState) -> Router {
                 .fallback(not_found),
         )
         .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            quota_per_second,
+        ))
+        .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::authenticate,
         ));
@@ -78,7 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready));
     let public = if state.metrics_on_main {
-        public.route("/metrics", get(crate::metrics::serve_metrics))
+        public.route("/metrics", get(serve_metrics))
     } else {
         public
     };
@@ -132,6 +136,38 @@ async fn ready(State(state): State<AppState>) -> Response {
     (
         status,
         axum::Json(serde_json::json!({ "ready": not.is_empty(), "reasons": not })),
+    )
+        .into_response()
+}
+
+/// The layer on every `/v1/{project_id}/` route, after authentication:
+/// the project's requests per second.
+async fn quota_per_second(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let project = req
+        .extensions()
+        .get::<crate::state::Principal>()
+        .map(|p| p.project_id.clone());
+    if let Some(project) = project {
+        if let Err(e) = state.quotas.request(&project).await {
+            return errors::AppError::from(e).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// `GET /metrics` (Prometheus text format).
+pub async fn serve_metrics(State(state): State<AppState>) -> Response {
+    let text = crate::metrics::render(&state.engine, &state.jobs.store).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
     )
         .into_response()
 }

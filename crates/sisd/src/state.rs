@@ -121,6 +121,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// `/metrics` is served on the main listener (no `--metrics-listen`).
     pub metrics_on_main: bool,
+    /// Operators' limits per project and for the service.
+    pub quotas: Arc<crate::quotas::Quotas>,
 }
 
 /// Flash recognition's settings (`--flash-bucket`, `--flash-timeout-s`).
