@@ -53,8 +53,8 @@ def sis_store(d: Path, project_id: str, domain="acme", name="cn-north-4"):
 
 
 class Server:
-    def __init__(self, models, data_dir, extra=(), log=None, env=None):
-        self.port = free_port()
+    def __init__(self, models, data_dir, extra=(), log=None, env=None, port=None):
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         args = [SISD, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", data_dir, *extra]
         for m in models:
