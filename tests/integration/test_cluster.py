@@ -1,5 +1,6 @@
 """Many nodes behind one address (issue 18): three `sisd` on loopback share
-one real PostgreSQL store and one object store, behind Debian's nginx
+one real PostgreSQL store and one S3-compatible bucket (moto's server on
+loopback), behind Debian's nginx
 running the repository's own configuration (deploy/nginx/sisd.conf, with
 the upstream addresses replaced by the nodes' and one test-only header
 naming the node that served a request). Through nginx: the PyPI SDK
@@ -31,6 +32,7 @@ from huaweicloudsdksis.v1.model import Config, PostShortAudioReq, RecognizeShort
 from conftest import ROOT, SHARED, SISD, Server, free_port
 from signer import sdk_date, sign
 from test_jobs import Files
+from test_jobs_objects import BUCKET, keys, s3  # noqa: F401  (s3 is a fixture)
 
 sys.path.insert(0, str(SHARED / "clients"))
 from huaweicloud_sis.bean.callback import RasrCallBack  # noqa: E402
@@ -77,7 +79,7 @@ http {{
 
 
 @pytest.fixture(scope="module")
-def cluster(models_dir, tmp_path_factory, heldout, postgres):
+def cluster(models_dir, tmp_path_factory, heldout, postgres, s3):  # noqa: F811
     d = tmp_path_factory.mktemp("cluster")
     key = subprocess.run([SISD, "keygen"], capture_output=True, text=True, check=True).stdout.strip()
     (d / "mk").write_text(key)
@@ -97,10 +99,11 @@ def cluster(models_dir, tmp_path_factory, heldout, postgres):
     clip = root / "16k" / f"{sent[0]['id']}.wav"
     (files / "a.wav").write_bytes(clip.read_bytes())
     fs = Files(files)
-    (d / "objects").mkdir()
+    s3_client, s3_env = s3
     ports = [free_port() for _ in range(3)]
-    env = {"SIS_STORE_URL": postgres, "SIS_MASTER_KEY_FILE": str(d / "mk"), "SIS_FETCH_ALLOW": "127.0.0.1"}
-    extra = ["--auth", "sis", "--no-probe", "--objects", f"file://{d}/objects", "--job-lease-s", "3",
+    env = {"SIS_STORE_URL": postgres, "SIS_MASTER_KEY_FILE": str(d / "mk"), "SIS_FETCH_ALLOW": "127.0.0.1",
+           **s3_env}
+    extra = ["--auth", "sis", "--no-probe", "--objects", f"s3://{BUCKET}/cluster", "--job-lease-s", "3",
              "--job-workers", "1", "--shutdown-grace-s", "20"]
     n = [0]
 
@@ -121,7 +124,7 @@ def cluster(models_dir, tmp_path_factory, heldout, postgres):
     c = BasicCredentials(cred["access_key"], cred["secret_key"], PID)
     sdk = SisClient.new_builder().with_credentials(c).with_endpoint(base).build()
     yield dict(nodes=nodes, start=start, ports=ports, base=base, cred=cred, sdk=sdk, fs=fs,
-               text=sent[0]["text"], clip=clip, pcm=pcm, dir=d)
+               text=sent[0]["text"], clip=clip, pcm=pcm, dir=d, s3=s3_client)
     subprocess.run(["nginx", "-c", conf, "-s", "stop"], capture_output=True)
     fs.shutdown()
     for node in nodes:
@@ -208,9 +211,12 @@ class Collect(RasrCallBack):
 
 def test_clients_through_nginx(cluster):
     c = cluster
-    # the PyPI SDK: short audio and a job
+    # the PyPI SDK: short audio and a job, whose result is in the shared bucket
     assert short_audio(c) == c["text"]
-    wait_jobs(c, [push_job(c)])
+    job = push_job(c)
+    wait_jobs(c, [job])
+    assert any(k.startswith(f"cluster/results/{job}/") for k in keys(c["s3"], "cluster/")), \
+        keys(c["s3"], "cluster/")
     # the WebSocket SDK (RasrClient, AK/SK)
     cb = Collect()
     config = SisConfig()

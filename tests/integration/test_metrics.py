@@ -95,6 +95,16 @@ def test_every_metric_moves_with_its_cause(node):
     r = requests.post(s.base + path, data=body, timeout=30, headers={"X-Auth-Token": "nonsense"})
     assert r.status_code == 401
 
+    # a vocabulary and a synthesis: counted like every API
+    vpath = f"/v1/{PID}/asr/vocabularies"
+    vbody = json.dumps({"name": "metrics", "language": "chinese_mandarin", "contents": ["华为"]}).encode()
+    r = requests.post(s.base + vpath, data=vbody, headers=headers(s, cred, "POST", vpath, vbody), timeout=30)
+    assert r.status_code == 200, r.text
+    tpath = f"/v1/{PID}/tts"
+    tbody = json.dumps({"text": "你好"}).encode()
+    r = requests.post(s.base + tpath, data=tbody, headers=headers(s, cred, "POST", tpath, tbody), timeout=60)
+    assert r.status_code == 200, r.text
+
     # a real-time session, scraped while it is open
     host = s.base.split("//", 1)[1]
     url = f"/v1/{PID}/rasr/short-stream"
@@ -146,6 +156,8 @@ def test_every_metric_moves_with_its_cause(node):
     moved("sis_requests_total", api="short-audio", code="APIG.0301", status="401")
     moved("sis_requests_total", api="rasr", status="101")
     moved("sis_requests_total", api="jobs.create", status="200")
+    moved("sis_requests_total", api="vocabularies.create", status="200")
+    moved("sis_requests_total", api="tts", status="200")
     moved("sis_request_duration_seconds_count", api="short-audio")
     moved("sis_request_duration_seconds_bucket", api="short-audio", le="+Inf")
     moved("sis_auth_failures_total", cause="signature")

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod flash;
+pub mod openai;
 pub mod query;
 pub mod rasr;
 pub mod short_audio;

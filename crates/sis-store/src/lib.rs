@@ -10,10 +10,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+mod api_keys;
 mod jobs;
 mod objects;
 mod quotas;
 mod vocabularies;
+pub use api_keys::ApiKey;
 pub use jobs::{CallbackLease, Job, JobStatus, Lease};
 pub use objects::Objects;
 pub use quotas::{Quota, Refusal, ALL_SCOPE, DEFAULT_SCOPE};

@@ -241,3 +241,50 @@ pub fn quotas(cmd: crate::config::QuotasCommand) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+pub fn api_keys(cmd: crate::config::ApiKeysCommand) -> anyhow::Result<ExitCode> {
+    use crate::config::ApiKeysCommand;
+    runtime()?.block_on(async {
+        match cmd {
+            ApiKeysCommand::Create {
+                store,
+                project,
+                description,
+            } => {
+                let s = open(&store, Missing::Refuse).await?;
+                let key = format!("sis-{}", secrets::new_secret_key());
+                let id = key[..12].to_string();
+                s.create_api_key(&id, &secrets::token_digest(&key), &project, &description)
+                    .await?;
+                println!(
+                    "{}",
+                    json!({"id": id, "api_key": key, "project_id": project})
+                );
+            }
+            ApiKeysCommand::List { store, project } => {
+                for k in open(&store, Missing::Refuse)
+                    .await?
+                    .list_api_keys(project.as_deref())
+                    .await?
+                {
+                    println!(
+                        "{}",
+                        json!({"id": k.id, "project_id": k.project_id, "description": k.description,
+                               "created": rfc3339_utc(k.created_ms, 0),
+                               "revoked": k.revoked_ms.map(|t| rfc3339_utc(t, 0))})
+                    );
+                }
+            }
+            ApiKeysCommand::Revoke { store, id } => {
+                if !open(&store, Missing::Refuse)
+                    .await?
+                    .revoke_api_key(&id)
+                    .await?
+                {
+                    bail!("no live API key {id}");
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -149,6 +149,9 @@ pub enum Command {
     /// Manage quotas: per project, for every project, for the whole service.
     #[command(subcommand)]
     Quotas(QuotasCommand),
+    /// Manage API keys of the OpenAI-compatible endpoints (each maps to a project).
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
     /// Print a new random master key (64 hex digits) for sealing secret keys.
     Keygen,
     /// The configuration file of `serve`.
@@ -448,6 +451,33 @@ pub enum QuotasCommand {
         store: StoreArgs,
         #[command(flatten)]
         scope: QuotaScope,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeysCommand {
+    /// Create a key for a project (`Authorization: Bearer KEY` on
+    /// /v1/audio/...); prints one JSON line with it. The key is shown only here.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List keys, one JSON line each (never the key).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
     },
 }
 

@@ -141,6 +141,13 @@ impl AppError {
     }
 
     /// The code and message the client is told, for the log.
+    /// What a client is told: HTTP status, code, message (for APIs with
+    /// a body of their own: the OpenAI-compatible ones).
+    pub fn public(&self) -> (StatusCode, &str, &str) {
+        let (code, message) = self.shown_code();
+        (self.status(), code, message)
+    }
+
     fn shown_code(&self) -> (&str, &str) {
         match &self.shown {
             Shown::Sis(e) => (e.code.as_str(), e.message.as_str()),
@@ -285,6 +292,7 @@ pub fn api_name(method: &Method, path: &str) -> Option<&'static str> {
                 return None;
             }
         }
+        ["", "v1", "audio", "transcriptions"] if method == Method::POST => "openai.transcriptions",
         ["", "v3", "auth", "tokens"] if method == Method::POST => "tokens.issue",
         ["", "v3", "auth", "tokens"] if method == Method::DELETE => "tokens.revoke",
         ["", "health"] if method == Method::GET => "health",

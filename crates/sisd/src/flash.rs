@@ -20,8 +20,20 @@ use crate::errors::{self, HandlerResult};
 use crate::state::{AppState, Principal, RequestId, RequestLog};
 use crate::vocabularies;
 
-/// Deletes the downloaded object when the request ends, however it ends.
-struct Spooled(std::path::PathBuf);
+/// Deletes the spooled file when the request ends, however it ends.
+pub struct Spooled(pub std::path::PathBuf);
+
+impl Spooled {
+    /// A new file name in the spool (`DATA_DIR/jobs`); nothing is created.
+    pub fn new(state: &AppState, what: &str) -> Spooled {
+        Spooled(
+            state
+                .flash
+                .spool
+                .join(format!("{what}-{}.audio", uuid::Uuid::new_v4())),
+        )
+    }
+}
 
 impl Drop for Spooled {
     fn drop(&mut self) {
@@ -60,12 +72,7 @@ pub async fn handler(
     if size == 0 || size > flash::MAX_OBJECT_BYTES {
         return Err(errors::flash_size(size).into());
     }
-    let spooled = Spooled(
-        state
-            .flash
-            .spool
-            .join(format!("flash-{}.audio", uuid::Uuid::new_v4())),
-    );
+    let spooled = Spooled::new(&state, "flash");
     let downloaded = tokio::time::timeout_at(deadline, objects.get_to_file(&req.key, &spooled.0))
         .await
         .map_err(|_| errors::flash_timeout())?
@@ -73,56 +80,20 @@ pub async fn handler(
     if !downloaded {
         return Err(not_found().into());
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let run = {
-        let (engine, stop, path) = (state.engine.clone(), stop.clone(), spooled.0.clone());
-        let (property, options, first) = (
-            req.property.clone(),
-            req.options.clone(),
-            req.first_channel_only,
-        );
-        tokio::task::spawn_blocking(move || {
-            let plan = |channels: usize| {
-                Ok(match channels {
-                    1 => Channels::Mixed,
-                    _ if first => Channels::First,
-                    2 => Channels::Each,
-                    _ => Channels::Mixed,
-                })
-            };
-            sis_jobs::recognize_file(
-                &engine,
-                &property,
-                &options,
-                sis_jobs::AudioFile {
-                    path: &path,
-                    format: sis_audio::stream::FileFormat::Auto,
-                    max_ms: flash::MAX_AUDIO_MS,
-                },
-                plan,
-                &stop,
-            )
-        })
-    };
-    let run = match tokio::time::timeout_at(deadline, run).await {
-        Ok(joined) => joined.map_err(|_| errors::task_failed())?,
-        Err(_) => {
-            stop.store(true, Ordering::SeqCst);
-            return Err(errors::flash_timeout().into());
-        }
-    };
-    let (sentences, audio_ms, channels) = match run {
-        Ok(FileRun::Done {
-            sentences,
-            audio_ms,
-            channels,
-        }) => (sentences, audio_ms, channels),
-        Ok(FileRun::WorkerLost(why)) => {
-            return Err(errors::engine(EngineError::WorkerLost(why)));
-        }
-        Ok(FileRun::Stopped) => return Err(errors::task_failed()),
-        Err(e) => return Err(errors::flash(&e).into()),
-    };
+    let (sentences, audio_ms, channels) = recognize_spooled(
+        &state,
+        &spooled.0,
+        &req.property,
+        &req.options,
+        if req.first_channel_only {
+            Channels::First
+        } else {
+            Channels::Each
+        },
+        flash::MAX_AUDIO_MS,
+        deadline,
+    )
+    .await?;
     if let Some(Extension(log)) = &log {
         log.note(|n| n.audio_s = Some(audio_ms as f64 / 1000.0));
     }
@@ -152,4 +123,62 @@ pub async fn handler(
         body.to_string(),
     )
         .into_response())
+}
+
+/// Recognises a spooled audio file (any format, at most `max_ms`) by the
+/// jobs' file path on a blocking thread, by `deadline`: its sentences in
+/// order, the audio's length, its channel count. A stereo file's channels
+/// are recognised as `stereo` says; more channels are mixed. For flash and
+/// the OpenAI-compatible transcriptions alike.
+pub async fn recognize_spooled(
+    state: &AppState,
+    path: &std::path::Path,
+    property: &sis_core::Property,
+    options: &sis_core::RecognitionOptions,
+    stereo: Channels,
+    max_ms: u64,
+    deadline: tokio::time::Instant,
+) -> Result<(Vec<sis_engine::file::FileSentence>, u64, usize), errors::AppError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let run = {
+        let (engine, stop, path) = (state.engine.clone(), stop.clone(), path.to_path_buf());
+        let (property, options) = (property.clone(), options.clone());
+        tokio::task::spawn_blocking(move || {
+            let plan = |channels: usize| {
+                Ok(match channels {
+                    2 => stereo,
+                    _ => Channels::Mixed,
+                })
+            };
+            sis_jobs::recognize_file(
+                &engine,
+                &property,
+                &options,
+                sis_jobs::AudioFile {
+                    path: &path,
+                    format: sis_audio::stream::FileFormat::Auto,
+                    max_ms,
+                },
+                plan,
+                &stop,
+            )
+        })
+    };
+    let run = match tokio::time::timeout_at(deadline, run).await {
+        Ok(joined) => joined.map_err(|_| errors::task_failed())?,
+        Err(_) => {
+            stop.store(true, Ordering::SeqCst);
+            return Err(errors::flash_timeout().into());
+        }
+    };
+    match run {
+        Ok(FileRun::Done {
+            sentences,
+            audio_ms,
+            channels,
+        }) => Ok((sentences, audio_ms, channels)),
+        Ok(FileRun::WorkerLost(why)) => Err(errors::engine(EngineError::WorkerLost(why))),
+        Ok(FileRun::Stopped) => Err(errors::task_failed()),
+        Err(e) => Err(errors::flash(&e).into()),
+    }
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod models;
 #[cfg(test)]
 mod module_graph;
+mod openai;
 mod quotas;
 mod rasr;
 #[cfg(test)]
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
             | Command::Users(_)
             | Command::Credentials(_)
             | Command::Quotas(_)
+            | Command::ApiKeys(_)
     ) {
         // the store, keys, spooled audio: files this process creates are
         // its owner's only (0600, directories 0700)
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         },
         Command::Config(cmd) => config_command(cmd),
         Command::Quotas(cmd) => admin::quotas(cmd),
+        Command::ApiKeys(cmd) => admin::api_keys(cmd),
         Command::Keygen => {
             println!("{}", sis_auth::MasterKey::generate_hex());
             Ok(ExitCode::SUCCESS)

@@ -80,7 +80,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.auth.clone());
     let public = Router::new()
         .route("/health", get(health))
-        .route("/ready", get(ready));
+        .route("/ready", get(ready))
+        // authenticated by its own API keys (openai.rs)
+        .route(
+            "/v1/audio/transcriptions",
+            post(crate::openai::transcriptions)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::openai::MAX_FILE_BYTES + 64 * 1024,
+                ))
+                .fallback(not_found),
+        );
     let public = if state.metrics_on_main {
         public.route("/metrics", get(serve_metrics))
     } else {
