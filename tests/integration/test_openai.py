@@ -113,3 +113,37 @@ def test_errors_have_the_openai_shape(api):
     assert {k["id"]: k["revoked"] is not None for k in listed} == {api["key"]["id"]: False, second["id"]: True}
     assert all("api_key" not in k for k in listed)
     assert api["server"].proc.poll() is None
+
+
+def test_speech(api, tmp_path):
+    """client.audio.speech: mp3 (default), wav and pcm that ffmpeg reads
+    as speech of the expected length; speed halves it; what this server
+    cannot make is refused with the parameter named."""
+    c = api["client"]
+    durations = {}
+    for fmt in ("mp3", "wav", "pcm"):
+        r = c.audio.speech.create(model="tts-1", voice="alloy", input="今天天气很好，我们去公园散步。",
+                                  response_format=fmt)
+        out = tmp_path / f"s.{fmt}"
+        r.write_to_file(out)
+        src = ["-f", "s16le", "-ar", "16000", "-ac", "1"] if fmt == "pcm" else []
+        probe = subprocess.run(["ffmpeg", "-v", "error", *src, "-i", str(out), "-f", "s16le", "-ac", "1",
+                                "-ar", "16000", "-"], capture_output=True, check=True)
+        durations[fmt] = len(probe.stdout) / 32000
+        peak = max(abs(int.from_bytes(probe.stdout[i:i + 2], "little", signed=True))
+                   for i in range(0, len(probe.stdout), 64))
+        assert peak > 1000, (fmt, peak)
+    assert 1.0 < durations["wav"] < 10 and abs(durations["wav"] - durations["pcm"]) < 0.01
+    assert abs(durations["mp3"] - durations["wav"]) < 0.2
+    fast = c.audio.speech.create(model="tts-1", voice="alloy", input="今天天气很好，我们去公园散步。",
+                                 response_format="pcm", speed=2.0)
+    assert 0.4 < (len(fast.content) / 32000) / durations["pcm"] < 0.6
+    with pytest.raises(openai.BadRequestError) as e:
+        c.audio.speech.create(model="tts-1", voice="alloy", input="你好", response_format="opus")
+    assert e.value.body["param"] == "response_format"
+    with pytest.raises(openai.BadRequestError) as e:
+        c.audio.speech.create(model="tts-1", voice="alloy", input="你好", speed=4.0)
+    assert e.value.body["param"] == "speed"
+    with pytest.raises(openai.BadRequestError) as e:
+        c.audio.speech.create(model="tts-1", voice="alloy", input="好" * 501)
+    assert e.value.body["param"] == "input"

@@ -193,6 +193,83 @@ pub fn vtt(segments: &[Segment<'_>]) -> String {
     out
 }
 
+/// `POST /v1/audio/speech`'s body as a synthesis request, or the error
+/// (message, parameter). `model` names a voice (a TTS property) when it is
+/// one, else the default voice (`voice` names are OpenAI's and are
+/// accepted as they are); `speed` in [0.5, 2.0] (sisd's tempo range, 2^(s/500)
+/// for SIS speed s); formats `mp3` (default), `wav` and `pcm` (16-bit mono at
+/// 16 kHz); text of at most [`crate::tts::MAX_TEXT_CHARS`] characters.
+pub fn speech_request(
+    body: &[u8],
+    is_voice: impl Fn(&str) -> bool,
+) -> Result<sis_core::tts::SynthesisRequest, (String, &'static str)> {
+    use sis_core::tts::{ScriptPiece, SynthesisRequest, TtsFormat};
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| (format!("the body is not JSON: {e}"), "input"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ("the body is not a JSON object".to_string(), "input"))?;
+    let text = |k: &'static str| -> Result<Option<&str>, (String, &'static str)> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err((format!("{k} must be a string"), k)),
+        }
+    };
+    let input = text("input")?.ok_or_else(|| ("input is required".to_string(), "input"))?;
+    let chars = input.chars().count();
+    if input.trim().is_empty() {
+        return Err(("input is empty".into(), "input"));
+    }
+    if chars > crate::tts::MAX_TEXT_CHARS {
+        return Err((
+            format!(
+                "input is {chars} characters; this server reads at most {}",
+                crate::tts::MAX_TEXT_CHARS
+            ),
+            "input",
+        ));
+    }
+    let model = text("model")?.ok_or_else(|| ("model is required".to_string(), "model"))?;
+    let voice = if is_voice(model) {
+        model.to_string()
+    } else {
+        crate::tts::DEFAULT_VOICE.to_string()
+    };
+    let format = match text("response_format")?.unwrap_or("mp3") {
+        "mp3" => TtsFormat::Mp3,
+        "wav" => TtsFormat::Wav,
+        "pcm" => TtsFormat::Pcm,
+        other => {
+            return Err((
+                format!("response_format {other:?}: this server makes mp3, wav and pcm"),
+                "response_format",
+            ))
+        }
+    };
+    let speed = match obj.get("speed") {
+        None | Some(Value::Null) => 1.0,
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| ("speed must be a number".to_string(), "speed"))?,
+    };
+    if !(0.5..=2.0).contains(&speed) {
+        return Err((
+            format!("speed {speed}: this server reads at 0.5 to 2.0 times"),
+            "speed",
+        ));
+    }
+    Ok(SynthesisRequest {
+        script: vec![ScriptPiece::Text(input.to_string())],
+        voice,
+        format,
+        sample_rate: 16000,
+        speed: (500.0 * speed.log2()).round() as i32,
+        pitch: 0,
+        volume: 50,
+    })
+}
+
 /// The API's error body.
 pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> String {
     json!({"error": {"message": message, "type": kind, "param": param, "code": code}}).to_string()
@@ -249,6 +326,34 @@ mod tests {
         assert_eq!(v["words"][0]["word"], json!("今天天气很好"));
         assert_eq!(ResponseFormat::parse("mp3"), None);
         assert!(Granularities::parse(["letter"]).is_err());
+        let r = speech_request(
+            r#"{"model":"tts-1","input":"你好","voice":"alloy","speed":2}"#.as_bytes(),
+            |_| false,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.speed, r.voice.as_str(), r.format),
+            (
+                500,
+                crate::tts::DEFAULT_VOICE,
+                sis_core::tts::TtsFormat::Mp3
+            )
+        );
+        assert_eq!(
+            speech_request(br#"{"model":"tts-1","input":"x","speed":4}"#, |_| false)
+                .unwrap_err()
+                .1,
+            "speed"
+        );
+        assert_eq!(
+            speech_request(
+                br#"{"model":"tts-1","input":"x","response_format":"opus"}"#,
+                |_| false
+            )
+            .unwrap_err()
+            .1,
+            "response_format"
+        );
         assert_eq!(
             Granularities::parse([]).unwrap(),
             Granularities {

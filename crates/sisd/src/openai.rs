@@ -1,4 +1,5 @@
-//! OpenAI-compatible transcription: `POST /v1/audio/transcriptions`, so
+//! OpenAI-compatible audio: `POST /v1/audio/transcriptions` and `POST
+//! /v1/audio/speech` (synthesis by `AppState::tts`, the /tts path), so
 //! applications written for the OpenAI audio API (and the official `openai`
 //! clients) work with only their base URL and key changed. The key is an
 //! API key an operator maps to a project (`sisd api-keys create`); with
@@ -280,4 +281,59 @@ async fn transcribe(
     };
     let (content_type, body) = openai::render(format, &segments, audio_ms, language, granularities);
     Ok((StatusCode::OK, [("content-type", content_type)], body).into_response())
+}
+
+pub async fn speech(
+    State(state): State<AppState>,
+    log: Option<Extension<RequestLog>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    match speak(state, log, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn speak(
+    state: AppState,
+    log: Option<Extension<RequestLog>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, OaError> {
+    let project = project_of(&state, &headers).await?;
+    if let Some(Extension(log)) = &log {
+        log.note(|n| n.project = Some(crate::state::clip(&project)));
+    }
+    state
+        .quotas
+        .request(&project)
+        .await
+        .map_err(|e| from_app(&AppError::from(e)))?;
+    let bytes = axum::body::to_bytes(body, crate::state::MAX_TTS_BODY_BYTES)
+        .await
+        .map_err(|e| from_app(&crate::errors::body(&e)))?;
+    let engine = state.engine.clone();
+    let req = openai::speech_request(&bytes, |m| {
+        sis_engine::tts::voice(m).is_some() || engine.reads_voice(m)
+    })
+    .map_err(|(message, param)| invalid(message, param))?;
+    if let Some(Extension(log)) = &log {
+        let chars = req.text_chars();
+        log.note(|n| n.text_chars = Some(chars));
+    }
+    let out = state
+        .tts
+        .synthesize(&req)
+        .await
+        .map_err(|e| from_app(&AppError::from(crate::errors::tts(e))))?;
+    if let Some(Extension(log)) = &log {
+        log.note(|n| n.audio_s = Some(out.seconds));
+    }
+    let content_type = match req.format {
+        sis_core::tts::TtsFormat::Mp3 => "audio/mpeg",
+        sis_core::tts::TtsFormat::Wav => "audio/wav",
+        sis_core::tts::TtsFormat::Pcm => "audio/pcm",
+    };
+    Ok((StatusCode::OK, [("content-type", content_type)], out.audio).into_response())
 }

@@ -89,6 +89,10 @@ pub fn router(state: AppState) -> Router {
                     crate::openai::MAX_FILE_BYTES + 64 * 1024,
                 ))
                 .fallback(not_found),
+        )
+        .route(
+            "/v1/audio/speech",
+            post(crate::openai::speech).fallback(not_found),
         );
     let public = if state.metrics_on_main {
         public.route("/metrics", get(serve_metrics))
