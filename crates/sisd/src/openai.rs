@@ -326,7 +326,7 @@ async fn speak(
         .tts
         .synthesize(&req)
         .await
-        .map_err(|e| from_app(&AppError::from(crate::errors::tts(e))))?;
+        .map_err(|e| from_app(&crate::errors::tts(e)))?;
     if let Some(Extension(log)) = &log {
         log.note(|n| n.audio_s = Some(out.seconds));
     }
