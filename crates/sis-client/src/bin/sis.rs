@@ -1,0 +1,530 @@
+//! `sis`: the command-line client of sisd (and Huawei Cloud SIS), with the
+//! Huawei SDKs' credential conventions: `HUAWEICLOUD_SDK_AK`,
+//! `HUAWEICLOUD_SDK_SK`, `HUAWEICLOUD_SDK_PROJECT_ID`, or a token
+//! (`SIS_TOKEN`); the endpoint from `--endpoint` or `SIS_ENDPOINT`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use sis_client::{Auth, Client, ClientError};
+use sis_protocol::openai::{joined_text, srt, vtt, Segment};
+
+#[derive(Parser)]
+#[command(
+    name = "sis",
+    version,
+    about = "Command-line client of the SIS API (sisd)"
+)]
+struct Cli {
+    /// The service: http(s)://HOST[:PORT].
+    #[arg(
+        long,
+        env = "SIS_ENDPOINT",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    endpoint: String,
+    /// The project id (as in the Huawei SDKs).
+    #[arg(long, env = "HUAWEICLOUD_SDK_PROJECT_ID", global = true)]
+    project: Option<String>,
+    /// Access key (AK/SK signatures).
+    #[arg(
+        long,
+        env = "HUAWEICLOUD_SDK_AK",
+        global = true,
+        hide_env_values = true
+    )]
+    ak: Option<String>,
+    /// Secret key.
+    #[arg(
+        long,
+        env = "HUAWEICLOUD_SDK_SK",
+        global = true,
+        hide_env_values = true
+    )]
+    sk: Option<String>,
+    /// An IAM token instead of AK/SK.
+    #[arg(long, env = "SIS_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Digits as numerals (`yes`, SIS's default) or as words (`no`).
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no"], global = true)]
+    digit_norm: String,
+    /// Punctuation in results (`yes` or `no`, SIS's default).
+    #[arg(long, default_value = "no", value_parser = ["yes", "no"], global = true)]
+    add_punc: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+    Srt,
+    Vtt,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Transcribe audio files (any format sisd reads): up to 60 s by the
+    /// short-audio API, longer ones streamed through a continue-stream
+    /// session as fast as the service takes them.
+    Transcribe {
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "chinese_16k_general")]
+        property: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        format: Output,
+        /// Write here instead of standard output (one file only).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Real-time recognition of a file (or `-`: 16 kHz 16-bit mono PCM on
+    /// standard input) at real speed; interim results rewritten in place.
+    Stream {
+        file: String,
+        #[arg(long, default_value = "chinese_16k_general")]
+        property: String,
+        #[arg(long, default_value = "continue-stream")]
+        mode: String,
+    },
+    /// Speech synthesis into a file.
+    Tts {
+        text: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value = "chinese_xiaoyan_common")]
+        voice: String,
+        /// wav, mp3 or pcm.
+        #[arg(long, default_value = "wav")]
+        format: String,
+        #[arg(long, default_value_t = 16000)]
+        rate: u32,
+        /// [-500, 500].
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        speed: i32,
+    },
+    /// Hot-word vocabularies.
+    #[command(subcommand)]
+    Vocab(Vocab),
+}
+
+#[derive(Subcommand)]
+enum Vocab {
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, default_value = "chinese_mandarin")]
+        language: String,
+        words: Vec<String>,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Update {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, default_value = "chinese_mandarin")]
+        language: String,
+        words: Vec<String>,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+/// A sentence a person understands, after the code.
+fn advice(e: &ClientError, endpoint: &str) -> String {
+    match e {
+        ClientError::Connect { .. } => format!(
+            "Is sisd running at {endpoint}? Set --endpoint or SIS_ENDPOINT to where it listens."
+        ),
+        ClientError::Protocol(_) => {
+            "The service answered something this client does not understand.".into()
+        }
+        ClientError::Api { code, .. } => match code.as_str() {
+            "APIG.0301" => "The credentials were not accepted: check HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or SIS_TOKEN).".into(),
+            "APIG.0302" => "These credentials belong to another project: check HUAWEICLOUD_SDK_PROJECT_ID.".into(),
+            "APIG.0308" => "Too many requests for your quota right now: wait a moment and retry.".into(),
+            "SIS.0312" => "The service is at its capacity: retry in a moment.".into(),
+            "APIG.0201" => "The request is too large for the service.".into(),
+            "APIG.0101" => "The service has no such API: check the endpoint.".into(),
+            c if c.starts_with("SIS.04") => "The audio could not be read: check the file and its format.".into(),
+            c if c.starts_with("SIS.02") => "The vocabulary was refused: see the message for which rule.".into(),
+            c if c.starts_with("SIS.00") || c.starts_with("SIS.01") => {
+                "The request was refused: see the message for which setting.".into()
+            }
+            _ => "The service refused the request.".into(),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sis: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let endpoint = cli.endpoint.clone();
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<ClientError>() {
+                Some(c) => eprintln!("sis: {c}\n{}", advice(c, &endpoint)),
+                None => eprintln!("sis: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let auth = match (&cli.token, &cli.ak, &cli.sk) {
+        (Some(t), _, _) => Auth::Token(t.clone()),
+        (None, Some(ak), Some(sk)) => Auth::AkSk {
+            ak: ak.clone(),
+            sk: sk.clone(),
+        },
+        (None, Some(_), None) | (None, None, Some(_)) => anyhow::bail!(
+            "give both HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or --ak and --sk), or a token"
+        ),
+        (None, None, None) => Auth::None,
+    };
+    let project = cli.project.clone().unwrap_or_else(|| "default".into());
+    let options = json!({"digit_norm": cli.digit_norm, "add_punc": cli.add_punc});
+    let client = Client::new(&cli.endpoint, &project, auth)?;
+    match cli.command {
+        Cmd::Transcribe {
+            files,
+            property,
+            format,
+            output,
+        } => {
+            anyhow::ensure!(!files.is_empty(), "give at least one file");
+            anyhow::ensure!(
+                output.is_none() || files.len() == 1,
+                "--output takes one file at a time"
+            );
+            for f in &files {
+                let text = transcribe(&client, f, &property, format, &options).await?;
+                match &output {
+                    Some(o) => std::fs::write(o, &text)
+                        .with_context(|| format!("cannot write {}", o.display()))?,
+                    None => {
+                        if files.len() > 1 && format == Output::Text {
+                            print!("{}: ", f.display());
+                        }
+                        print!("{text}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Cmd::Stream {
+            file,
+            property,
+            mode,
+        } => stream(&client, &file, &property, &mode, &options).await,
+        Cmd::Tts {
+            text,
+            output,
+            voice,
+            format,
+            rate,
+            speed,
+        } => {
+            let audio = client
+                .tts(
+                    &text,
+                    json!({"audio_format": format, "sample_rate": rate.to_string(),
+                           "property": voice, "speed": speed}),
+                )
+                .await?;
+            std::fs::write(&output, &audio)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("wrote {} ({} bytes)", output.display(), audio.len());
+            Ok(())
+        }
+        Cmd::Vocab(v) => {
+            let r = match v {
+                Vocab::Create {
+                    name,
+                    description,
+                    language,
+                    words,
+                } => {
+                    let body = json!({"name": name, "description": description,
+                                      "language": language, "contents": words});
+                    client
+                        .call("POST", "asr/vocabularies", None, Some(&body))
+                        .await?
+                }
+                Vocab::List => client.call("GET", "asr/vocabularies", None, None).await?,
+                Vocab::Show { id } => {
+                    client
+                        .call("GET", &format!("asr/vocabularies/{id}"), None, None)
+                        .await?
+                }
+                Vocab::Update {
+                    id,
+                    name,
+                    description,
+                    language,
+                    words,
+                } => {
+                    let body = json!({"name": name, "description": description,
+                                      "language": language, "contents": words});
+                    client
+                        .call("PUT", &format!("asr/vocabularies/{id}"), None, Some(&body))
+                        .await?
+                }
+                Vocab::Delete { id } => {
+                    client
+                        .call("DELETE", &format!("asr/vocabularies/{id}"), None, None)
+                        .await?
+                }
+            };
+            if !r.is_null() {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The file as 16 kHz mono 16-bit PCM bytes.
+fn pcm16k(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let limits = sis_audio::stream::StreamLimits::default();
+    let mut s = sis_audio::stream::open(path, sis_audio::stream::FileFormat::Auto, limits)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut resampler = sis_audio::StreamResampler::new(s.sample_rate(), 16000);
+    let mut out = Vec::new();
+    while let Some(chunk) = s
+        .next_chunk()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    {
+        resampler.push(&chunk.to_mono(), &mut out);
+    }
+    resampler.finish(&mut out);
+    Ok(sis_audio::to_i16(&out)
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect())
+}
+
+/// Sentences: (start ms, end ms, text, word list).
+type Sentence = (u64, u64, String, Vec<Value>);
+
+fn render(format: Output, sentences: &[Sentence], whole: &Value) -> String {
+    let segs: Vec<Segment<'_>> = sentences
+        .iter()
+        .map(|(s, e, t, _)| Segment {
+            start_ms: *s,
+            end_ms: *e,
+            text: t,
+            score: None,
+            words: Vec::new(),
+        })
+        .collect();
+    match format {
+        Output::Text => format!("{}\n", joined_text(&segs)),
+        Output::Srt => srt(&segs),
+        Output::Vtt => vtt(&segs),
+        Output::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(whole).unwrap_or_default()
+        ),
+    }
+}
+
+/// `extra`'s keys added to `base`.
+fn with(mut base: Value, extra: &Value) -> Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
+async fn transcribe(
+    client: &Client,
+    path: &Path,
+    property: &str,
+    format: Output,
+    options: &Value,
+) -> anyhow::Result<String> {
+    let pcm = pcm16k(path)?;
+    let ms = pcm.len() as u64 / 32;
+    if ms <= 60_000 {
+        let r = client
+            .short_audio(
+                &pcm,
+                "pcm16k16bit",
+                property,
+                with(json!({"need_word_info": "yes"}), options),
+            )
+            .await?;
+        let text = r["result"]["text"].as_str().unwrap_or_default().to_string();
+        let words = r["result"]["word_info"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let sentence = (0, ms, text, words);
+        return Ok(render(format, &[sentence], &r));
+    }
+    let bar = indicatif::ProgressBar::new(ms / 1000);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} s ({eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(path.display().to_string());
+    let mut s = client
+        .rasr(
+            "continue-stream",
+            with(
+                json!({"audio_format": "pcm16k16bit", "property": property,
+                       "interim_results": "no", "need_word_info": "yes"}),
+                options,
+            ),
+        )
+        .await?;
+    let mut sentences: Vec<Sentence> = Vec::new();
+    let collect = |m: Value, sentences: &mut Vec<Sentence>| -> Result<bool, ClientError> {
+        match m["resp_type"].as_str() {
+            Some("RESULT") => {
+                for seg in m["segments"].as_array().into_iter().flatten() {
+                    if seg["is_final"].as_bool() == Some(true) {
+                        sentences.push((
+                            seg["start_time"].as_u64().unwrap_or(0),
+                            seg["end_time"].as_u64().unwrap_or(0),
+                            seg["result"]["text"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            seg["result"]["word_info"]
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_default(),
+                        ));
+                    }
+                }
+                Ok(false)
+            }
+            Some("ERROR") | Some("FATAL_ERROR") => Err(sis_client::message_error(&m)),
+            Some("END") => Ok(true),
+            _ => Ok(false),
+        }
+    };
+    // 1 s per message; the service slows the sending by not reading when
+    // its decoders are behind
+    for (i, chunk) in pcm.chunks(32_000).enumerate() {
+        s.audio(chunk).await?;
+        bar.set_position(i as u64 + 1);
+        while let Some(m) = s.try_next().await? {
+            collect(m, &mut sentences)?;
+        }
+    }
+    s.end().await?;
+    loop {
+        match s.next().await? {
+            Some(m) => {
+                if collect(m, &mut sentences)? {
+                    break;
+                }
+            }
+            None => anyhow::bail!("the session closed before its END"),
+        }
+    }
+    s.close().await;
+    bar.finish_and_clear();
+    let whole = json!({"segments": sentences.iter().map(|(s, e, t, w)| json!({
+        "start_time": s, "end_time": e, "result": {"text": t, "word_info": w}})).collect::<Vec<_>>()});
+    Ok(render(format, &sentences, &whole))
+}
+
+async fn stream(
+    client: &Client,
+    file: &str,
+    property: &str,
+    mode: &str,
+    options: &Value,
+) -> anyhow::Result<()> {
+    let pcm = if file == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)?;
+        b
+    } else {
+        pcm16k(Path::new(file))?
+    };
+    let tty = std::io::stdout().is_terminal();
+    let mut s = client
+        .rasr(
+            mode,
+            with(
+                json!({"audio_format": "pcm16k16bit", "property": property, "interim_results": "yes"}),
+                options,
+            ),
+        )
+        .await?;
+    let mut out = std::io::stdout().lock();
+    let show = |m: &Value, out: &mut dyn Write| -> anyhow::Result<bool> {
+        match m["resp_type"].as_str() {
+            Some("RESULT") => {
+                for seg in m["segments"].as_array().into_iter().flatten() {
+                    let text = seg["result"]["text"].as_str().unwrap_or_default();
+                    let (a, b) = (
+                        seg["start_time"].as_u64().unwrap_or(0),
+                        seg["end_time"].as_u64().unwrap_or(0),
+                    );
+                    match (seg["is_final"].as_bool() == Some(true), tty) {
+                        (true, true) => writeln!(out, "\r\x1b[2K[{a} - {b} ms] {text}")?,
+                        (true, false) => writeln!(out, "final [{a} - {b} ms] {text}")?,
+                        (false, true) => write!(out, "\r\x1b[2K… {text}")?,
+                        (false, false) => writeln!(out, "interim {text}")?,
+                    }
+                }
+                out.flush()?;
+                Ok(false)
+            }
+            Some("EVENT") => Ok(false),
+            Some("ERROR") | Some("FATAL_ERROR") => Err(sis_client::message_error(m).into()),
+            Some("END") => Ok(true),
+            _ => Ok(false),
+        }
+    };
+    // real speed: 100 ms every 100 ms
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for chunk in pcm.chunks(3200) {
+        tick.tick().await;
+        s.audio(chunk).await?;
+        while let Some(m) = s.try_next().await? {
+            show(&m, &mut out)?;
+        }
+    }
+    s.end().await?;
+    while let Some(m) = s.next().await? {
+        if show(&m, &mut out)? {
+            break;
+        }
+    }
+    s.close().await;
+    Ok(())
+}
