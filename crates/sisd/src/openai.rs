@@ -108,6 +108,24 @@ async fn project_of(state: &AppState, headers: &HeaderMap) -> Result<String, OaE
     }
 }
 
+/// The request's project, noted in its log line, within its quota.
+async fn admit(
+    state: &AppState,
+    log: Option<&Extension<RequestLog>>,
+    headers: &HeaderMap,
+) -> Result<String, OaError> {
+    let project = project_of(state, headers).await?;
+    if let Some(Extension(log)) = log {
+        log.note(|n| n.project = Some(crate::state::clip(&project)));
+    }
+    state
+        .quotas
+        .request(&project)
+        .await
+        .map_err(|e| from_app(&AppError::from(e)))?;
+    Ok(project)
+}
+
 /// The form's fields.
 #[derive(Default)]
 struct Form {
@@ -203,15 +221,7 @@ async fn transcribe(
     headers: HeaderMap,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, OaError> {
-    let project = project_of(&state, &headers).await?;
-    if let Some(Extension(log)) = &log {
-        log.note(|n| n.project = Some(crate::state::clip(&project)));
-    }
-    state
-        .quotas
-        .request(&project)
-        .await
-        .map_err(|e| from_app(&AppError::from(e)))?;
+    admit(&state, log.as_ref(), &headers).await?;
     let form = form.map_err(|e| invalid(format!("expected multipart/form-data: {e}"), "file"))?;
     let f = read_form(form).await?;
     let file = f
@@ -301,15 +311,7 @@ async fn speak(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, OaError> {
-    let project = project_of(&state, &headers).await?;
-    if let Some(Extension(log)) = &log {
-        log.note(|n| n.project = Some(crate::state::clip(&project)));
-    }
-    state
-        .quotas
-        .request(&project)
-        .await
-        .map_err(|e| from_app(&AppError::from(e)))?;
+    admit(&state, log.as_ref(), &headers).await?;
     let bytes = axum::body::to_bytes(body, crate::state::MAX_TTS_BODY_BYTES)
         .await
         .map_err(|e| from_app(&crate::errors::body(&e)))?;

@@ -36,12 +36,23 @@ pub async fn upgrade(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> HandlerResult {
     let mode = Mode::from_path(&mode).ok_or_else(errors::not_found)?;
+    accept(state, caller, id, mode, upgrade).await
+}
+
+/// Upgrades to a connection of `mode`, its place in the project's
+/// real-time sessions quota held for the connection's life.
+async fn accept(
+    state: AppState,
+    caller: Principal,
+    id: Option<Extension<RequestId>>,
+    mode: Mode,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> HandlerResult {
     let open = state.rasr_connections.clone();
     let who = Who {
         project: caller.project_id.clone(),
         request_id: id.map(|Extension(RequestId(id))| id).unwrap_or_default(),
     };
-    // the project's real-time sessions: counted for the connection's life
     let lease = state.quotas.session(&caller.project_id).await?;
     ws::accept(
         upgrade,
@@ -63,24 +74,7 @@ pub async fn short_audio_upgrade(
     id: Option<Extension<RequestId>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> HandlerResult {
-    let open = state.rasr_connections.clone();
-    let who = Who {
-        project: caller.project_id.clone(),
-        request_id: id.map(|Extension(RequestId(id))| id).unwrap_or_default(),
-    };
-    let lease = state.quotas.session(&caller.project_id).await?;
-    ws::accept(
-        upgrade,
-        &caller,
-        ws::REALTIME,
-        &open,
-        move |socket| async move {
-            let _lease = lease;
-            Connection::new(state, Mode::ShortAudio, who, socket)
-                .run()
-                .await
-        },
-    )
+    accept(state, caller, id, Mode::ShortAudio, upgrade).await
 }
 
 /// A short-audio session's audio, kept until END.
