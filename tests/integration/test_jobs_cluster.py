@@ -55,15 +55,16 @@ def test_three_nodes_share_postgres(models_dir, tmp_path, jobs, postgres):  # no
         assert sorted(all_done) == sorted(ids), "each job finished exactly once"
         assert all(len(d) > 0 for d in done[:3]), [len(d) for d in done]
         print("jobs done per node:", [len(d) for d in done])
-        # the store agrees: 100 finished rows, nothing else
+        # the store agrees: 100 finished rows of this test's project, nothing
+        # else (the database is shared with the other multi-node tests)
         port = postgres.rsplit(":", 1)[1].split("/")[0]
         out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", port, "-U", "sis", "-d", "sis", "-At", "-c",
-                              "SELECT status, count(*) FROM jobs GROUP BY status"],
+                              "SELECT status, count(*) FROM jobs WHERE project_id = 'p' GROUP BY status"],
                              check=True, capture_output=True, text=True).stdout.split()
         assert out == [f"FINISHED|{N_JOBS}"], out
         # and the kill did interrupt work: jobs whose lease died with node 0 were leased again
         retaken = subprocess.run(["psql", "-h", "127.0.0.1", "-p", port, "-U", "sis", "-d", "sis", "-At", "-c",
-                                  "SELECT count(*) FROM jobs WHERE attempts > 1"],
+                                  "SELECT count(*) FROM jobs WHERE project_id = 'p' AND attempts > 1"],
                                  check=True, capture_output=True, text=True).stdout.strip()
         print("jobs leased again after the kill:", retaken)
         assert int(retaken) >= 1

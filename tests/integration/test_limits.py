@@ -315,6 +315,12 @@ def test_ping_flood_without_reading(srv):
     while b"\r\n\r\n" not in head:
         head += s.recv(1)
     assert head.startswith(b"HTTP/1.1 101"), head
+    # the connection is counted once the server's upgrade task runs, just
+    # after the 101 (under load, after the client may already ask)
+    deadline = time.time() + 5
+    while requests.get(srv.base + "/health", timeout=5).json()["rasr_connections"] == 0:
+        assert time.time() < deadline, "the upgraded connection was never counted"
+        time.sleep(0.01)
     ping = ws_frame(0x9, b"p" * 125)
     s.setblocking(False)
     sent, t0, dropped = 0, time.time(), None

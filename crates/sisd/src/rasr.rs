@@ -48,6 +48,11 @@ async fn accept(
     mode: Mode,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> HandlerResult {
+    // draining: refused before the upgrade (503), so a load balancer can
+    // send the client to another node (deploy/nginx/sisd.conf does)
+    if state.shutdown.begun() {
+        return Err(errors::engine(EngineError::ShuttingDown));
+    }
     let open = state.rasr_connections.clone();
     let who = Who {
         project: caller.project_id.clone(),
