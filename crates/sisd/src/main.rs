@@ -298,8 +298,10 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             });
             tracing::info!(metrics_listen = %addr, "metrics on their own listener");
         }
-        // the engine's observations are taken at least every second, so
-        // its bounded buffers never fill between scrapes
+        // every second: the engine's observations are taken (its bounded
+        // buffers never fill between scrapes) and the exporter's upkeep
+        // folds histogram samples into their buckets (without it they pile
+        // up until a scrape, growing memory with every request)
         {
             let engine = app_state.engine.clone();
             tokio::spawn(async move {
@@ -307,6 +309,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
                 loop {
                     tick.tick().await;
                     metrics::record_engine(&engine);
+                    metrics::handle().run_upkeep();
                 }
             });
         }
