@@ -16,6 +16,10 @@ pub const DEFAULT_SCOPE: &str = "*";
 /// The scope of the whole service.
 pub const ALL_SCOPE: &str = "all";
 
+/// Live leases of project `$1` (every project when `$1` is empty) at `$2`.
+const LIVE_SESSIONS: &str = "SELECT COUNT(*) AS n FROM session_leases \
+     WHERE ($1 = '' OR project_id = $1) AND expires_ms > $2";
+
 /// One scope's limits; `None`: no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Quota {
@@ -112,27 +116,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some(limit) = project_limit {
-            let n: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM session_leases WHERE project_id = $1 AND expires_ms > $2",
-            )
-            .bind(project_id)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-            if n >= limit {
-                tx.rollback().await?;
-                return Ok(Err(Refusal::Sessions));
-            }
-        }
-        if let Some(limit) = all_limit {
-            let n: i64 =
-                sqlx::query("SELECT COUNT(*) AS n FROM session_leases WHERE expires_ms > $1")
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("n")?;
+        for (limit, project) in [(project_limit, Some(project_id)), (all_limit, None)] {
+            let Some(limit) = limit else { continue };
+            let n: i64 = sqlx::query(LIVE_SESSIONS)
+                .bind(project.unwrap_or(""))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
             if n >= limit {
                 tx.rollback().await?;
                 return Ok(Err(Refusal::Sessions));
@@ -177,13 +168,7 @@ impl Store {
 
     /// Live sessions of `project_id` (all projects: `None`).
     pub async fn live_sessions(&self, project_id: Option<&str>) -> Result<i64> {
-        let q = match project_id {
-            Some(_) => {
-                "SELECT COUNT(*) AS n FROM session_leases WHERE project_id = $1 AND expires_ms > $2"
-            }
-            None => "SELECT COUNT(*) AS n FROM session_leases WHERE $1 = $1 AND expires_ms > $2",
-        };
-        Ok(sqlx::query(q)
+        Ok(sqlx::query(LIVE_SESSIONS)
             .bind(project_id.unwrap_or(""))
             .bind(now_ms())
             .fetch_one(&self.pool)
