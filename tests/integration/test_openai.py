@@ -147,3 +147,26 @@ def test_speech(api, tmp_path):
     with pytest.raises(openai.BadRequestError) as e:
         c.audio.speech.create(model="tts-1", voice="alloy", input="好" * 501)
     assert e.value.body["param"] == "input"
+
+
+def test_8k_and_tiny_inputs(api, heldout):
+    """A telephone-rate file is recognised like its 16 kHz twin; a file of
+    one sample and one of silence give empty text, not an error; the server
+    answers the next request."""
+    c = api["client"]
+    root, rows = heldout
+    row = [r for r in rows if r["kind"] == "sentence"][0]
+    with open(root / "8k" / f"{row['id']}.wav", "rb") as f:
+        assert c.audio.transcriptions.create(model="chinese_8k_general", file=f).text == row["text"]
+    for name, frames in (("one", b"\x01\x00"), ("silence", b"\x00\x00" * 16000)):
+        p = api["dir"] / f"{name}.wav"
+        with wave.open(str(p), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(frames)
+        with open(p, "rb") as f:
+            r = c.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json")
+        assert r.text == "" and r.segments == [], r
+    with open(api["file"], "rb") as f:
+        assert c.audio.transcriptions.create(model="whisper-1", file=f).text == "".join(api["texts"])

@@ -166,16 +166,6 @@ impl Store {
         Ok(())
     }
 
-    /// Live sessions of `project_id` (all projects: `None`).
-    pub async fn live_sessions(&self, project_id: Option<&str>) -> Result<i64> {
-        Ok(sqlx::query(LIVE_SESSIONS)
-            .bind(project_id.unwrap_or(""))
-            .bind(now_ms())
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
-    }
-
     /// Counts one request of `scope` in the current second; returns the
     /// count so far in that second.
     pub async fn count_request(&self, scope: &str) -> Result<i64> {
