@@ -34,9 +34,14 @@ def sdk_date(offset_s=0):
 
 def sign(ak, sk, method, path, query, headers, body=b"", signed=None):
     """Returns the Authorization value for `headers` (which must already hold
-    X-Sdk-Date and Host); `signed` defaults to every header given."""
+    X-Sdk-Date and Host); `signed` defaults to every header given. With an
+    `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` header the body is not signed."""
     signed = sorted(signed or [h.lower() for h in headers])
-    body_hash = hashlib.sha256(body).hexdigest()
+    lower = {k.lower(): v for k, v in headers.items()}
+    if lower.get("x-sdk-content-sha256") == "UNSIGNED-PAYLOAD":
+        body_hash = "UNSIGNED-PAYLOAD"
+    else:
+        body_hash = hashlib.sha256(body).hexdigest()
     cr = canonical_request(method, path, query, headers, signed, body_hash)
     date = {k.lower(): v for k, v in headers.items()}["x-sdk-date"]
     sts = f"SDK-HMAC-SHA256\n{date}\n{hashlib.sha256(cr.encode()).hexdigest()}"

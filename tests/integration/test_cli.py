@@ -1,19 +1,27 @@
 """The `sis` command-line client (issue 19), built from crates/sis-client,
 against a real sisd with --auth sis and the Huawei SDKs' credential
 variables: `transcribe` (a short file by the short-audio API in text, JSON,
-SRT and WebVTT; a file over 60 s streamed through continue-stream, its SRT
-cues the sentences), `stream` (interim and final lines), `tts`, `vocab`, and
-every error case printing the SIS code and a sentence."""
+SRT and WebVTT; a file over 60 s uploaded and transcribed by a job, or
+streamed through continue-stream, its SRT cues the sentences; a 30-minute
+file by a job, with progress bars on a terminal, its SRT cues the segments
+of the same file's job run here without the CLI), `stream` (interim and
+final lines), `tts`, `vocab`, and every error case printing the SIS code and
+a sentence."""
 
 import json
 import os
+import pty
 import re
 import subprocess
+import time
 import wave
 
 import pytest
+import requests
 
+import longaudio
 from conftest import ROOT, Server, edit_distance, sis_store
+from signer import sdk_date, sign
 
 SIS = ROOT / "target" / "release" / "sis"
 PID = "5150c11e00000000000000000000cafe"
@@ -48,7 +56,7 @@ def cli_env(models_dir, tmp_path_factory, heldout):
          "HUAWEICLOUD_SDK_AK": cred["access_key"], "HUAWEICLOUD_SDK_SK": cred["secret_key"],
          "HUAWEICLOUD_SDK_PROJECT_ID": PID, "SIS_ENDPOINT": server.base}
     yield dict(server=server, env=e, short=clips[0], short_text=sent[0]["text"], long=long,
-               long_texts=[r["text"] for r in sent[:n]], dir=d)
+               long_texts=[r["text"] for r in sent[:n]], dir=d, cred=cred)
     server.stop()
 
 
@@ -72,12 +80,25 @@ def test_transcribe_short_in_every_format(cli_env):
     assert r.returncode == 0 and out.read_text().startswith("WEBVTT\n\n00:00:00.000 --> ")
 
 
-def test_transcribe_long_file_to_srt(cli_env):
+CUE = re.compile(r"^(\d+)\n(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+)\n$", re.M)
+
+
+def cues_of(srt):
+    """(number, start ms, end ms, text) of every SRT cue."""
+    def ms(h, m, s, f):
+        return ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + int(f)
+    return [(int(g[0]), ms(*g[1:5]), ms(*g[5:9]), g[9]) for g in CUE.findall(srt)]
+
+
+@pytest.mark.parametrize("via", ["auto", "stream"])
+def test_transcribe_long_file_to_srt(cli_env, via):
+    """Over 60 s: by default uploaded and run as a job; --via stream
+    through a continue-stream session."""
     c = cli_env
-    out = c["dir"] / "long.srt"
-    r = sis(c, "transcribe", c["long"], "--format", "srt", "-o", out)
+    out = c["dir"] / f"long-{via}.srt"
+    r = sis(c, "transcribe", c["long"], "--via", via, "--format", "srt", "-o", out)
     assert r.returncode == 0, r.stderr
-    cues = re.findall(r"^(\d+)\n(\d\d:\d\d:\d\d,\d{3}) --> (\d\d:\d\d:\d\d,\d{3})\n(.+)\n$", out.read_text(), re.M)
+    cues = [(str(i), a, b, t) for i, a, b, t in cues_of(out.read_text())]
     texts = [t for _, _, _, t in cues]
     # one cue per sentence, in order; the streaming test pack's own errors
     # (about 1 % of characters on held-out speech) allowed
@@ -87,6 +108,73 @@ def test_transcribe_long_file_to_srt(cli_env):
     assert [int(i) for i, _, _, _ in cues] == list(range(1, len(cues) + 1))
     times = [(a, b) for _, a, b, _ in cues]
     assert times == sorted(times) and all(a < b for a, b in times)
+
+
+def signed(c, method, path, body=b"", content_type="application/json;charset=utf-8"):
+    base = c["server"].base
+    h = {"Content-Type": content_type, "X-Sdk-Date": sdk_date(), "Host": base.split("//", 1)[1]}
+    if content_type == "application/octet-stream":
+        # as the v3 SDK signs uploads (a signed body is read whole first, at most 12 MB)
+        h["X-Sdk-Content-Sha256"] = "UNSIGNED-PAYLOAD"
+    h["Authorization"] = sign(c["cred"]["access_key"], c["cred"]["secret_key"], method, path, None, h, body)
+    return requests.request(method, base + path, data=body, headers=h, timeout=120)
+
+
+def job_here(c, wav):
+    """The file's job, run without the CLI: the document when FINISHED."""
+    u = signed(c, "POST", f"/v1/{PID}/asr/transcriber/uploads", wav.read_bytes(), "application/octet-stream")
+    assert u.status_code == 200, u.text
+    body = {"data_url": u.json()["data_url"], "config": {
+        "audio_format": "auto", "property": "chinese_16k_general", "digit_norm": "no"}}
+    r = signed(c, "POST", f"/v1/{PID}/asr/transcriber/jobs", json.dumps(body).encode())
+    assert r.status_code == 200, r.text
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        doc = signed(c, "GET", f"/v1/{PID}/asr/transcriber/jobs/{r.json()['job_id']}").json()
+        if doc["status"] != "WAITING":
+            return doc
+        time.sleep(1)
+    raise AssertionError("the job did not end in 15 minutes")
+
+
+@pytest.mark.skipif(not longaudio.clips(), reason="../shared/audio missing")
+def test_half_hour_file_by_a_job_with_progress(cli_env, tmp_path):
+    c = cli_env
+    wav = tmp_path / "half-hour.wav"
+    longaudio.make(30 * 60, wav)
+    out = tmp_path / "half-hour.srt"
+    # on a terminal (a pty as standard error), as a person runs it: the
+    # upload's bar and the job's spinner are drawn
+    master, slave = pty.openpty()
+    p = subprocess.Popen([SIS, "--digit-norm", "no", "transcribe", str(wav), "--format", "srt", "-o", str(out)],
+                         env={**c["env"], "COLUMNS": "120"}, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert p.wait(timeout=60) == 0, shown[-2000:]
+    shown = shown.decode(errors="replace")
+    assert re.search(r"half-hour\.wav upload \[[^\]]*\] [\d.]+ \w?i?B/[\d.]+ MiB", shown), shown[-2000:]
+    assert re.search(r"half-hour\.wav: job [0-9a-f]{32} WAITING", shown), shown[-2000:]
+    cues = cues_of(out.read_text())
+    assert len(cues) > 100, out.read_text()[:2000]
+    doc = job_here(c, wav)
+    assert doc["status"] == "FINISHED", doc
+    segments = [(s["start_time"], s["end_time"], s["result"]["text"].strip())
+                for s in doc["segments"] if s["result"]["text"].strip()]
+    assert [(a, b, t) for _, a, b, t in cues] == segments
+    assert [i for i, _, _, _ in cues] == list(range(1, len(cues) + 1))
+    assert segments[-1][1] > 29 * 60 * 1000
+    # the CLI deleted its upload; the one made here is still there
+    left = list((c["dir"] / "data" / "uploads").rglob("*"))
+    assert len([p for p in left if p.is_file()]) == 1, left
 
 
 def test_stream_prints_interim_and_final_lines(cli_env):

@@ -114,3 +114,30 @@ def test_takeover_reads_the_audio_copy(models_dir, tmp_path, jobs, s3):  # noqa:
     finally:
         server.stop()
         files.shutdown()
+
+
+def test_uploads_live_in_the_bucket(models_dir, tmp_path, jobs, s3):  # noqa: F811
+    """With --objects, an upload is an object under uploads/{project}/ (so
+    every node sharing the bucket can run its job); the project's uploads
+    are counted by listing the bucket; a deleted upload is gone from it."""
+    client, env = s3
+    server = Server([models_dir], tmp_path / "data", extra=["--no-probe", "--objects", f"s3://{BUCKET}/up"],
+                    log=tmp_path / "sisd.log", env=env)
+    try:
+        wav = (jobs["files"] / "ab_pad.wav").read_bytes()
+        r = requests.post(f"{server.base}/v1/p/asr/transcriber/uploads", data=wav, timeout=30)
+        assert r.status_code == 200, r.text
+        u = r.json()
+        assert keys(client, "up/uploads/") == [f"up/uploads/p/{u['upload_id']}"]
+        assert client.get_object(Bucket=BUCKET, Key=f"up/uploads/p/{u['upload_id']}")["Body"].read() == wav
+        r = wait_done(server.base, create(server.base, u["data_url"]))
+        assert r["status"] == "FINISHED", r
+        assert [s["result"]["text"] for s in r["segments"]] == jobs["texts"]
+        # no second copy of the audio was made for the job
+        assert keys(client, "up/audio/") == []
+        assert requests.delete(f"{server.base}/v1/p/asr/transcriber/uploads/{u['upload_id']}",
+                               timeout=30).status_code == 200
+        assert keys(client, "up/uploads/") == []
+        assert not (tmp_path / "data" / "uploads").exists()
+    finally:
+        server.stop()

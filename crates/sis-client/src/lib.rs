@@ -52,6 +52,20 @@ impl ClientError {
     }
 }
 
+/// A request's body.
+enum Payload {
+    None,
+    Json(Vec<u8>),
+    /// Bytes sent as `application/octet-stream`, and what to tell of the
+    /// bytes sent so far.
+    Binary(Vec<u8>, Box<dyn Fn(u64) + Send + Sync>),
+}
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// How much of an upload goes out at once.
+const PIECE: usize = 256 * 1024;
+
 pub struct Client {
     endpoint: String,
     project_id: String,
@@ -106,15 +120,12 @@ impl Client {
         path: &str,
         query: Option<&str>,
         body: &[u8],
-        json_body: bool,
+        content_type: Option<&'static str>,
     ) -> Result<HeaderMap, ClientError> {
         let mut h = HeaderMap::new();
         let bad = |e: http::header::InvalidHeaderValue| ClientError::Protocol(e.to_string());
-        if json_body {
-            h.insert(
-                "content-type",
-                HeaderValue::from_static("application/json;charset=utf-8"),
-            );
+        if let Some(ct) = content_type {
+            h.insert("content-type", HeaderValue::from_static(ct));
         }
         match &self.auth {
             Auth::None => {}
@@ -127,7 +138,18 @@ impl Client {
                     "x-sdk-date",
                     HeaderValue::from_str(&sis_auth::sign::sdk_date(now_s())).map_err(bad)?,
                 );
-                let body_hash = sis_auth::sign::body_sha256(body);
+                // an upload is signed without its body, as the v3 SDK
+                // signs octet-stream (the server then streams it)
+                let unsigned = content_type == Some(OCTET_STREAM);
+                let body_hash = if unsigned {
+                    h.insert(
+                        "x-sdk-content-sha256",
+                        HeaderValue::from_static(sis_auth::sign::UNSIGNED_PAYLOAD),
+                    );
+                    sis_auth::sign::UNSIGNED_PAYLOAD.to_string()
+                } else {
+                    sis_auth::sign::body_sha256(body)
+                };
                 let req = sis_auth::sign::RequestParts {
                     method,
                     path,
@@ -136,8 +158,11 @@ impl Client {
                     body_hash: &body_hash,
                 };
                 let mut signed = vec!["host", "x-sdk-date"];
-                if json_body {
+                if content_type.is_some() {
                     signed.push("content-type");
+                }
+                if unsigned {
+                    signed.push("x-sdk-content-sha256");
                 }
                 let value = sis_auth::sign::authorization(ak, sk, &req, &signed)
                     .map_err(|e| ClientError::Protocol(format!("cannot sign: {e}")))?;
@@ -162,9 +187,58 @@ impl Client {
         query: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        let payload = match body {
+            Some(b) => Payload::Json(b.to_string().into_bytes()),
+            None => Payload::None,
+        };
+        self.send(method, tail, query, payload).await
+    }
+
+    /// Uploads a file's bytes for a job (`POST .../asr/transcriber/uploads`,
+    /// a sisd extension); `progress` is told the bytes sent so far as the
+    /// body goes out. The answer holds the `data_url` a job names.
+    pub async fn upload(
+        &self,
+        bytes: Vec<u8>,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<Value, ClientError> {
+        let payload = Payload::Binary(bytes, Box::new(progress));
+        self.send("POST", "asr/transcriber/uploads", None, payload)
+            .await
+    }
+
+    /// Creates a transcription job (`POST .../asr/transcriber/jobs`); its id.
+    pub async fn create_job(&self, data_url: &str, config: Value) -> Result<String, ClientError> {
+        let body = json!({ "data_url": data_url, "config": config });
+        let r = self
+            .call("POST", "asr/transcriber/jobs", None, Some(&body))
+            .await?;
+        r["job_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Protocol(format!("no job_id in {r}")))
+    }
+
+    /// A job's document (`GET .../asr/transcriber/jobs/{job_id}`).
+    pub async fn job(&self, job_id: &str) -> Result<Value, ClientError> {
+        self.call("GET", &format!("asr/transcriber/jobs/{job_id}"), None, None)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        tail: &str,
+        query: Option<&str>,
+        payload: Payload,
+    ) -> Result<Value, ClientError> {
         let path = format!("/v1/{}/{}", self.project_id, tail.trim_start_matches('/'));
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let mut headers = self.auth_headers(method, &path, query, &bytes, body.is_some())?;
+        let (bytes, content_type): (&[u8], _) = match &payload {
+            Payload::None => (&[], None),
+            Payload::Json(b) => (b, Some("application/json;charset=utf-8")),
+            Payload::Binary(b, _) => (b, Some(OCTET_STREAM)),
+        };
+        let mut headers = self.auth_headers(method, &path, query, bytes, content_type)?;
         // reqwest sets Host itself, from the URL: the same value
         headers.remove("host");
         let url = match query {
@@ -174,8 +248,24 @@ impl Client {
         let m = http::Method::from_bytes(method.as_bytes())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let mut req = self.http.request(m, url).headers(headers);
-        if body.is_some() {
-            req = req.body(bytes);
+        match payload {
+            Payload::None => {}
+            Payload::Json(b) => req = req.body(b),
+            Payload::Binary(b, progress) => {
+                let len = b.len();
+                let body = bytes::Bytes::from(b);
+                // 256 kB pieces, each reported once it is handed to the connection
+                let pieces = (0..len.div_ceil(PIECE)).map(move |i| {
+                    let end = ((i + 1) * PIECE).min(len);
+                    progress(end as u64);
+                    Ok::<_, std::io::Error>(body.slice(i * PIECE..end))
+                });
+                req = req
+                    .header("content-length", len)
+                    .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                        pieces,
+                    )));
+            }
         }
         let resp = req.send().await.map_err(|e| self.connect_error(e))?;
         let status = resp.status().as_u16();
@@ -258,7 +348,7 @@ impl Client {
         let mut req = ws_url
             .into_client_request()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let mut headers = self.auth_headers("GET", &path, None, b"", false)?;
+        let mut headers = self.auth_headers("GET", &path, None, b"", None)?;
         headers.remove("host");
         for (k, v) in headers.iter() {
             req.headers_mut().insert(k.clone(), v.clone());

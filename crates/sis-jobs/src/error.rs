@@ -42,6 +42,10 @@ pub enum JobError {
     EngineWorkerDied {
         times: u64,
     },
+    /// `data_url` names an upload its project does not hold (any more).
+    UploadNotFound(String),
+    /// The project holds this many uploads, the limit.
+    TooManyUploads(usize),
     /// The transcription thread panicked.
     Panicked,
     Store(StoreError),
@@ -63,6 +67,8 @@ impl fmt::Display for JobError {
             JobError::Engine(e) => write!(f, "engine: {e}"),
             JobError::Interrupted { times } => write!(f, "interrupted {times} times"),
             JobError::EngineWorkerDied { times } => write!(f, "engine worker died {times} times"),
+            JobError::UploadNotFound(id) => write!(f, "upload {id} not found"),
+            JobError::TooManyUploads(n) => write!(f, "the project holds {n} uploads"),
             JobError::Panicked => write!(f, "transcription panicked"),
             JobError::Store(e) => write!(f, "store: {e}"),
             JobError::ResultUnavailable(why) => write!(f, "result unavailable: {why}"),

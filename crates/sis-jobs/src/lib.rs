@@ -20,6 +20,7 @@ mod error;
 mod fairness;
 mod runner;
 mod transcribe;
+mod uploads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 
 pub use error::JobError;
 pub use transcribe::{recognize_file, AudioFile, Channels, FileRun};
+pub use uploads::{Upload, MAX_PER_PROJECT as MAX_UPLOADS_PER_PROJECT};
 
 /// Validated job settings (from the server's config).
 #[derive(Clone, Debug)]
@@ -91,6 +93,9 @@ pub struct Jobs {
     /// taking the job over reads it instead of data_url) and result documents
     /// live there instead of in the store.
     pub objects: Option<Objects>,
+    /// Where uploads are (`uploads.rs`): `objects` when there is one, else
+    /// a directory of this node.
+    pub uploads: Objects,
     pub engine: Arc<EnginePool>,
     pub fetcher: Fetcher,
     pub config: JobsConfig,
@@ -118,12 +123,18 @@ impl Jobs {
         }
         transcribe::check_analysis(&req)?;
         self.hot_words(project, req.options.clone()).await?;
-        self.fetcher
-            .check_data_url(&req.data_url)
-            .map_err(|error| JobError::Fetch {
-                what: "data_url",
-                error,
-            })?;
+        match uploads::named(&req.data_url) {
+            Some(id) => {
+                self.upload_size(project, id).await?;
+            }
+            None => self
+                .fetcher
+                .check_data_url(&req.data_url)
+                .map_err(|error| JobError::Fetch {
+                    what: "data_url",
+                    error,
+                })?,
+        }
         if let Some(cb) = &req.callback_url {
             self.fetcher
                 .check_url(cb)

@@ -47,6 +47,11 @@ pub(crate) async fn purge(jobs: Arc<Jobs>) {
             }
             Err(e) => tracing::warn!(error = %e, "purging expired jobs failed"),
         }
+        match jobs.purge_uploads().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "expired uploads deleted"),
+            Err(e) => tracing::warn!(error = %e, "purging expired uploads failed"),
+        }
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
@@ -376,6 +381,10 @@ async fn fetch_audio(
                 tracing::warn!(job_id = id, error = %e, "audio copy unreadable; fetching data_url again")
             }
         }
+    }
+    if let Some(upload) = crate::uploads::named(&req.data_url) {
+        // already in the uploads' storage, where a takeover finds it too
+        return jobs.fetch_upload(&lease.job.project_id, upload, path).await;
     }
     if let Err(error) = jobs.fetcher.download(&req.data_url, path).await {
         return Err(JobError::Fetch {

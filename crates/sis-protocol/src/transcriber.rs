@@ -89,10 +89,12 @@ fn parse_analysis(v: &Value) -> Result<AnalysisRequest, ApiError> {
 /// The URL's form: `http(s)://`, or for a data URL also `file://` (whether
 /// a file may be read is the fetcher's policy, decided where it is read),
 /// under [`MAX_URL_BYTES`], without whitespace.
-fn check_url(url: &str, what: &str, file_allowed: bool) -> Result<(), ApiError> {
+/// `data_url` (`is_data`) may also be a `file://` URL (when the operator
+/// allows a directory) or an `upload://ID` (sisd's uploads).
+fn check_url(url: &str, what: &str, is_data: bool) -> Result<(), ApiError> {
     let ok_scheme = url.starts_with("http://")
         || url.starts_with("https://")
-        || (file_allowed && url.starts_with("file://"));
+        || (is_data && (url.starts_with("file://") || url.starts_with("upload://")));
     if !ok_scheme || url.len() >= MAX_URL_BYTES || url.chars().any(char::is_whitespace) {
         return Err(ApiError::invalid(format!("{what} is invalid or too long")));
     }
@@ -164,6 +166,19 @@ pub fn parse_create(body: &[u8]) -> Result<TranscriberRequest, ApiError> {
 /// `{"job_id": ...}`, the create response.
 pub fn create_response(job_id: &str) -> String {
     serde_json::json!({ "job_id": job_id }).to_string()
+}
+
+/// The answer to `POST /v1/{project_id}/asr/transcriber/uploads` (a sisd
+/// extension): what a job names as `data_url`, the stored size and when
+/// the upload is deleted.
+pub fn upload_response(upload_id: &str, data_url: &str, size: u64, expires_ms: i64) -> String {
+    serde_json::json!({
+        "upload_id": upload_id,
+        "data_url": data_url,
+        "size": size,
+        "expire_time": sis_core::time::rfc3339_utc(expires_ms, 3),
+    })
+    .to_string()
 }
 
 /// One recognised sentence of a job, with its analysis.

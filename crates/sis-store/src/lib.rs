@@ -17,7 +17,7 @@ mod quotas;
 mod vocabularies;
 pub use api_keys::ApiKey;
 pub use jobs::{CallbackLease, Job, JobStatus, Lease};
-pub use objects::Objects;
+pub use objects::{Listed, Objects};
 pub use quotas::{Quota, Refusal, ALL_SCOPE, DEFAULT_SCOPE};
 pub use vocabularies::{
     new_vocabulary_id, Vocabulary, VocabularyCache, VocabularyFields, VocabularySummary,

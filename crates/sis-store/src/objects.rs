@@ -20,6 +20,14 @@ use crate::{Result, StoreError};
 /// Parts of a multipart upload (S3 needs at least 5 MiB but the last).
 const PART: usize = 8 << 20;
 
+/// One object of [`Objects::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified_ms: i64,
+}
+
 #[derive(Clone)]
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
@@ -149,6 +157,33 @@ impl Objects {
         }
     }
 
+    /// The objects whose keys start with the folder `prefix` (e.g.
+    /// `uploads/p1`): each key (relative, as given to [`Objects::put`]),
+    /// size and last-modified time in ms since the epoch.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let folder = self.path(prefix.trim_end_matches('/'));
+        let mut stream = self.store.list(Some(&folder));
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = match meta {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(err(e)),
+            };
+            let full = meta.location.to_string();
+            let key = full
+                .strip_prefix(self.prefix.as_str())
+                .unwrap_or(&full)
+                .to_string();
+            out.push(Listed {
+                key,
+                size: meta.size,
+                modified_ms: meta.last_modified.timestamp_millis(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Downloads an object into a file, streaming; false when there is none.
     pub async fn get_to_file(&self, key: &str, file: &FsPath) -> Result<bool> {
         let r = match self.store.get(&self.path(key)).await {
@@ -193,6 +228,21 @@ mod tests {
         o.delete("audio/x").await.expect("objects");
         o.delete("audio/x").await.expect("objects");
         assert!(!o.get_to_file("audio/x", &back).await.expect("objects"));
+        o.put("uploads/p1/a", Bytes::from_static(b"abc"))
+            .await
+            .expect("objects");
+        o.put("uploads/p10/b", Bytes::from_static(b"d"))
+            .await
+            .expect("objects");
+        let listed = o.list("uploads/p1").await.expect("objects");
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(
+            (listed[0].key.as_str(), listed[0].size),
+            ("uploads/p1/a", 3)
+        );
+        assert!(listed[0].modified_ms > 1_600_000_000_000);
+        assert_eq!(o.list("uploads").await.expect("objects").len(), 2);
+        assert!(o.list("none").await.expect("objects").is_empty());
     }
 
     #[test]

@@ -169,12 +169,17 @@ async fn verify_signature(
         })?;
 
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| errors::body(&e))?;
-    let body_hash = match header(&parts.headers, "x-sdk-content-sha256") {
-        Some(v) if v == sign::UNSIGNED_PAYLOAD => v.to_string(),
-        _ => sign::body_sha256(&bytes),
+    // an unsigned payload (what the v3 SDK sends for octet-stream uploads)
+    // is not read here: it streams on to the handler, whatever its size
+    let (body, body_hash) = match header(&parts.headers, "x-sdk-content-sha256") {
+        Some(v) if v == sign::UNSIGNED_PAYLOAD => (body, v.to_string()),
+        _ => {
+            let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+                .await
+                .map_err(|e| errors::body(&e))?;
+            let hash = sign::body_sha256(&bytes);
+            (Body::from(bytes), hash)
+        }
     };
     let request = RequestParts {
         method: parts.method.as_str(),
@@ -196,7 +201,7 @@ async fn verify_signature(
             return Err(errors::signature(&e));
         }
     }
-    Ok((Request::from_parts(parts, Body::from(bytes)), cred))
+    Ok((Request::from_parts(parts, body), cred))
 }
 
 /// `GET /v3/projects?name=REGION` (IAM's KeystoneListProjects, as the v3

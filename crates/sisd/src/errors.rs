@@ -511,6 +511,24 @@ pub fn body(e: &axum::Error) -> AppError {
     }
 }
 
+/// An upload with no bytes.
+pub fn upload_empty() -> AppError {
+    ApiError::invalid("the upload is empty").into()
+}
+
+/// An upload (`POST .../asr/transcriber/uploads`) past `max` bytes (413).
+pub fn upload_too_large(max: u64) -> AppError {
+    ApiError::new(
+        SisCode::GatewayRequest,
+        format!(
+            "Request entity too large: an upload may hold {} MB.",
+            max / (1024 * 1024)
+        ),
+    )
+    .with_status(413)
+    .into()
+}
+
 // ---- audio, per API (SIS reports the same fault differently in each) ----
 
 /// Short-audio: the 60 s limit, or the decoder's description.
@@ -628,6 +646,12 @@ pub fn job(e: &JobError) -> ApiError {
             SisCode::Internal,
             format!("the engine worker died {times} times while recognising this file"),
         ),
+        JobError::UploadNotFound(id) => {
+            ApiError::invalid(format!("upload {} is not found", clip(id)))
+        }
+        JobError::TooManyUploads(n) => ApiError::invalid(format!(
+            "too many uploads: a project may hold {n}; delete one or wait for it to expire"
+        )),
         JobError::Panicked => ApiError::new(SisCode::RecognitionFailed, "recognition failed"),
         JobError::Store(_) => ApiError::new(SisCode::Internal, "internal service error"),
         JobError::ResultUnavailable(_) => ApiError::new(

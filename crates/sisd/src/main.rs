@@ -232,6 +232,16 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
             ),
             None => None,
         };
+        // uploads for jobs: in the object storage when there is one (every
+        // node sees them), else a directory of this node
+        let uploads = match &objects {
+            Some(o) => o.clone(),
+            None => {
+                let dir = cfg.data_dir.join("uploads");
+                sis_store::Objects::open(&format!("file://{}", dir.display()))
+                    .with_context(|| format!("cannot open the uploads directory {}", dir.display()))?
+            }
+        };
         let mut flash_buckets = std::collections::HashMap::new();
         for (name, url) in &cfg.flash_buckets {
             let objects = sis_store::Objects::open(url)
@@ -243,6 +253,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
         let jobs = Arc::new(sis_jobs::Jobs {
             store: store.clone(),
             objects,
+            uploads,
             engine: engine.clone(),
             fetcher,
             config: prepared.jobs,

@@ -84,6 +84,13 @@ async fn app(mode: AuthMode) -> TestApp {
     let jobs = Arc::new(sis_jobs::Jobs {
         store: store.clone(),
         objects: None,
+        uploads: sis_store::Objects::open(&format!(
+            "file://{}",
+            std::env::temp_dir()
+                .join(format!("sisd-router-uploads-{name}"))
+                .display()
+        ))
+        .expect("an uploads directory"),
         engine: engine.clone(),
         fetcher: sis_fetch::Fetcher::new(sis_fetch::FetchPolicy::default()).expect("a fetcher"),
         config: sis_jobs::JobsConfig {

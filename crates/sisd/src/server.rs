@@ -45,6 +45,14 @@ pub fn router(state: AppState) -> Router {
             get(jobs::get).fallback(not_found),
         )
         .route(
+            "/v1/{project_id}/asr/transcriber/uploads",
+            post(jobs::upload).fallback(not_found),
+        )
+        .route(
+            "/v1/{project_id}/asr/transcriber/uploads/{upload_id}",
+            axum::routing::delete(jobs::delete_upload).fallback(not_found),
+        )
+        .route(
             "/v1/{project_id}/rasr/{mode}",
             get(rasr::upgrade).fallback(not_found),
         )

@@ -69,13 +69,27 @@ enum Output {
     Vtt,
 }
 
+/// Which API transcribes a file.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Via {
+    /// Short audio up to 60 s, a job beyond.
+    Auto,
+    ShortAudio,
+    /// Upload the file, run a transcription job, wait for its result.
+    Job,
+    /// A continue-stream session, as fast as the service takes the audio.
+    Stream,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Transcribe audio files (any format sisd reads): up to 60 s by the
-    /// short-audio API, longer ones streamed through a continue-stream
-    /// session as fast as the service takes them.
+    /// short-audio API; longer ones are uploaded and transcribed by a job
+    /// (or streamed through a continue-stream session with --via stream).
     Transcribe {
         files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Via::Auto)]
+        via: Via,
         #[arg(long, default_value = "chinese_16k_general")]
         property: String,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -213,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Transcribe {
             files,
+            via,
             property,
             format,
             output,
@@ -223,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "--output takes one file at a time"
             );
             for f in &files {
-                let text = transcribe(&client, f, &property, format, &options).await?;
+                let text = transcribe(&client, f, via, &property, format, &options).await?;
                 match &output {
                     Some(o) => std::fs::write(o, &text)
                         .with_context(|| format!("cannot write {}", o.display()))?,
@@ -367,13 +382,20 @@ fn with(mut base: Value, extra: &Value) -> Value {
 async fn transcribe(
     client: &Client,
     path: &Path,
+    via: Via,
     property: &str,
     format: Output,
     options: &Value,
 ) -> anyhow::Result<String> {
+    if via == Via::Job {
+        return transcribe_by_job(client, path, property, format, options).await;
+    }
     let pcm = pcm16k(path)?;
     let ms = pcm.len() as u64 / 32;
-    if ms <= 60_000 {
+    if via == Via::Auto && ms > 60_000 {
+        return transcribe_by_job(client, path, property, format, options).await;
+    }
+    if via != Via::Stream {
         let r = client
             .short_audio(
                 &pcm,
@@ -412,18 +434,7 @@ async fn transcribe(
             Some("RESULT") => {
                 for seg in m["segments"].as_array().into_iter().flatten() {
                     if seg["is_final"].as_bool() == Some(true) {
-                        sentences.push((
-                            seg["start_time"].as_u64().unwrap_or(0),
-                            seg["end_time"].as_u64().unwrap_or(0),
-                            seg["result"]["text"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_string(),
-                            seg["result"]["word_info"]
-                                .as_array()
-                                .cloned()
-                                .unwrap_or_default(),
-                        ));
+                        sentences.push(sentence(seg));
                     }
                 }
                 Ok(false)
@@ -458,6 +469,114 @@ async fn transcribe(
     let whole = json!({"segments": sentences.iter().map(|(s, e, t, w)| json!({
         "start_time": s, "end_time": e, "result": {"text": t, "word_info": w}})).collect::<Vec<_>>()});
     Ok(render(format, &sentences, &whole))
+}
+
+/// A segment of a job's document or of a session's result.
+fn sentence(seg: &Value) -> Sentence {
+    (
+        seg["start_time"].as_u64().unwrap_or(0),
+        seg["end_time"].as_u64().unwrap_or(0),
+        seg["result"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        seg["result"]["word_info"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    )
+}
+
+/// The sentences of a job's document.
+fn sentences_of(doc: &Value) -> Vec<Sentence> {
+    doc["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(sentence)
+        .collect()
+}
+
+/// Uploads the file as it is (the service decodes it), runs a job on it,
+/// shows the upload's and the job's progress, and deletes the upload.
+async fn transcribe_by_job(
+    client: &Client,
+    path: &Path,
+    property: &str,
+    format: Output,
+    options: &Value,
+) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bar = indicatif::ProgressBar::new(bytes.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} upload [{bar:30}] {bytes}/{total_bytes} ({eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(path.display().to_string());
+    let shown = bar.clone();
+    let up = client.upload(bytes, move |n| shown.set_position(n)).await?;
+    bar.finish_and_clear();
+    let (Some(data_url), Some(upload_id)) = (up["data_url"].as_str(), up["upload_id"].as_str())
+    else {
+        return Err(ClientError::Protocol(format!("no data_url in {up}")).into());
+    };
+    let config = with(
+        json!({"audio_format": "auto", "property": property, "need_word_info": "yes"}),
+        options,
+    );
+    let done = wait_for_job(client, path, data_url, config).await;
+    // the upload is not needed any more, whatever became of the job
+    let _ = client
+        .call(
+            "DELETE",
+            &format!("asr/transcriber/uploads/{upload_id}"),
+            None,
+            None,
+        )
+        .await;
+    let doc = done?;
+    Ok(render(format, &sentences_of(&doc), &doc))
+}
+
+async fn wait_for_job(
+    client: &Client,
+    path: &Path,
+    data_url: &str,
+    config: Value,
+) -> anyhow::Result<Value> {
+    let id = client.create_job(data_url, config).await?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    loop {
+        let doc = client.job(&id).await?;
+        match doc["status"].as_str() {
+            Some("FINISHED") => {
+                bar.finish_and_clear();
+                return Ok(doc);
+            }
+            Some("ERROR") => {
+                bar.finish_and_clear();
+                return Err(ClientError::Api {
+                    status: 200,
+                    code: doc["error_code"].as_str().unwrap_or("unknown").to_string(),
+                    message: format!(
+                        "job {id}: {}",
+                        doc["error_msg"].as_str().unwrap_or("failed")
+                    ),
+                    request_id: None,
+                }
+                .into());
+            }
+            s => bar.set_message(format!("{}: job {id} {}", path.display(), s.unwrap_or("?"))),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 async fn stream(
