@@ -201,6 +201,15 @@ def test_tts_and_vocab(cli_env):
     assert r.returncode == 0, r.stderr
     with wave.open(str(out)) as w:
         assert w.getframerate() == 16000 and w.getnframes() > 8000
+    # real-time synthesis: the pcm pieces as they come, the same audio as /tts
+    whole, streamed = c["dir"] / "hello.pcm", c["dir"] / "hello-rt.pcm"
+    assert sis(c, "tts", "你好。世界。", "-o", whole, "--format", "pcm").returncode == 0
+    r = sis(c, "tts", "你好。世界。", "-o", streamed, "--format", "pcm", "--realtime")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"first audio after \d+ ms", r.stderr), r.stderr
+    assert streamed.read_bytes() == whole.read_bytes() and len(whole.read_bytes()) > 16000
+    r = sis(c, "tts", "你好", "-o", streamed, "--realtime")
+    assert r.returncode == 1 and "pcm only" in r.stderr, r.stderr
     r = sis(c, "vocab", "create", "--name", "cli", "华为云", "语音识别")
     assert r.returncode == 0, r.stderr
     vid = json.loads(r.stdout)["vocabulary_id"]
@@ -247,3 +256,22 @@ def test_errors_print_the_code_and_a_sentence(cli_env, case):
     if case == "bad-file":
         assert "junk.wav" in first
     assert c["server"].proc.poll() is None
+
+
+def test_the_load_generator_signs_with_the_client_library(cli_env):
+    """rasr-load (crates/sis-testkit) signs each stream's upgrade through
+    sis-client when given --ak/--sk: against --auth sis every stream is
+    served; without credentials every one is refused."""
+    c = cli_env
+    load = ROOT / "target" / "release" / "rasr-load"
+    url = c["server"].base.replace("http://", "ws://") + f"/v1/{PID}/rasr/continue-stream"
+    args = [load, "--proto", "sis", "--url", url, "-n", "4", "--duration", "2", "--stagger-ms", "200", c["short"]]
+    env = {k: v for k, v in c["env"].items() if not k.startswith("HUAWEICLOUD_SDK_")}
+    r = subprocess.run([*map(str, args), "--ak", c["cred"]["access_key"], "--sk", c["cred"]["secret_key"]],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (out["ok"], out["failures"]) == (4, 0), out
+    r = subprocess.run([*map(str, args)], env=env, capture_output=True, text=True, timeout=120)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (out["ok"], out["failures"]) == (0, 4), out

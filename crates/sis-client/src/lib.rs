@@ -1,8 +1,11 @@
 //! A client for the SIS API as sisd (and Huawei Cloud SIS) serves it: AK/SK
 //! signatures made by `sis-auth` (the code the server verifies with) or an
-//! IAM token, the REST APIs as JSON values, and real-time sessions over
-//! WebSocket. Errors carry the SIS code, the message and the request id.
-//! Used by the `sis` command-line client (`src/bin/sis.rs`).
+//! IAM token, the REST APIs as JSON values ([`Client::call`], with helpers
+//! for short audio, TTS, jobs and sisd's uploads), and real-time
+//! recognition ([`Client::rasr`]) and synthesis ([`Client::rtts`]) sessions
+//! over WebSocket. Errors carry the SIS code, the message and the request
+//! id. Used by the `sis` command-line client (`src/bin/sis.rs`); its tests
+//! against a real sisd are in `tests/against_sisd.rs`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +40,9 @@ pub enum ClientError {
     /// The service could not be reached or the connection broke.
     #[error("cannot reach {endpoint}: {why}")]
     Connect { endpoint: String, why: String },
+    /// A local audio file that cannot be read.
+    #[error("{0}")]
+    Audio(String),
     /// An answer that is not what the API describes.
     #[error("unexpected answer: {0}")]
     Protocol(String),
@@ -338,7 +344,40 @@ impl Client {
     /// Opens a real-time session (`mode`: `short-stream`,
     /// `sentence-stream`, `continue-stream`) and sends START with `config`.
     pub async fn rasr(&self, mode: &str, config: Value) -> Result<RasrSession, ClientError> {
-        let path = format!("/v1/{}/rasr/{mode}", self.project_id);
+        let ws = self.websocket(&format!("rasr/{mode}")).await?;
+        let mut s = RasrSession { ws };
+        s.send_json(&json!({ "command": "START", "config": config }))
+            .await?;
+        match s.next().await? {
+            Some(m) if m["resp_type"] == "START" => Ok(s),
+            Some(m) => Err(message_error(&m)),
+            None => Err(ClientError::Protocol(
+                "the session closed before START".into(),
+            )),
+        }
+    }
+
+    /// Real-time synthesis (`/rtts`) of `text` with `config` (`pcm` audio):
+    /// a session whose [`RttsSession::next`] gives the audio as it comes.
+    pub async fn rtts(&self, text: &str, config: Value) -> Result<RttsSession, ClientError> {
+        let ws = self.websocket("rtts").await?;
+        let mut s = RasrSession { ws };
+        s.send_json(&json!({ "command": "START", "text": text, "config": config }))
+            .await?;
+        match s.next().await? {
+            Some(m) if m["resp_type"] == "START" => Ok(RttsSession { ws: s.ws }),
+            Some(m) => Err(message_error(&m)),
+            None => Err(ClientError::Protocol(
+                "the session closed before START".into(),
+            )),
+        }
+    }
+
+    /// The authenticated WebSocket upgrade request for
+    /// `/v1/{project_id}/{tail}` (`ws://` or `wss://`), for callers that
+    /// drive the socket themselves (the load generator).
+    pub fn upgrade_request(&self, tail: &str) -> Result<http::Request<()>, ClientError> {
+        let path = format!("/v1/{}/{tail}", self.project_id);
         let ws_url = format!(
             "{}{path}",
             self.endpoint
@@ -353,6 +392,13 @@ impl Client {
         for (k, v) in headers.iter() {
             req.headers_mut().insert(k.clone(), v.clone());
         }
+        Ok(req)
+    }
+
+    /// A WebSocket to `/v1/{project_id}/{tail}`, authenticated on the
+    /// upgrade; a refused upgrade is the service's error.
+    async fn websocket(&self, tail: &str) -> Result<Ws, ClientError> {
+        let req = self.upgrade_request(tail)?;
         let (ws, _) = match tokio_tungstenite::connect_async(req).await {
             Ok(c) => c,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
@@ -371,15 +417,139 @@ impl Client {
             }
             Err(e) => return Err(self.connect_error(e)),
         };
-        let mut s = RasrSession { ws };
-        s.send_json(&json!({ "command": "START", "config": config }))
-            .await?;
-        match s.next().await? {
-            Some(m) if m["resp_type"] == "START" => Ok(s),
-            Some(m) => Err(message_error(&m)),
-            None => Err(ClientError::Protocol(
-                "the session closed before START".into(),
-            )),
+        Ok(ws)
+    }
+}
+
+/// What a real-time synthesis session gives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Synthesised {
+    /// 16-bit little-endian mono PCM, in order.
+    Audio(Vec<u8>),
+    /// The END message: the synthesis is complete.
+    End,
+}
+
+/// A real-time synthesis session after START.
+pub struct RttsSession {
+    ws: Ws,
+}
+
+impl RttsSession {
+    /// The next piece of audio, or [`Synthesised::End`]; an ERROR message
+    /// as an error; `None` when the connection closed before END.
+    pub async fn next(&mut self) -> Result<Option<Synthesised>, ClientError> {
+        loop {
+            match self.ws.next().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Err(e)) => {
+                    return Err(ClientError::Protocol(format!("the session broke: {e}")))
+                }
+                Some(Ok(Message::Binary(b))) => return Ok(Some(Synthesised::Audio(b.to_vec()))),
+                Some(Ok(Message::Text(t))) => {
+                    let m: Value = serde_json::from_str(t.as_str())
+                        .map_err(|e| ClientError::Protocol(format!("not JSON: {e}")))?;
+                    match m["resp_type"].as_str() {
+                        Some("END") => return Ok(Some(Synthesised::End)),
+                        Some("ERROR") | Some("FATAL_ERROR") => return Err(message_error(&m)),
+                        _ => continue,
+                    }
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The whole audio, until END.
+    pub async fn collect(mut self) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::new();
+        loop {
+            match self.next().await? {
+                Some(Synthesised::Audio(a)) => out.extend_from_slice(&a),
+                Some(Synthesised::End) => {
+                    let _ = self.ws.close(None).await;
+                    return Ok(out);
+                }
+                None => {
+                    return Err(ClientError::Protocol(
+                        "the session closed before its END".into(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The file as 16 kHz mono 16-bit PCM bytes.
+pub fn pcm16k(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
+    let limits = sis_audio::stream::StreamLimits::default();
+    let mut s = sis_audio::stream::open(path, sis_audio::stream::FileFormat::Auto, limits)
+        .map_err(|e| ClientError::Audio(format!("{}: {e}", path.display())))?;
+    let mut resampler = sis_audio::StreamResampler::new(s.sample_rate(), 16000);
+    let mut out = Vec::new();
+    while let Some(chunk) = s
+        .next_chunk()
+        .map_err(|e| ClientError::Audio(format!("{}: {e}", path.display())))?
+    {
+        resampler.push(&chunk.to_mono(), &mut out);
+    }
+    resampler.finish(&mut out);
+    Ok(sis_audio::to_i16(&out)
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect())
+}
+
+/// An IAM-style token (`POST /v3/auth/tokens`, password method) for
+/// `user` of `domain`, scoped to `project_id`: what [`Auth::Token`] takes.
+pub async fn password_token(
+    endpoint: &str,
+    domain: &str,
+    user: &str,
+    password: &str,
+    project_id: &str,
+) -> Result<String, ClientError> {
+    let endpoint = endpoint.trim_end_matches('/');
+    let connect = |e: reqwest::Error| ClientError::Connect {
+        endpoint: endpoint.to_string(),
+        why: e.to_string(),
+    };
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "password": password, "domain": {"name": domain}}}},
+        "scope": {"project": {"id": project_id}}}});
+    let resp = reqwest::Client::new()
+        .post(format!("{endpoint}/v3/auth/tokens"))
+        .header("content-type", "application/json;charset=utf-8")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(connect)?;
+    let status = resp.status().as_u16();
+    let token = resp
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = resp.text().await.map_err(connect)?;
+    match token {
+        Some(t) if status < 400 => Ok(t),
+        _ => {
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Err(ClientError::Api {
+                status,
+                code: v["error_code"]
+                    .as_str()
+                    .or(v["error"]["code"].as_str())
+                    .unwrap_or("unknown")
+                    .to_string(),
+                message: v["error_msg"]
+                    .as_str()
+                    .or(v["error"]["message"].as_str())
+                    .unwrap_or(text.as_str())
+                    .to_string(),
+                request_id: None,
+            })
         }
     }
 }

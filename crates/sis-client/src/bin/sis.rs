@@ -122,6 +122,10 @@ enum Cmd {
         /// [-500, 500].
         #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
         speed: i32,
+        /// Real-time synthesis (`/rtts`): the audio is written as it
+        /// arrives (pcm only, as SIS streams it).
+        #[arg(long)]
+        realtime: bool,
     },
     /// Hot-word vocabularies.
     #[command(subcommand)]
@@ -164,6 +168,9 @@ fn advice(e: &ClientError, endpoint: &str) -> String {
         ClientError::Connect { .. } => format!(
             "Is sisd running at {endpoint}? Set --endpoint or SIS_ENDPOINT to where it listens."
         ),
+        ClientError::Audio(_) => {
+            "The file could not be read as audio: check that it is a recording (WAV, MP3, M4A, OGG, FLAC, AMR...).".into()
+        }
         ClientError::Protocol(_) => {
             "The service answered something this client does not understand.".into()
         }
@@ -264,14 +271,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             rate,
             speed,
+            realtime,
         } => {
-            let audio = client
-                .tts(
-                    &text,
-                    json!({"audio_format": format, "sample_rate": rate.to_string(),
-                           "property": voice, "speed": speed}),
-                )
-                .await?;
+            let config = json!({"audio_format": format, "sample_rate": rate.to_string(),
+                                "property": voice, "speed": speed});
+            if realtime {
+                return tts_realtime(&client, &text, config, &output).await;
+            }
+            let audio = client.tts(&text, config).await?;
             std::fs::write(&output, &audio)
                 .with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!("wrote {} ({} bytes)", output.display(), audio.len());
@@ -324,24 +331,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The file as 16 kHz mono 16-bit PCM bytes.
-fn pcm16k(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let limits = sis_audio::stream::StreamLimits::default();
-    let mut s = sis_audio::stream::open(path, sis_audio::stream::FileFormat::Auto, limits)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut resampler = sis_audio::StreamResampler::new(s.sample_rate(), 16000);
-    let mut out = Vec::new();
-    while let Some(chunk) = s
-        .next_chunk()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-    {
-        resampler.push(&chunk.to_mono(), &mut out);
+/// Real-time synthesis into `output`, written piece by piece.
+async fn tts_realtime(
+    client: &Client,
+    text: &str,
+    config: Value,
+    output: &Path,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    anyhow::ensure!(
+        config["audio_format"] == "pcm",
+        "--realtime streams pcm only (give --format pcm)"
+    );
+    let asked = std::time::Instant::now();
+    let mut s = client.rtts(text, config).await?;
+    let mut out = std::fs::File::create(output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    let mut bytes = 0usize;
+    loop {
+        match s.next().await? {
+            Some(sis_client::Synthesised::Audio(a)) => {
+                if bytes == 0 {
+                    eprintln!("first audio after {} ms", asked.elapsed().as_millis());
+                }
+                out.write_all(&a)
+                    .with_context(|| format!("cannot write {}", output.display()))?;
+                bytes += a.len();
+            }
+            Some(sis_client::Synthesised::End) => break,
+            None => anyhow::bail!("the session closed before its END"),
+        }
     }
-    resampler.finish(&mut out);
-    Ok(sis_audio::to_i16(&out)
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect())
+    eprintln!("wrote {} ({bytes} bytes)", output.display());
+    Ok(())
 }
 
 /// Sentences: (start ms, end ms, text, word list).
@@ -390,7 +412,7 @@ async fn transcribe(
     if via == Via::Job {
         return transcribe_by_job(client, path, property, format, options).await;
     }
-    let pcm = pcm16k(path)?;
+    let pcm = sis_client::pcm16k(path)?;
     let ms = pcm.len() as u64 / 32;
     if via == Via::Auto && ms > 60_000 {
         return transcribe_by_job(client, path, property, format, options).await;
@@ -591,7 +613,7 @@ async fn stream(
         std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)?;
         b
     } else {
-        pcm16k(Path::new(file))?
+        sis_client::pcm16k(Path::new(file))?
     };
     let tty = std::io::stdout().is_terminal();
     let mut s = client

@@ -7,6 +7,10 @@
 //! server's CPU time and RSS over the run (with its child processes: sisd's
 //! engine workers), read from `/proc`.
 //!
+//! With `--ak`/`--sk` (or `HUAWEICLOUD_SDK_AK`/`_SK`) SIS upgrades are
+//! signed by the client library (`sis-client`), for a server run with
+//! `--auth sis`; each stream signs its own upgrade, as clients do.
+//!
 //! Two protocols, so that sisd and a peer can be driven by the same code:
 //! - `sis`: SIS RASR (`START` text, PCM16 binary frames, `END`; the server
 //!   answers `START`, `RESULT`s, then `END`);
@@ -90,6 +94,21 @@ struct Args {
     /// /proc/PID/stat, RSS from /proc/PID/status.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// AK/SK credentials for SIS upgrades (a server with --auth sis).
+    #[arg(
+        long,
+        env = "HUAWEICLOUD_SDK_AK",
+        hide_env_values = true,
+        requires = "sk"
+    )]
+    ak: Option<String>,
+    #[arg(
+        long,
+        env = "HUAWEICLOUD_SDK_SK",
+        hide_env_values = true,
+        requires = "ak"
+    )]
+    sk: Option<String>,
     /// Free text copied into the output line.
     #[arg(long)]
     label: Option<String>,
@@ -224,6 +243,31 @@ struct Config {
     chunk_samples: usize,
     timeout: Duration,
     start_msg: String,
+    /// Signs SIS upgrades (`--ak`/`--sk`); with it `url` is `tail` under
+    /// the client's endpoint and project.
+    signer: Option<(sis_client::Client, String)>,
+}
+
+/// The client that signs upgrades to `url`
+/// (`ws[s]://HOST/v1/{project_id}/TAIL`), and `TAIL`.
+fn signer(url: &str, ak: &str, sk: &str) -> anyhow::Result<(sis_client::Client, String)> {
+    let http = url
+        .replacen("wss://", "https://", 1)
+        .replacen("ws://", "http://", 1);
+    let Some((endpoint, rest)) = http.split_once("/v1/") else {
+        bail!("--url {url}: expected ws://HOST/v1/PROJECT_ID/rasr/MODE");
+    };
+    let Some((project, tail)) = rest.split_once('/') else {
+        bail!("--url {url}: expected ws://HOST/v1/PROJECT_ID/rasr/MODE");
+    };
+    let auth = sis_client::Auth::AkSk {
+        ak: ak.to_string(),
+        sk: sk.to_string(),
+    };
+    Ok((
+        sis_client::Client::new(endpoint, project, auth)?,
+        tail.to_string(),
+    ))
 }
 
 fn encode(proto: Proto, s: &[i16]) -> Vec<u8> {
@@ -329,9 +373,16 @@ async fn exchange(
 ) -> Result<(), String> {
     let t = Instant::now();
     // Nagle off: a small END right after a frame must not wait for an ACK.
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(cfg.url.as_str(), None, true)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let connected = match &cfg.signer {
+        Some((client, tail)) => {
+            let req = client
+                .upgrade_request(tail)
+                .map_err(|e| format!("connect: {e}"))?;
+            tokio_tungstenite::connect_async_with_config(req, None, true).await
+        }
+        None => tokio_tungstenite::connect_async_with_config(cfg.url.as_str(), None, true).await,
+    };
+    let (mut ws, _) = connected.map_err(|e| format!("connect: {e}"))?;
     out.connect_ms = ms_since(t);
     if cfg.proto == Proto::Sis {
         ws.send(Message::text(cfg.start_msg.clone()))
@@ -491,6 +542,10 @@ fn main() -> anyhow::Result<()> {
                 config["vocabulary_id"] = json!(id);
             }
             json!({"command": "START", "config": config}).to_string()
+        },
+        signer: match (&args.ak, &args.sk) {
+            (Some(ak), Some(sk)) => Some(signer(&args.url, ak, sk)?),
+            _ => None,
         },
     });
 
