@@ -171,3 +171,29 @@ def test_a_project_holds_at_most_max_uploads(world):
     assert upload(w, b"RIFF", PID_A).status_code == 200
     assert delete(w, ids[0], PID_B).status_code == 200
     assert upload(w, b"RIFF", PID_B).status_code == 200
+
+
+def test_uploads_past_the_retention_are_purged(models_dir, tmp_path):
+    """The retention purge (at start, then every minute) deletes uploads
+    older than --job-retention-h; younger ones stay."""
+    data = tmp_path / "data"
+    s = Server([models_dir], data, extra=["--no-probe"], log=tmp_path / "a.log")
+    try:
+        old = requests.post(f"{s.base}/v1/p/asr/transcriber/uploads", data=b"RIFF....", timeout=30).json()
+    finally:
+        s.stop()
+    time.sleep(4)
+    # 0.001 h = 3.6 s: the first upload is past it when the server starts
+    s = Server([models_dir], data, extra=["--no-probe", "--job-retention-h", "0.001"], log=tmp_path / "b.log")
+    try:
+        young = requests.post(f"{s.base}/v1/p/asr/transcriber/uploads", data=b"RIFF....", timeout=30).json()
+        deadline = time.time() + 10
+        while time.time() < deadline and (data / "uploads" / "uploads" / "p" / old["upload_id"]).exists():
+            time.sleep(0.2)
+        left = sorted(p.name for p in (data / "uploads" / "uploads" / "p").iterdir())
+        assert left == [young["upload_id"]], left
+        r = requests.post(f"{s.base}/v1/p/asr/transcriber/jobs", timeout=30, json={
+            "data_url": old["data_url"], "config": {"audio_format": "auto", "property": "chinese_16k_general"}})
+        assert r.status_code == 400 and "is not found" in r.json()["error_msg"], r.text
+    finally:
+        s.stop()
