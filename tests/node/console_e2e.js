@@ -14,7 +14,7 @@ const out = { console_errors: [] };
 async function shot(page, name) {
   if (!cfg.shots) return;
   await page.waitForTimeout(150); // let the last layout and canvas settle
-  await page.screenshot({ path: `${cfg.shots}/${name}.png`, fullPage: false });
+  await page.screenshot({ path: `${cfg.shots}/${name}.png`, fullPage: true });
 }
 
 async function errorBox(page, id) {
@@ -60,13 +60,19 @@ async function errorBox(page, id) {
     // ---- live: the fake microphone plays the WAV once ----
     await page.waitForFunction(() => document.querySelector('#live-property').options.length > 0);
     await page.click('#live-start');
+    // the screenshot: a final sentence, and the next one as it is heard
+    await page.waitForFunction(
+      () => document.querySelectorAll('#live-final li').length >= 1 && document.querySelector('#live-interim').textContent.length >= 5,
+      null,
+      { timeout: cfg.live_timeout_ms || 60000, polling: 50 },
+    ).catch(() => {});
+    await shot(page, 'live');
     await page.waitForFunction(
       (n) => document.querySelectorAll('#live-final li').length >= n,
       cfg.sentences,
       { timeout: cfg.live_timeout_ms || 60000, polling: 100 },
     ).catch(() => {});
     out.live_interims = Number(await page.getAttribute('#live-transcript', 'data-interims'));
-    await shot(page, 'live');
     await page.click('#live-stop').catch(() => {});
     await page.waitForFunction(() => document.querySelector('#live-transcript').dataset.state === 'ended', null, {
       timeout: 30000,
@@ -82,7 +88,7 @@ async function errorBox(page, id) {
     await page.waitForFunction(() => !document.querySelector('#file-go').disabled, null, { timeout: 30000 });
     await page.click('#file-go');
     await page.waitForFunction(
-      () => document.querySelector('#file-wave').dataset.segments !== undefined || !document.querySelector('#file-error').hidden,
+      () => document.querySelector('#file-wave').dataset.transcribed === 'yes' || !document.querySelector('#file-error').hidden,
       null,
       { timeout: 60000 },
     );

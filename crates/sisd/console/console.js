@@ -604,6 +604,7 @@
       $('file-text').textContent = '';
       showSegments();
       $('file-go').disabled = true;
+      delete $('file-wave').dataset.transcribed;
       if (audioUrl) URL.revokeObjectURL(audioUrl);
       audioUrl = null;
       $('file-audio').hidden = true;
@@ -657,6 +658,7 @@
         $('file-text').textContent = result.text || '(no speech recognised)';
         showSegments();
         draw();
+        $('file-wave').dataset.transcribed = 'yes';
         status(`${segments.length} segment${segments.length === 1 ? '' : 's'}, ${words.length} words`);
       } catch (err) {
         showError('file-error', err);
