@@ -68,8 +68,10 @@ def run_console(site, tmp_path, live_rows, file_rows, shots=None):
     mic, file = tmp_path / "mic.wav", tmp_path / "file.wav"
     write_wav(mic, speech(site["root"], live_rows))
     write_wav(file, speech(site["root"], file_rows, lead=0.4, gap=1.0, tail=0.5))
+    long = tmp_path / "long.wav"
+    write_wav(long, speech(site["root"], file_rows, lead=0.4, gap=1.0, tail=0.5) + silence(60))
     cfg = {"chromium": CHROMIUM, "base": site["server"].base, "domain": "acme", "user": "alice",
-           "password": PASSWORD, "project": "cn-north-4", "mic_wav": str(mic), "file_wav": str(file),
+           "password": PASSWORD, "project": "cn-north-4", "mic_wav": str(mic), "file_wav": str(file), "long_wav": str(long),
            "sentences": len(live_rows), "shots": str(shots) if shots else None,
            "vocabulary_name": "console_e2e", "live_timeout_ms": 60000}
     out = subprocess.run(["node", NODE_DIR / "console_e2e.js", json.dumps(cfg)], capture_output=True, text=True,
@@ -160,6 +162,12 @@ def test_file_transcription_shows_segments_and_words(seen):
     # segments in order, apart, within the file (0.4 s lead, 1 s pauses)
     for a, b in zip(f["segments"], f["segments"][1:]):
         assert a["end"] < b["start"]
+
+
+def test_file_over_60_s_is_refused_with_the_reason(seen, site):
+    e = seen["out"]["long_file"]
+    assert e["code"] == "too long" and "60 s" in e["text"], e
+    assert e["transcribe_disabled"]
 
 
 def test_tts_gives_playable_audio(seen):

@@ -5,7 +5,8 @@
 //
 // usage: node console_e2e.js CONFIG_JSON
 //   {chromium, base, domain, user, password, project, mic_wav, file_wav,
-//    sentences (finals the live page must show), shots (folder or null)}
+//    long_wav (over 60 s), sentences (finals the live page must show),
+//    shots (folder or null), vocabulary_name, live_timeout_ms}
 const { chromium } = require('playwright-core');
 
 const cfg = JSON.parse(process.argv[2]);
@@ -111,6 +112,10 @@ async function errorBox(page, id) {
       error: (await page.isVisible('#file-error')) ? (await page.textContent('#file-error')).trim() : null,
     };
     await shot(page, 'file');
+    // over 60 s: refused here, with the reason, before anything is sent
+    await page.setInputFiles('#file-input', cfg.long_wav);
+    out.long_file = await errorBox(page, 'file-error');
+    out.long_file.transcribe_disabled = await page.isDisabled('#file-go');
 
     // ---- speech synthesis ----
     await page.click('a[data-page=tts]');
