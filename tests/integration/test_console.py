@@ -79,7 +79,7 @@ def run_console(site, tmp_path, live_rows, file_rows, shots=None):
     lines = out.stdout.strip().splitlines()
     assert lines, out.stderr
     result = json.loads(lines[-1])
-    assert out.returncode == 0 and "failure" not in result, (result, out.stderr)
+    assert out.returncode == 0 and "failure" not in result, (result.get("failure"), out.stderr, result)
     return result
 
 
@@ -143,6 +143,12 @@ def test_live_transcript_matches_the_microphone(seen):
     assert out["live_status"] == "Ended"
 
 
+def test_refused_live_connection_shows_the_sis_error(seen):
+    e = seen["out"]["live_refused"]
+    assert e["code"] == "APIG.0301" and "decrypt token fail" in e["text"], e
+    assert e["status"] == "Refused"
+
+
 def test_file_transcription_shows_segments_and_words(seen):
     f = seen["out"]["file"]
     refs = [r["text"] for r in seen["file_rows"]]
@@ -202,8 +208,11 @@ def test_sign_out_revokes_the_token(seen, site):
 def test_no_console_errors(seen):
     # nothing the page did was refused by its own policy or failed in script;
     # the browser logs the refusals the test provokes (the wrong password,
-    # the over-long text, the word with a digit) and only those
+    # the over-long text, the word with a digit, the unknown token's upgrade
+    # and the REST call that tells its reason) and only those
     provoked = "Failed to load resource: the server responded with a status of "
     errors = seen["out"]["console_errors"]
-    assert sorted(e.removeprefix(provoked) for e in errors) == [
-        "400 (Bad Request)", "400 (Bad Request)", "401 (Unauthorized)"], errors
+    ws = [e for e in errors if re.match(r"WebSocket connection to 'ws://[^']+/rasr/continue-stream' failed", e)]
+    rest = sorted(e.removeprefix(provoked) for e in errors if e not in ws)
+    assert len(ws) == 1, errors
+    assert rest == ["400 (Bad Request)", "400 (Bad Request)", "401 (Unauthorized)", "401 (Unauthorized)"], errors

@@ -191,8 +191,31 @@ async function errorBox(page, id) {
     }
     out.vocab_after_delete = await page.$$eval('#vocab-list tbody tr[data-name]', (r) => r.map((x) => x.dataset.name));
 
-    // ---- sign out: back to the sign-in page, the token revoked ----
+    // ---- a refused WebSocket upgrade (a token the server does not know):
+    // the page learns the SIS error through the REST API ----
     const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem('sisd-console-session')).token);
+    const setToken = (t) =>
+      page.evaluate((x) => {
+        const s = JSON.parse(sessionStorage.getItem('sisd-console-session'));
+        s.token = x;
+        sessionStorage.setItem('sisd-console-session', JSON.stringify(s));
+      }, t);
+    await setToken('sis1.not-a-token');
+    // (a new hash alone is no new load: reload, so the page reads it)
+    await page.goto(`${cfg.base}/console#live`);
+    await page.reload();
+    await page.waitForFunction(() => document.querySelector('#live-property').options.length > 0);
+    await page.click('#live-start');
+    out.live_refused = await errorBox(page, 'live-error').catch(async (e) => {
+      throw new Error(`${e.message}; live status: ${await page.textContent('#live-status')}`);
+    });
+    out.live_refused.status = (await page.textContent('#live-status')).trim();
+    await setToken(token);
+    await page.goto(`${cfg.base}/console#vocabularies`);
+    await page.reload();
+    await page.waitForSelector('#page-vocabularies:not([hidden])');
+
+    // ---- sign out: back to the sign-in page, the token revoked ----
     await page.click('#sign-out');
     await page.waitForSelector('#page-signin:not([hidden])');
     out.token_after_sign_out = token;
