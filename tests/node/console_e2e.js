@@ -10,7 +10,7 @@
 const { chromium } = require('playwright-core');
 
 const cfg = JSON.parse(process.argv[2]);
-const out = { console_errors: [] };
+const out = { console_errors: [], refused: [] };
 
 async function shot(page, name) {
   if (!cfg.shots) return;
@@ -42,6 +42,10 @@ async function errorBox(page, id) {
       if (m.type() === 'error') out.console_errors.push(m.text());
     });
     page.on('pageerror', (e) => out.console_errors.push(String(e)));
+    out.refused = [];
+    page.on('response', (r) => {
+      if (r.status() >= 400) out.refused.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+    });
 
     // ---- sign-in: a wrong password first ----
     const resp = await page.goto(`${cfg.base}/console`);
@@ -211,9 +215,8 @@ async function errorBox(page, id) {
     });
     out.live_refused.status = (await page.textContent('#live-status')).trim();
     await setToken(token);
-    await page.goto(`${cfg.base}/console#vocabularies`);
     await page.reload();
-    await page.waitForSelector('#page-vocabularies:not([hidden])');
+    await page.waitForSelector('#page-live:not([hidden])');
 
     // ---- sign out: back to the sign-in page, the token revoked ----
     await page.click('#sign-out');

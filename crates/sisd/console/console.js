@@ -18,6 +18,12 @@
     session = null;
   }
 
+  // a token past its expiry opens nothing: sign in again
+  if (session && session.expires_at && Date.parse(session.expires_at) <= Date.now()) {
+    sessionStorage.removeItem(SESSION_KEY);
+    session = null;
+  }
+
   function saveSession(s) {
     session = s;
     if (s) sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
@@ -392,8 +398,16 @@
       $('live-stop').disabled = true;
       status('Finishing…');
       if (stream) for (const t of stream.getTracks()) t.stop();
-      if (node && started) node.port.postMessage('flush');
-      else finished('Stopped');
+      if (node && started) {
+        node.port.postMessage('flush');
+        // the server answers END within moments; do not wait forever
+        const socket = ws;
+        setTimeout(() => {
+          if (ws === socket) finished('Ended (no answer to END)');
+        }, 15000);
+      } else {
+        finished('Stopped');
+      }
     }
 
     $('live-start').addEventListener('click', start);
