@@ -122,6 +122,27 @@ def test_console_is_served_with_a_strict_policy(site):
     assert requests.get(base + f"/v1/{PID}/asr/vocabularies").status_code == 401
 
 
+@pytest.mark.parametrize("rate", [16000, 22050, 44100, 48000])
+def test_capture_worklet_makes_16k_pcm_frames(rate):
+    """The live page's AudioWorklet, run in Node with the worklet globals
+    stubbed (no browser): 100 ms frames of 16 kHz PCM from any input rate
+    (3200 bytes, inside SIS's [320, 65536]), the last one flushed at Stop and
+    at least 10 ms, a 1 kHz stereo tone kept at its level, and an 11 kHz
+    tone (beyond what 16 kHz carries) filtered out instead of folding back
+    into the speech band."""
+    out = subprocess.run(["node", NODE_DIR / "capture_worklet_check.js",
+                          ROOT / "crates/sisd/console/capture-worklet.js", str(rate)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    band = r["speech_band"]
+    assert set(band["frame_bytes"]) == {3200} and 320 <= band["last_frame_bytes"] <= 3200, band
+    assert abs(band["samples"] - 32800) <= 2 and band["flushed"], band
+    assert 0.47 <= band["amplitude"] <= 0.53, band
+    if rate > 22000:
+        assert r["above_nyquist"]["peak"] < 0.02, r["above_nyquist"]
+
+
 def test_wrong_password_shows_the_error(seen):
     e = seen["out"]["wrong_password"]
     assert e["code"] == "401", e
