@@ -65,6 +65,8 @@ def speech(root, rows, lead=0.6, gap=1.5, tail=3.0):
 
 
 def run_console(site, tmp_path, live_rows, file_rows, shots=None):
+    if not os.path.exists(CHROMIUM) or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("Debian's chromium or playwright-core is missing: run ./scripts/setup")
     mic, file = tmp_path / "mic.wav", tmp_path / "file.wav"
     write_wav(mic, speech(site["root"], live_rows))
     write_wav(file, speech(site["root"], file_rows, lead=0.4, gap=1.0, tail=0.5))

@@ -91,7 +91,7 @@ pub async fn authenticate(
     Ok(next.run(req).await)
 }
 
-/// The subprotocol a browser offers beside [`crate::ws::SUBPROTOCOL`] to
+/// The subprotocol a browser offers beside `sis` (`ws.rs`'s `SUBPROTOCOL`) to
 /// carry its token (`sis-token.<token>`): a browser cannot set headers on a
 /// WebSocket, only `Sec-WebSocket-Protocol`. Never chosen for the answer.
 pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "sis-token.";
