@@ -243,3 +243,20 @@ def test_no_console_errors(seen):
     assert sorted(refused) == sorted([
         "401 POST /v3/auth/tokens", f"400 POST /v1/{PID}/tts", f"400 PUT /v1/{PID}/asr/vocabularies/VID",
         f"401 GET /v1/{PID}/asr/vocabularies"])
+
+
+def test_without_authentication(server, heldout, tmp_path):
+    """`sisd` without --auth sis (the conftest server): a project id instead
+    of a sign-in, and the API answers the page's calls without a token."""
+    root, rows = heldout
+    picked = [r for r in rows if r["kind"] == "sentence"][30:31]
+    file = tmp_path / "file.wav"
+    write_wav(file, speech(root, picked, lead=0.4, tail=0.5))
+    cfg = {"chromium": CHROMIUM, "base": server.base, "project_id": "p1", "file_wav": str(file)}
+    out = subprocess.run(["node", NODE_DIR / "console_e2e.js", json.dumps(cfg)], capture_output=True, text=True,
+                         timeout=300, cwd=NODE_DIR)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0, (result.get("failure"), out.stderr)
+    assert result["signed_in_as"] == "project p1 (no authentication)"
+    assert PUNCT.sub("", result["file"]["text"]) == picked[0]["text"]
+    assert result["console_errors"] == [] and result["refused"] == [], result
