@@ -491,6 +491,47 @@ def test_ws_upgrade_refused_before_upgrade(world, case):
     ws.close()
 
 
+def test_ws_upgrade_with_a_token_subprotocol(world):
+    """A browser cannot set X-Auth-Token on a WebSocket (the console): its
+    token comes as the subprotocol `sis-token.<token>` beside `sis`; the
+    upgrade answers `sis`, never the token."""
+    tok = get_token(world["server"].base).headers["X-Subject-Token"]
+    ws = websocket.create_connection(ws_url(world, mode="continue-stream"), subprotocols=["sis", f"sis-token.{tok}"],
+                                     timeout=10)
+    assert ws.getstatus() == 101
+    assert ws.getsubprotocol() == "sis"
+    assert tok not in json.dumps(dict(ws.getheaders()))
+    ws.send(json.dumps({"command": "START", "config": {"audio_format": "pcm16k16bit",
+                                                       "property": "chinese_16k_general"}}))
+    assert json.loads(ws.recv())["resp_type"] == "START"
+    ws.close()
+
+
+@pytest.mark.parametrize("case", ["garbage", "expired", "other-project"])
+def test_ws_token_subprotocol_refused_as_the_header_is(world, case):
+    if case == "expired":
+        tok = get_token(world["short"].base).headers["X-Subject-Token"]
+        time.sleep(2.5)
+    elif case == "other-project":
+        tok = get_token(world["server"].base, scope={"project": {"name": "cn-east-3"}}).headers["X-Subject-Token"]
+    else:
+        tok = "sis1.nope"
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        websocket.create_connection(ws_url(world), subprotocols=["sis", f"sis-token.{tok}"], timeout=10)
+    with pytest.raises(websocket.WebSocketBadStatusException) as h:
+        websocket.create_connection(ws_url(world), header={"X-Auth-Token": tok}, timeout=10)
+    assert e.value.status_code == h.value.status_code == 401
+    by_protocol, by_header = json.loads(e.value.resp_body), json.loads(h.value.resp_body)
+    assert (by_protocol["error_code"], by_protocol["error_msg"]) == (by_header["error_code"], by_header["error_msg"])
+
+
+def test_rest_does_not_take_a_token_subprotocol(world):
+    tok = get_token(world["server"].base).headers["X-Subject-Token"]
+    r = requests.post(world["server"].base + f"/v1/{PID_A}/asr/short-audio", data=world["body"],
+                      headers={"Content-Type": "application/json", "Sec-WebSocket-Protocol": f"sis, sis-token.{tok}"})
+    assert_gateway(r, 401, "APIG.0301", IAM + "x-auth-token not found")
+
+
 # ---- nothing secret in the logs (runs last in this module) ----
 
 def test_zz_no_secret_in_logs(world):

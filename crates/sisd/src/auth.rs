@@ -1,5 +1,7 @@
 //! Authentication at the edge: the AK/SK signature or the `X-Auth-Token` of
-//! every `/v1/{project_id}/...` request (REST and WebSocket upgrade), the
+//! every `/v1/{project_id}/...` request (REST and WebSocket upgrade; a
+//! browser's upgrade offers its token as a `sis-token.<token>` subprotocol
+//! instead, the console's way), the
 //! project check, the failure lock, and the IAM-style token API
 //! (`POST`/`DELETE /v3/auth/tokens`).
 //!
@@ -68,8 +70,10 @@ pub async fn authenticate(
     }
     if st.mode == AuthMode::Sis {
         // refusals are counted by what was presented (`sis_auth_failures_total`)
-        req = if let Some(token) = header(req.headers(), "x-auth-token") {
-            let token = token.to_string();
+        let token = header(req.headers(), "x-auth-token")
+            .map(str::to_string)
+            .or_else(|| subprotocol_token(&req));
+        req = if let Some(token) = token {
             check_token(&st, &token, &project_id)
                 .await
                 .inspect_err(|_| crate::metrics::auth_failure("token"))?;
@@ -85,6 +89,29 @@ pub async fn authenticate(
     }
     req.extensions_mut().insert(Principal { project_id });
     Ok(next.run(req).await)
+}
+
+/// The subprotocol a browser offers beside `sis` (`ws.rs`'s `SUBPROTOCOL`) to
+/// carry its token (`sis-token.<token>`): a browser cannot set headers on a
+/// WebSocket, only `Sec-WebSocket-Protocol`. Never chosen for the answer.
+pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "sis-token.";
+
+/// The token of a WebSocket upgrade request (GET with `Upgrade: websocket`)
+/// offered as a `sis-token.<token>` subprotocol; `None` for any other
+/// request, so a REST call cannot present a token this way.
+fn subprotocol_token(req: &Request) -> Option<String> {
+    let upgrade = req.method() == axum::http::Method::GET
+        && header(req.headers(), "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return None;
+    }
+    req.headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(TOKEN_SUBPROTOCOL_PREFIX))
+        .map(str::to_string)
 }
 
 async fn check_token(st: &AuthState, token: &str, project_id: &str) -> Result<(), AppError> {

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod config;
 mod config_file;
+mod console;
 mod download;
 mod errors;
 mod flash;

@@ -1252,3 +1252,216 @@ async fn a_change_reaches_the_next_request_at_once_on_this_server() {
         .expect("nothing to do");
     assert!(none.hot_words.is_none());
 }
+
+// ---- the token of a browser's WebSocket upgrade (the console) ----
+
+/// A project with a user and two tokens made in the store: one valid, one
+/// expired a minute ago.
+async fn with_tokens(app: &TestApp) -> (String, String) {
+    app.store
+        .create_project("acme", "cn-north-4", Some(PROJECT))
+        .await
+        .expect("a project");
+    let user = app
+        .store
+        .create_user("acme", "alice", "not-a-password-hash")
+        .await
+        .expect("a user");
+    let now = sis_core::time::now_ms();
+    let mut tokens = Vec::new();
+    for expires in [now + 3_600_000, now - 60_000] {
+        let token = sis_auth::secrets::new_token();
+        app.store
+            .insert_token(
+                &sis_auth::secrets::token_digest(&token),
+                &user.id,
+                Some(PROJECT),
+                now - 120_000,
+                expires,
+            )
+            .await
+            .expect("a token");
+        tokens.push(token);
+    }
+    (tokens[0].clone(), tokens[1].clone())
+}
+
+/// A WebSocket upgrade request as a browser sends it, offering `protocols`.
+fn browser_upgrade(path: &str, protocols: &str) -> Request<Body> {
+    Request::get(path)
+        .header("host", "127.0.0.1")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-protocol", protocols)
+        .body(Body::empty())
+        .expect("a request")
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_may_offer_its_token_as_a_subprotocol() {
+    let app = app(AuthMode::Sis).await;
+    let (good, expired) = with_tokens(&app).await;
+    let path = format!("/v1/{PROJECT}/rasr/continue-stream");
+    // a good token passes authentication: what stops this upgrade is only
+    // that `oneshot` has no connection to upgrade (the real upgrade:
+    // test_auth.py's test_ws_upgrade_with_a_token_subprotocol)
+    let (status, _, v) = app
+        .send(browser_upgrade(&path, &format!("sis, sis-token.{good}")))
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0032", "WebSocket upgrade"));
+    // the token may come in either place of the list
+    let (status, _, v) = app
+        .send(browser_upgrade(&path, &format!("sis-token.{good}, sis")))
+        .await;
+    assert_sis_error(status, &v, (400, "SIS.0032", "WebSocket upgrade"));
+    // a bad or expired token: the very refusal an X-Auth-Token gets
+    for token in ["sis1.not-a-token".to_string(), expired] {
+        let (status, _, v) = app
+            .send(browser_upgrade(&path, &format!("sis, sis-token.{token}")))
+            .await;
+        let (h_status, _, h_v) = app
+            .send(
+                Request::get(&path)
+                    .header("x-auth-token", &token)
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+        assert_eq!((status, &v["error_code"]), (h_status, &h_v["error_code"]));
+        assert_eq!(v["error_msg"], h_v["error_msg"]);
+        assert_eq!(v["error_code"], "APIG.0301");
+    }
+    // a subprotocol without the prefix is no credential
+    let (status, _, v) = app.send(browser_upgrade(&path, &good)).await;
+    assert_sis_error(status, &v, (401, "APIG.0301", "x-auth-token not found"));
+}
+
+#[tokio::test]
+async fn a_rest_request_cannot_present_a_token_as_a_subprotocol() {
+    let app = app(AuthMode::Sis).await;
+    let (good, _) = with_tokens(&app).await;
+    let offer = format!("sis, sis-token.{good}");
+    // a POST that says it is an upgrade is still no WebSocket upgrade
+    let (status, _, v) = app
+        .send(
+            Request::post(short_audio_path())
+                .header("upgrade", "websocket")
+                .header("sec-websocket-protocol", &offer)
+                .body(Body::from(
+                    short_audio_body(&tone_base64(), "pcm16k16bit", "chinese_16k_general")
+                        .to_string(),
+                ))
+                .expect("a request"),
+        )
+        .await;
+    assert_sis_error(status, &v, (401, "APIG.0301", "x-auth-token not found"));
+    // nor is a GET without `Upgrade: websocket`
+    let (status, _, v) = app
+        .send(
+            Request::get(vocabularies_path(PROJECT))
+                .header("sec-websocket-protocol", &offer)
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+    assert_sis_error(status, &v, (401, "APIG.0301", "x-auth-token not found"));
+    // the same token in X-Auth-Token opens it
+    let (status, _, v) = app
+        .send(
+            Request::get(vocabularies_path(PROJECT))
+                .header("x-auth-token", &good)
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn the_upgrade_answers_sis_and_never_the_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = app(AuthMode::Sis).await;
+    let (good, _) = with_tokens(&app).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("an address");
+    let server = tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
+        listener,
+        app.router.clone(),
+    )));
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("a connection");
+    let request = format!(
+        "GET /v1/{PROJECT}/rasr/continue-stream HTTP/1.1\r\nHost: {addr}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: sis, sis-token.{good}\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("sent");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "closed before the answer");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("\r\nsec-websocket-protocol: sis\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("sis-token"), "{head}");
+    assert!(!head.contains(&good.to_ascii_lowercase()), "{head}");
+    server.abort();
+}
+
+// ---- the web console ----
+
+#[tokio::test]
+async fn the_console_is_public_and_strict() {
+    let app = app(AuthMode::Sis).await;
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/capture-worklet.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+        ("/console/voices.json", "application/json"),
+    ] {
+        let resp = app
+            .router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).expect("a request"))
+            .await
+            .expect("an answer");
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let h = resp.headers();
+        let ct = h["content-type"].to_str().unwrap_or_default();
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        let csp = h["content-security-policy"].to_str().unwrap_or_default();
+        assert!(csp.starts_with("default-src 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    let (status, _, v) = app.get("/console/../Cargo.toml").await;
+    assert_sis_error(status, &v, (404, "APIG.0101", ""));
+    let (status, _, v) = app.get("/console/nothing.js").await;
+    assert_sis_error(status, &v, (404, "APIG.0101", ""));
+    let (status, _, v) = app
+        .send(
+            Request::post("/console")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+    assert_sis_error(status, &v, (404, "APIG.0101", ""));
+}

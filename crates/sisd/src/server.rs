@@ -13,7 +13,7 @@ use axum::Router;
 
 use crate::errors::{self, HandlerResult};
 use crate::state::AppState;
-use crate::{auth, flash, jobs, rasr, rtts, short_audio, tts, vocabularies};
+use crate::{auth, console, flash, jobs, rasr, rtts, short_audio, tts, vocabularies};
 
 pub fn router(state: AppState) -> Router {
     // Every SIS API lives under /v1/{project_id}/ and is authenticated.
@@ -88,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.auth.clone());
     let public = Router::new()
         .route("/health", get(health))
+        // the web console: static files; the page signs in itself
+        .route("/console", get(console::index).fallback(not_found))
+        .route("/console/", get(console::index).fallback(not_found))
+        .route("/console/{file}", get(console::asset).fallback(not_found))
         .route("/ready", get(ready))
         // authenticated by its own API keys (openai.rs)
         .route(

@@ -14,6 +14,7 @@
 //!   [`Socket::flush`] sends it within the send limit, so a client that
 //!   pings but does not read is dropped;
 //! - **close codes** ([`close`]) and the close handshake;
+//! - the subprotocol: [`SUBPROTOCOL`] when offered, nothing else;
 //! - the count of open connections (`/health`).
 
 use std::future::Future;
@@ -85,6 +86,12 @@ pub const RTTS: Limits = Limits {
     ..REALTIME
 };
 
+/// The subprotocol the server answers when a client offers it (the
+/// console does, beside its `sis-token.<token>`, `auth.rs`): a browser
+/// drops a connection whose answer chooses none of the protocols it
+/// offered. The token subprotocol is never chosen, so never echoed.
+pub const SUBPROTOCOL: &str = "sis";
+
 /// Counts an open connection for as long as it lives.
 struct OpenConnection(Arc<AtomicUsize>);
 
@@ -117,6 +124,7 @@ where
     let upgrade = upgrade.map_err(|_| errors::not_a_websocket())?;
     let open = open.clone();
     Ok(upgrade
+        .protocols([SUBPROTOCOL])
         .max_message_size(limits.max_message)
         .read_buffer_size(limits.read_buffer)
         .write_buffer_size(limits.write_buffer)
