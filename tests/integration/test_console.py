@@ -37,7 +37,7 @@ def site(models_dir, tmp_path_factory, heldout):
     cli(env, "users", "create", "--domain", "acme", "--name", "alice", stdin=PASSWORD + "\n")
     server = Server([models_dir], d / "data", extra=["--auth", "sis", "--no-probe"], log=d / "sisd.log", env=env)
     root, rows = heldout
-    yield dict(server=server, root=root, rows=rows, dir=d)
+    yield dict(server=server, root=root, rows=rows, dir=d, data=d / "data")
     server.stop()
 
 
@@ -193,10 +193,23 @@ def test_file_transcription_shows_segments_and_words(seen):
         assert a["end"] < b["start"]
 
 
-def test_file_over_60_s_is_refused_with_the_reason(seen, site):
-    e = seen["out"]["long_file"]
-    assert e["code"] == "too long" and "60 s" in e["text"], e
-    assert e["transcribe_disabled"]
+def test_file_over_60_s_is_transcribed_by_a_job(seen, site):
+    """Over 60 s the page uploads the file as it is, runs a job and shows its
+    segments (the sentences the VAD split at the pauses) with their words;
+    then it deletes the upload."""
+    f = seen["out"]["long_file"]
+    refs = [r["text"] for r in seen["file_rows"]]
+    print(f"\nlong file: {[s['text'] for s in f['segments']]}, held-out {refs}, status {f['status']!r}")
+    assert f["error"] is None, f
+    assert [PUNCT.sub("", s["text"]) for s in f["segments"]] == refs, f["segments"]
+    words = [w for s in f["segments"] for w in s["words"]]
+    assert words and f["canvas_words"] == len(words) and f["canvas_segments"] == len(refs)
+    for s in f["segments"]:
+        assert all(s["start"] <= w["start"] < w["end"] <= s["end"] for w in s["words"]), s
+    for a, b in zip(f["segments"], f["segments"][1:]):
+        assert a["end"] < b["start"]
+    left = [p for p in (site["data"] / "uploads").rglob("*") if p.is_file()]
+    assert left == [], left
 
 
 def test_tts_gives_playable_audio(seen):

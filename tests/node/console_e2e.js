@@ -14,6 +14,36 @@ const { chromium } = require('playwright-core');
 const cfg = JSON.parse(process.argv[2]);
 const out = { console_errors: [], refused: [] };
 
+// Clicks Transcribe on the file page and waits for the result (or an
+// error); what the page then shows.
+async function transcribed(page) {
+  await page.click('#file-go');
+  await page.waitForFunction(
+    () => document.querySelector('#file-wave').dataset.transcribed === 'yes' || !document.querySelector('#file-error').hidden,
+    null,
+    { timeout: 120000 },
+  );
+  return {
+    text: (await page.textContent('#file-text')).trim(),
+    segments: await page.$$eval('#file-segments tr.segment', (rows) =>
+      rows.map((r) => ({
+        start: Number(r.dataset.start),
+        end: Number(r.dataset.end),
+        text: r.querySelector('.seg-text').textContent,
+        words: [...r.querySelectorAll('.word')].map((w) => ({
+          word: w.firstChild.textContent,
+          start: Number(w.dataset.start),
+          end: Number(w.dataset.end),
+        })),
+      })),
+    ),
+    canvas_words: Number(await page.getAttribute('#file-wave', 'data-words')),
+    canvas_segments: Number(await page.getAttribute('#file-wave', 'data-segments')),
+    error: (await page.isVisible('#file-error')) ? (await page.textContent('#file-error')).trim() : null,
+    status: (await page.textContent('#file-status')).trim(),
+  };
+}
+
 async function shot(page, name) {
   if (!cfg.shots) return;
   await page.waitForTimeout(150); // let the last layout and canvas settle
@@ -116,35 +146,13 @@ async function errorBox(page, id) {
     await page.waitForSelector('#page-file:not([hidden])');
     await page.setInputFiles('#file-input', cfg.file_wav);
     await page.waitForFunction(() => !document.querySelector('#file-go').disabled, null, { timeout: 30000 });
-    await page.click('#file-go');
-    await page.waitForFunction(
-      () => document.querySelector('#file-wave').dataset.transcribed === 'yes' || !document.querySelector('#file-error').hidden,
-      null,
-      { timeout: 60000 },
-    );
-    out.file = {
-      text: (await page.textContent('#file-text')).trim(),
-      segments: await page.$$eval('#file-segments tr.segment', (rows) =>
-        rows.map((r) => ({
-          start: Number(r.dataset.start),
-          end: Number(r.dataset.end),
-          text: r.querySelector('.seg-text').textContent,
-          words: [...r.querySelectorAll('.word')].map((w) => ({
-            word: w.firstChild.textContent,
-            start: Number(w.dataset.start),
-            end: Number(w.dataset.end),
-          })),
-        })),
-      ),
-      canvas_words: Number(await page.getAttribute('#file-wave', 'data-words')),
-      canvas_segments: Number(await page.getAttribute('#file-wave', 'data-segments')),
-      error: (await page.isVisible('#file-error')) ? (await page.textContent('#file-error')).trim() : null,
-    };
+    out.file = await transcribed(page);
     await shot(page, 'file');
-    // over 60 s: refused here, with the reason, before anything is sent
+    // over 60 s: uploaded as it is and transcribed by a job
     await page.setInputFiles('#file-input', cfg.long_wav);
-    out.long_file = await errorBox(page, 'file-error');
-    out.long_file.transcribe_disabled = await page.isDisabled('#file-go');
+    await page.waitForFunction(() => !document.querySelector('#file-go').disabled, null, { timeout: 30000 });
+    out.long_file = await transcribed(page);
+
 
     // ---- speech synthesis ----
     await page.click('a[data-page=tts]');

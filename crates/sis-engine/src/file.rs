@@ -281,17 +281,26 @@ impl Decoder {
             .ok_or_else(|| EngineError::Failed("the decoder returned nothing".into()))?;
             let offset = p.audio_start as f32 / rate;
             let end_s = (p.audio_start + p.audio.len() as u64) as f32 / rate;
-            let t = self
+            let mut t = self
                 .post
                 .transcript(&[(offset, raw)], end_s, &self.options, &self.context);
             if t.text.is_empty() {
                 continue;
             }
             self.recognised.fetch_add(1, Ordering::Relaxed);
+            let start_ms = p.start * 1000 / self.rate as u64;
+            let end_ms = p.end * 1000 / self.rate as u64;
+            // the words were timed on the padded audio: keep them inside
+            // the sentence the VAD found
+            crate::postprocess::clamp_words(
+                &mut t,
+                u32::try_from(start_ms).unwrap_or(u32::MAX),
+                u32::try_from(end_ms).unwrap_or(u32::MAX),
+            );
             done.push(FileSentence {
                 channel: p.channel,
-                start_ms: p.start * 1000 / self.rate as u64,
-                end_ms: p.end * 1000 / self.rate as u64,
+                start_ms,
+                end_ms,
                 transcript: t,
             });
         }

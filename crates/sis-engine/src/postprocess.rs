@@ -76,6 +76,20 @@ pub fn shift_words(t: &mut Transcript, offset_ms: u32) {
     }
 }
 
+/// Keeps every word of `t` inside its sentence `[start_ms, end_ms]` (a file
+/// sentence is decoded with padding around the VAD's speech, and a last
+/// character's assumed length may reach past the speech's end), each at
+/// least 1 ms long where the sentence allows; order is kept.
+pub fn clamp_words(t: &mut Transcript, start_ms: u32, end_ms: u32) {
+    let end_ms = end_ms.max(start_ms);
+    for w in &mut t.words {
+        w.end_ms = w.end_ms.clamp((start_ms + 1).min(end_ms), end_ms);
+        w.start_ms = w
+            .start_ms
+            .clamp(start_ms, w.end_ms.saturating_sub(1).max(start_ms));
+    }
+}
+
 /// Longest time a single character is assumed to last when the next token is
 /// far away (CTC marks where a token fires, not how long it lasts).
 const MAX_CHAR_S: f32 = 0.4;
@@ -287,6 +301,31 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn words_are_kept_inside_their_sentence() {
+        let word = |w: &str, s, e| sis_core::WordTiming {
+            word: w.into(),
+            start_ms: s,
+            end_ms: e,
+        };
+        let mut t = Transcript {
+            text: "abcd".into(),
+            score: None,
+            words: vec![
+                word("a", 900, 1100),
+                word("b", 1100, 1500),
+                word("c", 3300, 3402),
+                word("d", 3500, 3900),
+            ],
+        };
+        clamp_words(&mut t, 1000, 3340);
+        let times: Vec<(u32, u32)> = t.words.iter().map(|w| (w.start_ms, w.end_ms)).collect();
+        assert_eq!(
+            times,
+            [(1000, 1100), (1100, 1500), (3300, 3340), (3339, 3340)]
+        );
+    }
 
     fn raw(tokens: &[&str], ts: &[f32]) -> RawResult {
         RawResult {

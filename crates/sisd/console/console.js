@@ -430,9 +430,52 @@
       $('file-status').textContent = t;
     }
 
-    // Hook for files over 60 s: the transcription-job path
-    // (POST asr/transcriber/jobs) is not wired into the console yet.
-    const transcribeLong = null;
+    let chosen = null; // the File, uploaded as it is when it is long
+
+    function upload(file, onProgress) {
+      // XMLHttpRequest rather than fetch: it reports the upload's progress
+      return new Promise((resolve, reject) => {
+        const x = new XMLHttpRequest();
+        x.open('POST', projectPath('asr/transcriber/uploads'));
+        if (session.token) x.setRequestHeader('X-Auth-Token', session.token);
+        x.setRequestHeader('Content-Type', 'application/octet-stream');
+        x.upload.onprogress = (e) => {
+          if (e.lengthComputable) onProgress(e.loaded / e.total);
+        };
+        x.onload = () => {
+          let body = null;
+          try {
+            body = JSON.parse(x.responseText);
+          } catch (_) {
+            body = null;
+          }
+          if (x.status === 200 && body) return resolve(body);
+          if (body && body.error_code) return reject(new ApiError(body.error_code, body.error_msg || ''));
+          reject(new ApiError(String(x.status), x.statusText || 'upload failed'));
+        };
+        x.onerror = () => reject(new ApiError('network', 'the upload did not reach the server'));
+        x.send(file);
+      });
+    }
+
+    // Files over 60 s: uploaded, transcribed by a job (its segments and
+    // their words), then the upload is deleted.
+    async function transcribeLong(file, config) {
+      const up = await upload(file, (f) => status(`Uploading… ${Math.round(f * 100)} %`));
+      try {
+        const job = await api('POST', 'asr/transcriber/jobs', { data_url: up.data_url, config });
+        const began = Date.now();
+        for (;;) {
+          const doc = await api('GET', `asr/transcriber/jobs/${encodeURIComponent(job.job_id)}`);
+          if (doc.status === 'FINISHED') return doc;
+          if (doc.status === 'ERROR') throw new ApiError(doc.error_code || 'ERROR', doc.error_msg || 'the job failed');
+          status(`Job ${job.job_id.slice(0, 8)}… ${doc.status} (${Math.round((Date.now() - began) / 1000)} s)`);
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      } finally {
+        api('DELETE', `asr/transcriber/uploads/${encodeURIComponent(up.upload_id)}`).catch(() => {});
+      }
+    }
 
     async function decode(file) {
       const bytes = await file.arrayBuffer();
@@ -569,7 +612,7 @@
         const t = document.createElement('td');
         const text = document.createElement('div');
         text.className = 'seg-text';
-        text.textContent = s.words.map((w) => w.word).join('');
+        text.textContent = s.text || s.words.map((w) => w.word).join('');
         const ws = document.createElement('div');
         ws.className = 'words';
         for (const w of s.words) {
@@ -613,6 +656,7 @@
       showError('file-error', null);
       const file = $('file-input').files[0];
       samples = null;
+      chosen = file || null;
       words = [];
       segments = [];
       $('file-text').textContent = '';
@@ -639,14 +683,11 @@
       $('file-audio').hidden = false;
       const seconds = samples.length / RATE;
       draw();
-      if (seconds > MAX_FILE_SECONDS) {
-        const msg = `${file.name} is ${seconds.toFixed(1)} s long; this page sends files of up to ${MAX_FILE_SECONDS} s (asr/short-audio). Longer files need a transcription job, which the console does not offer yet.`;
-        showError('file-error', new ApiError('too long', msg));
-        status(`${seconds.toFixed(1)} s — too long`);
-        if (transcribeLong) transcribeLong(file);
-        return;
-      }
-      status(`${file.name}: ${seconds.toFixed(1)} s`);
+      status(
+        seconds > MAX_FILE_SECONDS
+          ? `${file.name}: ${seconds.toFixed(1)} s — over ${MAX_FILE_SECONDS} s, uploaded and transcribed by a job`
+          : `${file.name}: ${seconds.toFixed(1)} s`,
+      );
       $('file-go').disabled = false;
     });
 
@@ -655,21 +696,35 @@
       showError('file-error', null);
       $('file-go').disabled = true;
       status('Transcribing…');
+      const settings = {
+        property: $('file-property').value,
+        add_punc: $('file-punc').checked ? 'yes' : 'no',
+        digit_norm: $('file-digits').checked ? 'yes' : 'no',
+        need_word_info: 'yes',
+      };
       try {
-        const r = await api('POST', 'asr/short-audio', {
-          data: pcm16Base64(samples),
-          config: {
-            audio_format: 'pcm16k16bit',
-            property: $('file-property').value,
-            add_punc: $('file-punc').checked ? 'yes' : 'no',
-            digit_norm: $('file-digits').checked ? 'yes' : 'no',
-            need_word_info: 'yes',
-          },
-        });
-        const result = r.result || {};
-        words = result.word_info || [];
-        segments = toSegments(words);
-        $('file-text').textContent = result.text || '(no speech recognised)';
+        let text;
+        if (samples.length / RATE > MAX_FILE_SECONDS) {
+          const doc = await transcribeLong(chosen, { audio_format: 'auto', ...settings });
+          segments = (doc.segments || []).map((g) => ({
+            start: g.start_time,
+            end: g.end_time,
+            words: (g.result && g.result.word_info) || [],
+            text: (g.result && g.result.text) || '',
+          }));
+          words = segments.flatMap((g) => g.words);
+          text = segments.map((g) => g.text).join('');
+        } else {
+          const r = await api('POST', 'asr/short-audio', {
+            data: pcm16Base64(samples),
+            config: { audio_format: 'pcm16k16bit', ...settings },
+          });
+          const result = r.result || {};
+          words = result.word_info || [];
+          segments = toSegments(words);
+          text = result.text;
+        }
+        $('file-text').textContent = text || '(no speech recognised)';
         showSegments();
         draw();
         $('file-wave').dataset.transcribed = 'yes';
