@@ -14,6 +14,7 @@ mod models;
 #[cfg(test)]
 mod module_graph;
 mod openai;
+mod openapi;
 mod quotas;
 mod rasr;
 #[cfg(test)]

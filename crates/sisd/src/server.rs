@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     let public = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/openapi.json", get(openapi_json))
         // authenticated by its own API keys (openai.rs)
         .route(
             "/v1/audio/transcriptions",
@@ -181,6 +182,15 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Response {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         text,
+    )
+        .into_response()
+}
+
+/// `GET /openapi.json`: the OpenAPI document of every route (openapi.rs).
+async fn openapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::json(),
     )
         .into_response()
 }
