@@ -36,10 +36,7 @@ pub struct FlashQuery {
     obs_bucket_name: String,
     /// A relative key: no empty, `.` or `..` segments, no control
     /// characters, at most 1024 characters.
-    #[param(
-        max_length = 1024,
-        pattern = r"^[^/\x00-\x1f\x7f]+(/[^/\x00-\x1f\x7f]+)*$"
-    )]
+    #[param(min_length = 1, max_length = 1024)]
     obs_object_key: String,
     #[param(inline)]
     add_punc: Option<crate::short_audio::YesNo>,

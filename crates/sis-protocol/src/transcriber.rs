@@ -26,8 +26,9 @@ pub const MAX_URL_BYTES: usize = 2048;
 #[allow(dead_code)]
 pub struct JobCreateBody {
     /// `http(s)://` (or `file://` under `--job-files-dir`), under 2048
-    /// bytes, no whitespace.
-    #[schema(min_length = 1, max_length = 2047, pattern = r"^(https?|file)://\S+$")]
+    /// bytes (not stated as a `maxLength`: schema generators cannot
+    /// combine it with the pattern), no whitespace.
+    #[schema(pattern = r"^(https?|file)://\S+$")]
     data_url: String,
     config: JobConfig,
 }
@@ -43,8 +44,10 @@ pub struct JobConfig {
     digit_norm: Option<YesNo>,
     need_word_info: Option<YesNo>,
     vocabulary_id: Option<String>,
-    /// Where the result is POSTed: `http(s)://`, under 2048 bytes.
-    #[schema(max_length = 2047, pattern = r"^(https?://\S+)?$")]
+    /// Where the result is POSTed: `http(s)://`, under 2048 bytes (not
+    /// stated as a `maxLength`: schema generators cannot combine it with the
+    /// pattern).
+    #[schema(pattern = r"^(https?://\S+)?$")]
     callback_url: Option<String>,
     need_analysis_info: Option<AnalysisInfo>,
 }

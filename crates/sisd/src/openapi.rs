@@ -687,10 +687,6 @@ mod tests {
             .len();
         assert_eq!(formats, sis_core::AudioFormat::ALL.len());
         assert_eq!(
-            s["JobCreateBody"]["properties"]["data_url"]["maxLength"],
-            sis_protocol::transcriber::MAX_URL_BYTES - 1
-        );
-        assert_eq!(
             s["VocabularyBody"]["properties"]["description"]["maxLength"],
             sis_protocol::vocabulary::MAX_DESCRIPTION_BYTES
         );
