@@ -382,18 +382,26 @@ fn tts_post() {}
     security(("token" = []), ("aksk" = [])))]
 fn rtts_ws() {}
 
-/// The RASR modes.
-#[derive(ToSchema)]
-#[schema(rename_all = "kebab-case")]
-enum RasrMode {
-    ShortStream,
-    ContinueStream,
-    SentenceStream,
+/// `{mode}` of `/rasr/{mode}`: the modes `Mode::from_path` reads.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct RasrMode {
+    /// The recognition mode.
+    #[param(schema_with = rasr_modes)]
+    mode: String,
+}
+
+fn rasr_modes() -> utoipa::openapi::schema::ObjectBuilder {
+    use sis_protocol::rasr::Mode;
+    let modes = [Mode::ShortStream, Mode::ContinueStream, Mode::SentenceStream];
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(modes.map(Mode::as_path)))
 }
 
 /// Real-time recognition over WebSocket.
 #[utoipa::path(get, path = "/v1/{project_id}/rasr/{mode}", tag = "asr",
-    params(ProjectId, ("mode" = inline(RasrMode), Path, description = "The recognition mode")),
+    params(ProjectId, RasrMode),
     responses(WebSocket, SisGateway, NotFound),
     security(("token" = []), ("aksk" = [])))]
 fn rasr_ws() {}
