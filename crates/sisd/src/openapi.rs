@@ -382,26 +382,20 @@ fn tts_post() {}
     security(("token" = []), ("aksk" = [])))]
 fn rtts_ws() {}
 
-/// `{mode}` of `/rasr/{mode}`: the modes `Mode::from_path` reads.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-struct RasrMode {
-    /// The recognition mode.
-    #[param(schema_with = rasr_modes)]
-    mode: String,
-}
-
-fn rasr_modes() -> utoipa::openapi::schema::ObjectBuilder {
-    use sis_protocol::rasr::Mode;
-    let modes = [Mode::ShortStream, Mode::ContinueStream, Mode::SentenceStream];
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(modes.map(Mode::as_path)))
+/// `{mode}` of `/rasr/{mode}`: the modes `Mode::from_path` reads
+/// (`tests::the_rasr_modes_are_the_servers`).
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(clippy::enum_variant_names)]
+enum RasrMode {
+    ShortStream,
+    ContinueStream,
+    SentenceStream,
 }
 
 /// Real-time recognition over WebSocket.
 #[utoipa::path(get, path = "/v1/{project_id}/rasr/{mode}", tag = "asr",
-    params(ProjectId, RasrMode),
+    params(ProjectId, ("mode" = inline(RasrMode), Path, description = "The recognition mode")),
     responses(WebSocket, SisGateway, NotFound),
     security(("token" = []), ("aksk" = [])))]
 fn rasr_ws() {}
@@ -675,6 +669,26 @@ mod tests {
         assert!(routes.len() >= 20, "the route parser found {routes:?}");
         assert!(routes.contains(&("DELETE".into(), "/v3/auth/tokens".into())));
         assert_eq!(routes, documented());
+    }
+
+    #[test]
+    fn the_rasr_modes_are_the_servers() {
+        use sis_protocol::rasr::Mode;
+        let doc: serde_json::Value = serde_json::from_str(json()).unwrap();
+        let op = &doc["paths"]["/v1/{project_id}/rasr/{mode}"]["get"];
+        let modes: Vec<&str> = op["parameters"][1]["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        let served = [
+            Mode::ShortStream,
+            Mode::ContinueStream,
+            Mode::SentenceStream,
+        ];
+        assert_eq!(modes, served.map(Mode::as_path));
+        assert!(modes.iter().all(|m| Mode::from_path(m).is_some()));
     }
 
     #[test]
