@@ -22,11 +22,11 @@ from conftest import ROOT, SISD, Server, cli
 PID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 PASSWORD = "correct-horse-battery"
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-# Examples per operation and the seed: small enough for ~2-3 minutes on
-# two cores; the generation is deterministic, so a run repeats itself. Positive and negative examples
-# (schemathesis' default mode); its coverage phase is left out: it spent
-# minutes generating single cases of long strings with a pattern.
-MAX_EXAMPLES = int(os.environ.get("SIS_OPENAPI_EXAMPLES", "60"))
+# Examples per operation: small enough for ~2 minutes on two cores; the
+# generation is deterministic, so a run repeats itself. Schemathesis' three
+# generating phases: the documented examples, coverage (each constraint's
+# edges, positive and negative) and fuzzing (positive and negative).
+MAX_EXAMPLES = int(os.environ.get("SIS_OPENAPI_EXAMPLES", "40"))
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 
 
@@ -128,7 +128,7 @@ def schemathesis(world, *args, location=None, timeout=600):
     config.write_text(f'[parameters]\n"path.project_id" = "{PID}"\n')
     cmd = [str(SCHEMATHESIS), "--config-file", str(config), "run",
            location or world["server"].base + "/openapi.json", "--url", world["server"].base,
-           "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic", "--workers", "1", "--phases", "examples,fuzzing",
+           "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic", "--workers", "1", "--phases", "examples,coverage,fuzzing",
            "--request-timeout", "60", "--suppress-health-check", "all", "--no-color",
            "-H", f"X-Auth-Token: {world['token']}", "-H", f"Authorization: Bearer {world['api_key']}",
            "--report", "junit", "--report-junit-path", str(d / "junit.xml"), *args]

@@ -46,8 +46,9 @@ pub struct VocabularyBody {
     /// Hot words (`词`, `词|N` with a weight from 1 to 10, `谐音=目标`):
     /// Chinese characters and upper-case Latin letters, at most 32 bytes
     /// each (docs/VOCABULARIES.md); at most `--vocabulary-max-words`
-    /// (default 10000) entries.
-    #[schema(min_items = 1, max_items = 10000, inline)]
+    /// (default 10000) entries: a setting of the server, so not a
+    /// `maxItems` of the document.
+    #[schema(min_items = 1, inline)]
     contents: Vec<HotWord>,
 }
 
