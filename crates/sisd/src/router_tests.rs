@@ -1245,3 +1245,20 @@ async fn a_change_reaches_the_next_request_at_once_on_this_server() {
         .expect("nothing to do");
     assert!(none.hot_words.is_none());
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_public() {
+    // served without credentials even with --auth sis, and it is this
+    // router's document
+    let app = app(AuthMode::Sis).await;
+    let (status, resp, v) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert!(v["openapi"].as_str().is_some_and(|s| s.starts_with("3.1")));
+    assert!(v["paths"]["/v1/{project_id}/asr/short-audio"]["post"].is_object());
+    let (status, _, v) = app.get(&short_audio_path()).await;
+    assert_eq!(
+        (status, &v["error_code"]),
+        (StatusCode::UNAUTHORIZED, &"APIG.0301".into())
+    );
+}
