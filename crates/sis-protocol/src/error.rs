@@ -4,6 +4,7 @@
 //! table of which condition yields which code.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Error codes this server emits. The string is exactly what SIS sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,12 +131,54 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error_code: &'a str,
-    error_msg: &'a str,
+/// The SIS error body: `{"error_code", "error_msg"}`, and `request_id`
+/// for gateway (`APIG.*`) codes.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SisError)]
+pub struct ErrorBody<'a> {
+    /// `SIS.NNNN`, or `APIG.NNNN` for the gateway's errors (docs/ERRORS.md).
+    #[schema(pattern = r"^(SIS|APIG)\.[0-9]{4}$", example = "SIS.0032")]
+    pub error_code: &'a str,
+    pub error_msg: &'a str,
+    /// The request's id (gateway codes only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
+    #[schema(required = false)]
+    pub request_id: Option<&'a str>,
+}
+
+/// The error body of the IAM token API (`/v3/auth/tokens`):
+/// `{"error": {"code", "title", "message"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct IamErrorBody<'a> {
+    pub error: IamError<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IamError<'a> {
+    /// The HTTP status.
+    pub code: u16,
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+impl IamErrorBody<'_> {
+    /// The body of an IAM error with this HTTP status.
+    pub fn render(status: u16, message: &str) -> String {
+        let title = match status {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            _ => "Error",
+        };
+        let body = IamErrorBody {
+            error: IamError {
+                code: status,
+                title,
+                message,
+            },
+        };
+        serde_json::to_string(&body).unwrap_or_default()
+    }
 }
 
 impl ApiError {

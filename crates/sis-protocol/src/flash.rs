@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sis_core::{Property, RecognitionOptions, Transcript};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, SisCode};
 use crate::short_audio::{parse_options, parse_property, yes_no, ResultBody};
@@ -19,6 +20,40 @@ pub const MAX_KEY_CHARS: usize = 1024;
 /// The container formats flash takes (all read by the same decoder, which
 /// recognises each by its content).
 pub const FORMATS: &[&str] = &["wav", "mp3", "m4a", "aac", "opus"];
+
+/// The query as [`parse_query`] reads it, for the OpenAPI document (the
+/// schema states the parser's rules).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct FlashQuery {
+    #[param(pattern = "^[a-z0-9]+_(8k|16k)_[a-z0-9_]+$")]
+    property: String,
+    #[param(schema_with = flash_format_schema, required = true)]
+    audio_format: String,
+    /// A bucket this server maps (`--flash-bucket`).
+    #[param(pattern = "^[a-z0-9.-]{1,63}$")]
+    obs_bucket_name: String,
+    /// A relative key: no empty, `.` or `..` segments, no control
+    /// characters, at most 1024 characters.
+    #[param(min_length = 1, max_length = 1024)]
+    obs_object_key: String,
+    #[param(inline)]
+    add_punc: Option<crate::short_audio::YesNo>,
+    #[param(inline)]
+    digit_norm: Option<crate::short_audio::YesNo>,
+    #[param(inline)]
+    need_word_info: Option<crate::short_audio::YesNo>,
+    #[param(inline)]
+    first_channel_only: Option<crate::short_audio::YesNo>,
+    vocabulary_id: Option<String>,
+}
+
+fn flash_format_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(FORMATS.iter().copied()))
+}
 
 /// A validated flash request.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,15 +132,18 @@ pub struct FlashSentence {
     pub transcript: Transcript,
 }
 
-#[derive(Serialize)]
-struct Sentence<'a> {
+/// One recognised sentence (times in ms).
+#[derive(Serialize, ToSchema)]
+#[schema(as = FlashResultSentence)]
+pub struct Sentence<'a> {
     start_time: u64,
     end_time: u64,
     result: ResultBody<'a>,
 }
 
-#[derive(Serialize)]
-struct Channel<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = FlashChannel)]
+pub struct Channel<'a> {
     channel_id: u32,
     sentences: Vec<Sentence<'a>>,
 }
@@ -133,11 +171,21 @@ pub fn response(
                 .collect(),
         })
         .collect();
-    serde_json::json!({
-        "trace_id": trace_id,
-        "audio_duration": audio_duration_ms,
-        "flash_result": flash,
+    serde_json::to_value(FlashResponse {
+        trace_id,
+        audio_duration: audio_duration_ms,
+        flash_result: flash,
     })
+    .unwrap_or_default()
+}
+
+/// The flash response: one entry per channel, in order.
+#[derive(Serialize, ToSchema)]
+pub struct FlashResponse<'a> {
+    trace_id: &'a str,
+    /// ms
+    audio_duration: u64,
+    flash_result: Vec<Channel<'a>>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod flash;
+pub mod iam;
 pub mod openai;
 pub mod query;
 pub mod rasr;

@@ -6,6 +6,149 @@
 //! Subtitles (`srt`, `vtt`) are rendered here once for every user of them.
 
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+/// The `POST /v1/audio/transcriptions` form as sisd reads it, for the
+/// OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TranscriptionForm {
+    /// The audio file: any format sisd reads, at most 25 MB and 30 minutes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// A property this server serves (`chinese_16k_common`), or any other
+    /// name (`whisper-1`): then `language` chooses.
+    #[schema(max_length = 4096)]
+    model: String,
+    #[schema(inline, required = false)]
+    language: Language,
+    #[schema(inline, required = false)]
+    response_format: ResponseFormatName,
+    /// `verbose_json` only.
+    #[schema(rename = "timestamp_granularities[]", inline, required = false)]
+    timestamp_granularities: Vec<Granularity>,
+    /// Accepted, not used.
+    #[schema(max_length = 4096, required = false)]
+    prompt: String,
+    /// Accepted, not used.
+    #[schema(required = false)]
+    temperature: f64,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Language {
+    Zh,
+    Chinese,
+    En,
+    English,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ResponseFormatName {
+    Json,
+    Text,
+    Srt,
+    Vtt,
+    VerboseJson,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Granularity {
+    Word,
+    Segment,
+}
+
+/// `response_format=json`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Transcription {
+    text: String,
+}
+
+/// `response_format=verbose_json` (times in seconds).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VerboseTranscription {
+    #[schema(example = "transcribe")]
+    task: String,
+    language: String,
+    duration: f64,
+    text: String,
+    /// With the `segment` granularity (the default).
+    #[schema(required = false)]
+    segments: Vec<VerboseSegment>,
+    /// With the `word` granularity.
+    #[schema(required = false)]
+    words: Vec<VerboseWord>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VerboseSegment {
+    id: u32,
+    start: f64,
+    end: f64,
+    text: String,
+    /// When the pack reports probabilities.
+    #[schema(required = false)]
+    avg_logprob: f64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VerboseWord {
+    word: String,
+    start: f64,
+    end: f64,
+}
+
+/// The `POST /v1/audio/speech` body as [`speech_request`] reads it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SpeechBody {
+    /// A voice of this server (`chinese_xiaoyan_common`), or any other name
+    /// (`tts-1`): the default voice.
+    model: String,
+    /// At most 500 characters, not only whitespace.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
+    input: String,
+    /// OpenAI's voice names are accepted, and not used.
+    voice: Option<String>,
+    /// Default `mp3`; `pcm` is 16-bit mono at 16 kHz.
+    #[schema(inline)]
+    response_format: Option<SpeechFormat>,
+    /// Default 1.
+    #[schema(minimum = 0.5, maximum = 2.0)]
+    speed: Option<f64>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum SpeechFormat {
+    Mp3,
+    Wav,
+    Pcm,
+}
+
+/// The OpenAI error body ([`error_body`]).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OpenAiErrorBody {
+    error: OpenAiError,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OpenAiError {
+    message: String,
+    #[schema(rename = "type")]
+    kind: String,
+    param: Option<String>,
+    code: Option<String>,
+}
 
 /// `response_format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,8 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sis_core::{AudioFormat, Property, RecognitionOptions, Transcript};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, SisCode};
 
@@ -11,6 +13,68 @@ use crate::error::{ApiError, SisCode};
 pub const MAX_BASE64_BYTES: usize = 4 * 1024 * 1024;
 /// Longest accepted audio, in milliseconds.
 pub const MAX_AUDIO_MS: u64 = 60_000;
+
+/// The request body as [`parse_request`] reads it, for the OpenAPI
+/// document (the parser reads the JSON itself, to answer each mistake with
+/// SIS's code and message; the schema states the same rules).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ShortAudioBody {
+    /// The audio file (or raw samples), base64; whitespace is ignored. At
+    /// most 4 MB of base64 and 60 s of audio.
+    #[schema(
+        min_length = 1,
+        max_length = 4194304,
+        pattern = r"^[A-Za-z0-9+/]+={0,2}$"
+    )]
+    data: String,
+    config: ShortAudioConfig,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ShortAudioConfig {
+    #[schema(schema_with = audio_format_schema)]
+    audio_format: String,
+    #[schema(schema_with = property_schema)]
+    property: String,
+    /// Default `no`.
+    add_punc: Option<YesNo>,
+    /// Default `yes`.
+    digit_norm: Option<YesNo>,
+    /// Default `no`.
+    need_word_info: Option<YesNo>,
+    /// Accepted, not used.
+    auto_language_detect: Option<YesNo>,
+    /// A hot-word vocabulary of the project (empty: none).
+    vocabulary_id: Option<String>,
+}
+
+/// SIS's booleans.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
+/// Every `audio_format` short audio takes ([`AudioFormat::ALL`]).
+pub fn audio_format_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(AudioFormat::ALL.map(AudioFormat::as_str)))
+}
+
+/// The form [`Property::parse`] accepts: `LANGUAGE_8k|16k_DOMAIN`. Which
+/// of them the server recognises depends on its packs (`GET /health`).
+pub const PROPERTY_PATTERN: &str = "^[a-z0-9]+_(8k|16k)_[a-z0-9_]+$";
+
+pub fn property_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(PROPERTY_PATTERN))
+        .examples(["chinese_16k_common"])
+}
 
 /// A validated short-audio request.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,8 +265,9 @@ pub fn check_sample_rate(audio_rate: u32, property: &Property) -> Result<(), Api
     }
 }
 
-#[derive(Serialize)]
-pub(crate) struct WordInfo<'a> {
+/// A word and its time (ms from the start of the audio).
+#[derive(Serialize, ToSchema)]
+pub struct WordInfo<'a> {
     start_time: u32,
     end_time: u32,
     word: &'a str,
@@ -228,12 +293,16 @@ pub(crate) fn word_info(
 }
 
 /// `{"text", "score", "word_info"?}`: a recognised sentence's `result`.
-#[derive(Serialize)]
-pub(crate) struct ResultBody<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecognitionResult)]
+pub struct ResultBody<'a> {
     text: &'a str,
-    /// left out when the pack's decoder reports no probabilities
+    /// The decoder's confidence; left out when the pack's decoder reports
+    /// no probabilities.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     score: Option<f32>,
+    /// With `need_word_info: yes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     word_info: Option<Vec<WordInfo<'a>>>,
 }
@@ -248,8 +317,10 @@ impl<'a> ResultBody<'a> {
     }
 }
 
-#[derive(Serialize)]
-struct ResponseBody<'a> {
+/// The short-audio response.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ShortAudioResponse)]
+pub struct ResponseBody<'a> {
     trace_id: &'a str,
     result: ResultBody<'a>,
 }

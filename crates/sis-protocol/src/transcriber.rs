@@ -6,14 +6,116 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sis_core::{AudioFormat, Property, RecognitionOptions, Transcript};
 
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::ToSchema;
+
 use crate::error::{ApiError, SisCode};
 use crate::short_audio::{
     body_object, check_declared_rate, config_object, field, json_body, parse_options,
     parse_property, string,
 };
+use crate::short_audio::{property_schema, YesNo};
 
 /// Longest accepted `data_url` / `callback_url`, in bytes.
 pub const MAX_URL_BYTES: usize = 2048;
+
+/// The create body as [`parse_create`] reads it, for the OpenAPI document
+/// (the schema states the parser's rules; the network rules for the URLs
+/// are the fetcher's: docs/ERRORS.md).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobCreateBody {
+    /// `http(s)://` (or `file://` under `--job-files-dir`), under 2048
+    /// bytes (not stated as a `maxLength`: schema generators cannot
+    /// combine it with the pattern), no whitespace.
+    #[schema(pattern = r"^(https?|file)://\S+$")]
+    data_url: String,
+    config: JobConfig,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobConfig {
+    #[schema(schema_with = job_audio_format_schema)]
+    audio_format: String,
+    #[schema(schema_with = property_schema)]
+    property: String,
+    add_punc: Option<YesNo>,
+    digit_norm: Option<YesNo>,
+    need_word_info: Option<YesNo>,
+    vocabulary_id: Option<String>,
+    /// Where the result is POSTed: `http(s)://`, under 2048 bytes (not
+    /// stated as a `maxLength`: schema generators cannot combine it with the
+    /// pattern).
+    #[schema(pattern = r"^(https?://\S+)?$")]
+    callback_url: Option<String>,
+    need_analysis_info: Option<AnalysisInfo>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AnalysisInfo {
+    diarization: Option<bool>,
+    channel: Option<ChannelName>,
+    emotion: Option<bool>,
+    speed: Option<bool>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code, clippy::enum_variant_names)]
+pub enum ChannelName {
+    #[schema(rename = "MONO")]
+    Mono,
+    #[schema(rename = "LEFT_AGENT")]
+    LeftAgent,
+    #[schema(rename = "RIGHT_AGENT")]
+    RightAgent,
+}
+
+/// `auto` and the raw formats.
+fn job_audio_format_schema() -> ObjectBuilder {
+    let raw = AudioFormat::ALL
+        .into_iter()
+        .filter(|f| f.raw().is_some())
+        .map(AudioFormat::as_str);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(std::iter::once("auto").chain(raw)))
+}
+
+/// `{"job_id"}`, the create response.
+#[derive(Serialize, ToSchema)]
+pub struct JobCreated<'a> {
+    pub job_id: &'a str,
+}
+
+/// The job as GET reports it ([`job_body`]: `start_time`, `finish_time`
+/// and the result or error fields once it is FINISHED or ERROR).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobStatus {
+    #[schema(inline)]
+    status: JobState,
+    /// RFC 3339, UTC.
+    create_time: String,
+    start_time: Option<String>,
+    finish_time: Option<String>,
+    /// FINISHED: the audio's duration in ms.
+    audio_duration: Option<u64>,
+    /// FINISHED: the recognised sentences.
+    segments: Option<Vec<Seg<'static>>>,
+    /// ERROR.
+    error_code: Option<String>,
+    error_msg: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+pub enum JobState {
+    Waiting,
+    Finished,
+    Error,
+}
 
 /// How the job's audio is to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,20 +267,33 @@ pub fn parse_create(body: &[u8]) -> Result<TranscriberRequest, ApiError> {
 
 /// `{"job_id": ...}`, the create response.
 pub fn create_response(job_id: &str) -> String {
-    serde_json::json!({ "job_id": job_id }).to_string()
+    serde_json::to_string(&JobCreated { job_id }).unwrap_or_default()
 }
 
 /// The answer to `POST /v1/{project_id}/asr/transcriber/uploads` (a sisd
 /// extension): what a job names as `data_url`, the stored size and when
 /// the upload is deleted.
 pub fn upload_response(upload_id: &str, data_url: &str, size: u64, expires_ms: i64) -> String {
-    serde_json::json!({
-        "upload_id": upload_id,
-        "data_url": data_url,
-        "size": size,
-        "expire_time": sis_core::time::rfc3339_utc(expires_ms, 3),
+    serde_json::to_string(&Uploaded {
+        upload_id,
+        data_url,
+        size,
+        expire_time: sis_core::time::rfc3339_utc(expires_ms, 3),
     })
-    .to_string()
+    .unwrap_or_default()
+}
+
+/// The answer to an upload ([`upload_response`]).
+#[derive(Serialize, ToSchema)]
+pub struct Uploaded<'a> {
+    /// 32 lowercase hex digits.
+    pub upload_id: &'a str,
+    /// What a job names as `data_url`: `upload://{upload_id}`.
+    pub data_url: &'a str,
+    /// Bytes stored.
+    pub size: u64,
+    /// When the upload is deleted (RFC 3339, UTC), unless deleted before.
+    pub expire_time: String,
 }
 
 /// One recognised sentence of a job, with its analysis.
@@ -192,8 +307,9 @@ pub struct FileSegment {
     pub speed: Option<f64>,
 }
 
-#[derive(Serialize)]
-struct Analysis {
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentAnalysis)]
+pub struct Analysis {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,8 +318,9 @@ struct Analysis {
     speed: Option<f64>,
 }
 
-#[derive(Serialize)]
-struct SegResult<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentResult)]
+pub struct SegResult<'a> {
     text: &'a str,
     /// left out when the pack's decoder reports no probabilities
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,8 +331,10 @@ struct SegResult<'a> {
     word_info: Option<Vec<crate::short_audio::WordInfo<'a>>>,
 }
 
-#[derive(Serialize)]
-struct Seg<'a> {
+/// One sentence of a job (times in ms).
+#[derive(Serialize, ToSchema)]
+#[schema(as = JobSegment)]
+pub struct Seg<'a> {
     start_time: u64,
     end_time: u64,
     result: SegResult<'a>,

@@ -14,8 +14,65 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sis_core::tts::{ScriptPiece, SynthesisRequest, TtsFormat, TTS_RATES};
 
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::ToSchema;
+
 use crate::error::{ApiError, SisCode};
 use crate::short_audio::{body_object, field, json_body, string};
+
+/// The request body as [`parse_request`] reads it, for the OpenAPI
+/// document (the schema states the parser's rules).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TtsBody {
+    /// The text to read (at most 500 characters, not only whitespace), or
+    /// SSML: `<speak>` with `<break>` (docs/TTS.md).
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
+    text: String,
+    config: Option<TtsConfig>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TtsConfig {
+    /// Default `wav`.
+    #[schema(schema_with = tts_format_schema, nullable)]
+    audio_format: Option<String>,
+    /// `"8000"` (default) or `"16000"`; the numbers are taken too.
+    #[schema(schema_with = sample_rate_schema)]
+    sample_rate: Option<String>,
+    /// A voice (`chinese_xiaoyan_common`, the default; `GET /health` lists
+    /// the packs' voices).
+    #[schema(min_length = 1, pattern = "^[a-z0-9_]+$")]
+    property: Option<String>,
+    /// Default 0.
+    #[schema(minimum = -500, maximum = 500)]
+    speed: Option<i32>,
+    /// Default 0.
+    #[schema(minimum = -500, maximum = 500)]
+    pitch: Option<i32>,
+    /// Default 50.
+    #[schema(minimum = 0, maximum = 100)]
+    volume: Option<i32>,
+}
+
+fn tts_format_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(TtsFormat::ALL.map(TtsFormat::as_str)))
+}
+
+fn sample_rate_schema() -> ObjectBuilder {
+    let mut values: Vec<Value> = TTS_RATES
+        .iter()
+        .map(|r| Value::from(r.to_string()))
+        .collect();
+    values.extend(TTS_RATES.iter().map(|r| Value::from(*r)));
+    values.push(Value::Null);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .enum_values(Some(values))
+}
 
 /// The most characters (not bytes) `text` may hold, SSML markup included.
 pub const MAX_TEXT_CHARS: usize = 500;
@@ -470,13 +527,18 @@ fn unescape(s: &str) -> Result<String, ApiError> {
     Ok(out)
 }
 
-#[derive(Serialize)]
-struct ResultBody {
+#[derive(Serialize, ToSchema)]
+#[schema(as = TtsResult)]
+pub struct ResultBody {
+    /// The audio file, base64.
+    #[schema(content_encoding = "base64")]
     data: String,
 }
 
-#[derive(Serialize)]
-struct ResponseBody<'a> {
+/// The synthesis response.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TtsResponse)]
+pub struct ResponseBody<'a> {
     trace_id: &'a str,
     result: ResultBody,
 }

@@ -9,6 +9,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sis_core::hotwords;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, SisCode};
 use crate::short_audio::{body_object, field, json_body, string};
@@ -28,6 +29,56 @@ pub const MAX_LIMIT: usize = 1000;
 /// and separators, and room for the other fields.
 pub fn max_body_bytes(max_words: usize) -> usize {
     64 * 1024 + max_words.saturating_mul(256)
+}
+
+/// The create and update body as [`parse_vocabulary`] reads it, for the
+/// OpenAPI document (the schema states the parser's rules).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VocabularyBody {
+    #[schema(pattern = "^[A-Za-z0-9_#-]{1,32}$")]
+    name: String,
+    /// At most 255 bytes of UTF-8.
+    #[schema(max_length = 255)]
+    description: Option<String>,
+    #[schema(schema_with = language_schema)]
+    language: String,
+    /// Hot words (`词`, `词|N` with a weight from 1 to 10, `谐音=目标`):
+    /// Chinese characters and upper-case Latin letters, at most 32 bytes
+    /// each (docs/VOCABULARIES.md); at most `--vocabulary-max-words`
+    /// (default 10000) entries: a setting of the server, so not a
+    /// `maxItems` of the document.
+    #[schema(min_items = 1, inline)]
+    contents: Vec<HotWord>,
+}
+
+/// One entry of `contents`: the schema admits a subset of what
+/// `sis_core::hotwords` accepts (words up to 10 characters, an optional
+/// weight).
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = r"^[\u4e00-\u9fa5A-Z]{1,10}(\|([1-9]|10))?$")]
+#[allow(dead_code)]
+pub struct HotWord(String);
+
+fn language_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(LANGUAGES))
+}
+
+/// The list's query, as [`parse_list`] reads it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListQuery {
+    /// Vocabularies skipped (default 0).
+    #[param(minimum = 0)]
+    offset: Option<u64>,
+    /// Default 10.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// Only vocabularies whose name contains this.
+    name: Option<String>,
 }
 
 /// A validated create or update body (an update replaces every field).
@@ -190,7 +241,8 @@ pub fn parse_list(query: Option<&str>, body: &[u8]) -> Result<ListRequest, ApiEr
 }
 
 /// A vocabulary as GET shows it.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[schema(as = Vocabulary)]
 pub struct VocabularyView<'a> {
     pub vocabulary_id: &'a str,
     pub name: &'a str,
@@ -200,7 +252,8 @@ pub struct VocabularyView<'a> {
 }
 
 /// A vocabulary as the list shows it.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[schema(as = VocabularySummary)]
 pub struct SummaryView<'a> {
     pub vocabulary_id: &'a str,
     pub name: &'a str,
@@ -209,8 +262,22 @@ pub struct SummaryView<'a> {
 }
 
 /// `{"vocabulary_id": ...}`, the create and update response.
+#[derive(Serialize, ToSchema)]
+pub struct VocabularyId<'a> {
+    pub vocabulary_id: &'a str,
+}
+
 pub fn id_body(vocabulary_id: &str) -> String {
-    serde_json::json!({ "vocabulary_id": vocabulary_id }).to_string()
+    serde_json::to_string(&VocabularyId { vocabulary_id }).unwrap_or_default()
+}
+
+/// The list response.
+#[derive(Serialize, ToSchema)]
+pub struct VocabularyList<'a> {
+    /// How many vocabularies the filter matches.
+    pub count: usize,
+    /// The page asked for.
+    pub result: &'a [SummaryView<'a>],
 }
 
 /// The GET body.
@@ -221,12 +288,7 @@ pub fn vocabulary_body(v: &VocabularyView<'_>) -> String {
 /// `{"count": N, "result": [...]}`: `count` is the number of vocabularies
 /// the filter matches, `result` the page asked for.
 pub fn list_body(count: usize, page: &[SummaryView<'_>]) -> String {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        count: usize,
-        result: &'a [SummaryView<'a>],
-    }
-    serde_json::to_string(&Body {
+    serde_json::to_string(&VocabularyList {
         count,
         result: page,
     })

@@ -158,18 +158,10 @@ impl AppError {
     fn render(&self, request_id: &str) -> Response {
         let (content_type, body) = match &self.shown {
             Shown::Sis(e) => ("application/json;charset=utf-8", e.body(request_id)),
-            Shown::Iam { status, message } => {
-                let title = match *status {
-                    StatusCode::BAD_REQUEST => "Bad Request",
-                    StatusCode::UNAUTHORIZED => "Unauthorized",
-                    StatusCode::NOT_FOUND => "Not Found",
-                    _ => "Error",
-                };
-                let body = serde_json::json!({
-                    "error": {"code": status.as_u16(), "title": title, "message": message}
-                });
-                ("application/json;charset=utf8", body.to_string())
-            }
+            Shown::Iam { status, message } => (
+                "application/json;charset=utf8",
+                sis_protocol::error::IamErrorBody::render(status.as_u16(), message),
+            ),
         };
         let mut r = (self.status(), body).into_response();
         let headers = r.headers_mut();

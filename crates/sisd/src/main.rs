@@ -15,6 +15,7 @@ mod models;
 #[cfg(test)]
 mod module_graph;
 mod openai;
+mod openapi;
 mod quotas;
 mod rasr;
 #[cfg(test)]

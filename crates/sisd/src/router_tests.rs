@@ -1465,3 +1465,20 @@ async fn the_console_is_public_and_strict() {
         .await;
     assert_sis_error(status, &v, (404, "APIG.0101", ""));
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_public() {
+    // served without credentials even with --auth sis, and it is this
+    // router's document
+    let app = app(AuthMode::Sis).await;
+    let (status, resp, v) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert!(v["openapi"].as_str().is_some_and(|s| s.starts_with("3.1")));
+    assert!(v["paths"]["/v1/{project_id}/asr/short-audio"]["post"].is_object());
+    let (status, _, v) = app.get(&short_audio_path()).await;
+    assert_eq!(
+        (status, &v["error_code"]),
+        (StatusCode::UNAUTHORIZED, &"APIG.0301".into())
+    );
+}

@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/", get(console::index).fallback(not_found))
         .route("/console/{file}", get(console::asset).fallback(not_found))
         .route("/ready", get(ready))
+        .route("/openapi.json", get(openapi_json))
         // authenticated by its own API keys (openai.rs)
         .route(
             "/v1/audio/transcriptions",
@@ -193,6 +194,15 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Response {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         text,
+    )
+        .into_response()
+}
+
+/// `GET /openapi.json`: the OpenAPI document of every route (openapi.rs).
+async fn openapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::json(),
     )
         .into_response()
 }
