@@ -197,3 +197,30 @@ def test_uploads_past_the_retention_are_purged(models_dir, tmp_path):
         assert r.status_code == 400 and "is not found" in r.json()["error_msg"], r.text
     finally:
         s.stop()
+
+
+def test_a_relative_data_dir_holds_the_uploads(models_dir, tmp_path):
+    """--data-dir relative to the working directory (./scripts/serve gives
+    `sisd-data`): the server starts and uploads land under it."""
+    from conftest import SISD, free_port
+    import subprocess
+    port = free_port()
+    log = open(tmp_path / "sisd.log", "w")
+    p = subprocess.Popen([SISD, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", "rel-data", "--models",
+                          models_dir, "--no-probe"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.time() + 30
+        while True:
+            assert p.poll() is None, (tmp_path / "sisd.log").read_text()
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.time() < deadline
+            time.sleep(0.2)
+        u = requests.post(f"http://127.0.0.1:{port}/v1/p/asr/transcriber/uploads", data=b"RIFF", timeout=10).json()
+        assert (tmp_path / "rel-data" / "uploads" / "uploads" / "p" / u["upload_id"]).is_file()
+    finally:
+        p.terminate()
+        p.wait(10)

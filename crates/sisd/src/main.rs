@@ -239,7 +239,9 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
         let uploads = match &objects {
             Some(o) => o.clone(),
             None => {
-                let dir = cfg.data_dir.join("uploads");
+                // absolute: DATA_DIR may be given relative (./scripts/serve)
+                let dir = std::path::absolute(cfg.data_dir.join("uploads"))
+                    .context("cannot resolve the uploads directory")?;
                 sis_store::Objects::open(&format!("file://{}", dir.display()))
                     .with_context(|| format!("cannot open the uploads directory {}", dir.display()))?
             }
