@@ -288,18 +288,11 @@ impl Client {
                 .map_err(|_| ClientError::Protocol(format!("HTTP {status}: {text:.200}")))?
         };
         if status >= 400 {
-            return Err(ClientError::Api {
-                status,
-                code: value["error_code"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_string(),
-                message: value["error_msg"]
-                    .as_str()
-                    .unwrap_or(text.as_str())
-                    .to_string(),
-                request_id,
-            });
+            let mut e = api_error(status, &value, &text);
+            if let ClientError::Api { request_id: r, .. } = &mut e {
+                *r = request_id.or(r.take());
+            }
+            return Err(e);
         }
         Ok(value)
     }
@@ -408,12 +401,7 @@ impl Client {
                     .as_ref()
                     .and_then(|b| serde_json::from_slice::<Value>(b).ok())
                     .unwrap_or(Value::Null);
-                return Err(ClientError::Api {
-                    status,
-                    code: body["error_code"].as_str().unwrap_or("unknown").to_string(),
-                    message: body["error_msg"].as_str().unwrap_or("refused").to_string(),
-                    request_id: body["request_id"].as_str().map(str::to_string),
-                });
+                return Err(api_error(status, &body, "refused"));
             }
             Err(e) => return Err(self.connect_error(e)),
         };
@@ -536,21 +524,28 @@ pub async fn password_token(
         Some(t) if status < 400 => Ok(t),
         _ => {
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            Err(ClientError::Api {
-                status,
-                code: v["error_code"]
-                    .as_str()
-                    .or(v["error"]["code"].as_str())
-                    .unwrap_or("unknown")
-                    .to_string(),
-                message: v["error_msg"]
-                    .as_str()
-                    .or(v["error"]["message"].as_str())
-                    .unwrap_or(text.as_str())
-                    .to_string(),
-                request_id: None,
-            })
+            Err(api_error(status, &v, &text))
         }
+    }
+}
+
+/// The error an answer's body describes: SIS's `error_code`/`error_msg`
+/// (and `request_id`), or IAM's `error.code`/`error.message`; `fallback`
+/// when it names no message.
+fn api_error(status: u16, body: &Value, fallback: &str) -> ClientError {
+    ClientError::Api {
+        status,
+        code: body["error_code"]
+            .as_str()
+            .or(body["error"]["code"].as_str())
+            .unwrap_or("unknown")
+            .to_string(),
+        message: body["error_msg"]
+            .as_str()
+            .or(body["error"]["message"].as_str())
+            .unwrap_or(fallback)
+            .to_string(),
+        request_id: body["request_id"].as_str().map(str::to_string),
     }
 }
 
