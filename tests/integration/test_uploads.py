@@ -224,3 +224,19 @@ def test_a_relative_data_dir_holds_the_uploads(models_dir, tmp_path):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_tiny_and_8k_uploads(world, heldout):
+    """A one-sample upload's job ends in ERROR with the audio's reason (the
+    next upload is served); an 8 kHz WAV is recognised like its 16 kHz twin."""
+    w = world
+    r = job(w, upload(w, b"\0").json()["data_url"])
+    assert r.status_code == 200, r.text
+    doc = wait(w, r.json()["job_id"])
+    assert doc["status"] == "ERROR" and doc["error_code"].startswith("SIS."), doc
+    root, rows = heldout
+    sent = [x for x in rows if x["kind"] == "sentence"][0]
+    wav8 = (root / "8k" / f"{sent['id']}.wav").read_bytes()
+    doc = wait(w, job(w, upload(w, wav8).json()["data_url"]).json()["job_id"])
+    assert doc["status"] == "FINISHED", doc
+    assert [s["result"]["text"] for s in doc["segments"]] == [w["text"]]
