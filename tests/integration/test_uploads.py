@@ -240,3 +240,25 @@ def test_tiny_and_8k_uploads(world, heldout):
     doc = wait(w, job(w, upload(w, wav8).json()["data_url"]).json()["job_id"])
     assert doc["status"] == "FINISHED", doc
     assert [s["result"]["text"] for s in doc["segments"]] == [w["text"]]
+
+
+def test_sigterm_during_an_upload(models_dir, tmp_path):
+    """SIGTERM while an upload's body is arriving: the server stops (the
+    stalled body ends with --body-stall-s), keeps no partial upload or
+    spooled file, and a restarted server serves uploads."""
+    data = tmp_path / "data"
+    s = Server([models_dir], data, extra=["--no-probe", "--body-stall-s", "2"], log=tmp_path / "a.log")
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"POST /v1/p/asr/transcriber/uploads HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n" + b"\0" * 65536)
+    time.sleep(0.5)
+    s.proc.terminate()
+    assert s.proc.wait(30) == 0
+    sock.close()
+    assert not (data / "uploads").exists() or [p for p in (data / "uploads").rglob("*") if p.is_file()] == []
+    assert [p.name for p in (data / "jobs").glob("upload-*")] == []
+    s = Server([models_dir], data, extra=["--no-probe"], log=tmp_path / "b.log")
+    try:
+        assert requests.post(f"{s.base}/v1/p/asr/transcriber/uploads", data=b"RIFF", timeout=10).status_code == 200
+    finally:
+        s.stop()
